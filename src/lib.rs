@@ -1,0 +1,18 @@
+//! grelab builds GRE tunnel labs in Linux network namespaces from a YAML
+//! file, proves they work, and removes them without a trace.
+//!
+//! The flow, one module per step:
+//!
+//! ```text
+//! YAML --topology--> Topology --validate--> (all errors, with line:col)
+//!      --plan-->     Plan (ordered steps; `grelab plan` prints it as iproute2)
+//!      --apply-->    kernel via rtnl (one thread per namespace, netns)
+//!                    + userspace GRE (dataplane, over the gre codec)
+//!      --state-->    /run/grelab/<lab>/ (record, lock)
+//! verify: state + plan --> checks (icmp, capture) --> report
+//! down:   state, or the ownership marks in the kernel --> teardown
+//! ```
+
+pub mod cli;
+pub mod error;
+pub mod netns;
