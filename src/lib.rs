@@ -16,3 +16,4 @@
 pub mod cli;
 pub mod error;
 pub mod netns;
+pub mod plan;
