@@ -30,17 +30,29 @@ impl std::error::Error for Coded {}
 
 /// A bad-input error (exit 2).
 pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
-    Coded { exit: Exit::BadInput, message: message.into() }.into()
+    Coded {
+        exit: Exit::BadInput,
+        message: message.into(),
+    }
+    .into()
 }
 
 /// An environment error (exit 3).
 pub fn environment(message: impl Into<String>) -> anyhow::Error {
-    Coded { exit: Exit::Environment, message: message.into() }.into()
+    Coded {
+        exit: Exit::Environment,
+        message: message.into(),
+    }
+    .into()
 }
 
 /// A failed check (exit 1).
 pub fn check_failed(message: impl Into<String>) -> anyhow::Error {
-    Coded { exit: Exit::Failed, message: message.into() }.into()
+    Coded {
+        exit: Exit::Failed,
+        message: message.into(),
+    }
+    .into()
 }
 
 /// The exit code for `err`: the first coded cause, else 1.

@@ -17,3 +17,5 @@ pub mod cli;
 pub mod error;
 pub mod netns;
 pub mod plan;
+pub mod topology;
+pub mod validate;

@@ -158,7 +158,9 @@ pub fn delete(name: &str) -> Result<()> {
 /// Checks that this process may create namespaces, or says what is needed.
 pub fn check_privileges() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
-        bail!("grelab needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to build labs: run it with sudo");
+        bail!(
+            "grelab needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to build labs: run it with sudo"
+        );
     }
     Ok(())
 }

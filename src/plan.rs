@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::topology::{Backend, Check, Destination, EndOptions, IpNet, Topology, overhead};
+
 /// The four tunnel types grelab builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -65,4 +67,429 @@ pub struct TunnelEnd {
     pub pmtudisc: bool,
     /// Device MTU.
     pub mtu: u32,
+}
+
+/// One step of building a lab, in the order `up` performs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// A named network namespace for a node.
+    Namespace { ns: String },
+    /// A veth pair: `name` in `ns`, its peer created directly in `peer_ns`.
+    Veth {
+        ns: String,
+        name: String,
+        peer_ns: String,
+        peer: String,
+        mtu: u32,
+    },
+    /// A sysctl written inside the namespace.
+    Sysctl {
+        ns: String,
+        key: String,
+        value: String,
+    },
+    /// A tunnel device; the backend is chosen when applying.
+    Tunnel { end: TunnelEnd, backend: Backend },
+    /// An address on an interface.
+    Address {
+        ns: String,
+        dev: String,
+        addr: IpNet,
+    },
+    /// Bring an interface up.
+    Up { ns: String, dev: String },
+    /// A static route.
+    Route {
+        ns: String,
+        to: Destination,
+        via: IpAddr,
+    },
+}
+
+impl Step {
+    /// The namespace the step works in.
+    pub fn ns(&self) -> &str {
+        match self {
+            Step::Namespace { ns }
+            | Step::Veth { ns, .. }
+            | Step::Sysctl { ns, .. }
+            | Step::Address { ns, .. }
+            | Step::Up { ns, .. }
+            | Step::Route { ns, .. } => ns,
+            Step::Tunnel { end, .. } => &end.netns,
+        }
+    }
+}
+
+/// A node and the namespace that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeNs {
+    pub node: String,
+    pub ns: String,
+}
+
+/// Everything `up` will do, as data.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The lab's name (prefix included): state lives in /run/grelab/<lab>.
+    pub lab: String,
+    pub nodes: Vec<NodeNs>,
+    pub steps: Vec<Step>,
+    pub checks: Vec<Check>,
+}
+
+impl Plan {
+    /// The namespace of node `node`.
+    pub fn ns_of(&self, node: &str) -> Option<&str> {
+        self.nodes
+            .iter()
+            .find(|n| n.node == node)
+            .map(|n| n.ns.as_str())
+    }
+
+    /// The namespaces, in creation order.
+    pub fn namespaces(&self) -> impl DoubleEndedIterator<Item = &str> {
+        self.nodes.iter().map(|n| n.ns.as_str())
+    }
+
+    /// The resolved tunnel ends.
+    pub fn tunnels(&self) -> impl Iterator<Item = (&TunnelEnd, Backend)> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Tunnel { end, backend } => Some((end, *backend)),
+            _ => None,
+        })
+    }
+}
+
+/// Derives the plan from a validated topology. `prefix` overrides the file's.
+pub fn build(topo: &Topology, prefix: Option<&str>) -> Plan {
+    let prefix = prefix
+        .or(topo.prefix.as_ref().map(|p| p.value.as_str()))
+        .unwrap_or("");
+    let ns = |node: &str| format!("{prefix}{node}");
+    let nodes: Vec<NodeNs> = topo
+        .node_names()
+        .map(|n| NodeNs {
+            node: n.to_owned(),
+            ns: ns(n),
+        })
+        .collect();
+    let mut steps: Vec<Step> = nodes
+        .iter()
+        .map(|n| Step::Namespace { ns: n.ns.clone() })
+        .collect();
+
+    for link in &topo.links {
+        let [a, b] = &link.endpoints.value;
+        steps.push(Step::Veth {
+            ns: ns(&a.value.node),
+            name: a.value.iface.clone(),
+            peer_ns: ns(&b.value.node),
+            peer: b.value.iface.clone(),
+            mtu: link.mtu(),
+        });
+    }
+
+    // Per-namespace work: sysctls, tunnels, addresses, links up, routes.
+    let mut addresses = Vec::new();
+    let mut ups = Vec::new();
+    for n in &nodes {
+        ups.push(Step::Up {
+            ns: n.ns.clone(),
+            dev: "lo".into(),
+        });
+    }
+    for (ep, addrs, _) in topo.link_ends() {
+        for a in addrs {
+            addresses.push(Step::Address {
+                ns: ns(&ep.node),
+                dev: ep.iface.clone(),
+                addr: *a,
+            });
+        }
+        ups.push(Step::Up {
+            ns: ns(&ep.node),
+            dev: ep.iface.clone(),
+        });
+    }
+    for (name, node) in &topo.nodes.0 {
+        let has_v6 = topo
+            .link_ends()
+            .any(|(ep, addrs, _)| ep.node == name.value && addrs.iter().any(|a| a.addr.is_ipv6()))
+            || topo.tunnels.iter().any(|t| {
+                t.endpoints.value.iter().any(|e| {
+                    e.node.value == name.value && e.addresses().iter().any(|a| a.addr.is_ipv6())
+                })
+            });
+        let mut sysctl = |key: &str, value: &str| {
+            steps.push(Step::Sysctl {
+                ns: ns(&name.value),
+                key: key.into(),
+                value: value.into(),
+            })
+        };
+        if node.forwarding {
+            sysctl("net.ipv4.ip_forward", "1");
+            if has_v6 {
+                sysctl("net.ipv6.conf.all.forwarding", "1");
+            }
+        }
+        for (k, v) in &node.sysctls.0 {
+            sysctl(&k.value, &v.0);
+        }
+    }
+    for t in &topo.tunnels {
+        let [a, b] = &t.endpoints.value;
+        for (i, (me, other)) in [(a, b), (b, a)].into_iter().enumerate() {
+            let opts = t.options(i);
+            let under = topo
+                .underlay_mtu(&me.node.value, &me.local.value)
+                .unwrap_or(1500);
+            let end = TunnelEnd {
+                name: t.name.value.clone(),
+                netns: ns(&me.node.value),
+                kind: t.kind.value,
+                local: me.local.value,
+                remote: other.local.value,
+                ttl: t.ttl.as_ref().map_or(0, |v| v.value),
+                tos: t.tos,
+                ikey: opts.ikey,
+                okey: opts.okey,
+                checksum: opts.checksum,
+                sequence: opts.sequence,
+                pmtudisc: t.pmtudisc(),
+                mtu: t
+                    .mtu
+                    .as_ref()
+                    .map_or(under.saturating_sub(overhead(t.kind.value, &opts)), |m| {
+                        m.value
+                    }),
+            };
+            for addr in me.addresses() {
+                addresses.push(Step::Address {
+                    ns: end.netns.clone(),
+                    dev: end.name.clone(),
+                    addr: *addr,
+                });
+            }
+            ups.push(Step::Up {
+                ns: end.netns.clone(),
+                dev: end.name.clone(),
+            });
+            steps.push(Step::Tunnel {
+                end,
+                backend: t.backend,
+            });
+        }
+    }
+    steps.append(&mut addresses);
+    steps.append(&mut ups);
+    for (name, node) in &topo.nodes.0 {
+        for r in &node.routes {
+            steps.push(Step::Route {
+                ns: ns(&name.value),
+                to: r.to.value,
+                via: r.via.value,
+            });
+        }
+    }
+    Plan {
+        lab: format!("{prefix}{}", topo.name.value),
+        nodes,
+        steps,
+        checks: topo.checks.iter().map(|c| c.value.clone()).collect(),
+    }
+}
+
+impl TunnelEnd {
+    /// Its GRE options.
+    pub fn options(&self) -> EndOptions {
+        EndOptions {
+            ikey: self.ikey,
+            okey: self.okey,
+            checksum: self.checksum,
+            sequence: self.sequence,
+        }
+    }
+
+    /// How its MTU came about, for people learning the arithmetic.
+    pub fn overhead_note(&self) -> String {
+        let mut parts = vec![
+            if self.kind.is_ipv6() {
+                "IPv6 40"
+            } else {
+                "IPv4 20"
+            }
+            .to_owned(),
+        ];
+        let (outer, ethernet) = (
+            if self.kind.is_ipv6() { 40 } else { 20 },
+            if self.kind.is_l2() { 14 } else { 0 },
+        );
+        let gre = overhead(self.kind, &self.options()) - outer - ethernet;
+        let mut opts = Vec::new();
+        if self.checksum {
+            opts.push("checksum");
+        }
+        if self.okey.is_some() {
+            opts.push("key");
+        }
+        if self.sequence {
+            opts.push("sequence");
+        }
+        parts.push(if opts.is_empty() {
+            format!("GRE {gre}")
+        } else {
+            format!("GRE {gre} with {}", opts.join(", "))
+        });
+        if self.kind.is_l2() {
+            parts.push("inner Ethernet 14".into());
+        }
+        parts.join(" + ")
+    }
+}
+
+impl Plan {
+    /// The plan as a runnable shell script of iproute2 commands, commented
+    /// step by step: what `grelab up` does, for people who want to see it.
+    pub fn script(&self) -> String {
+        let mut out = format!(
+            "#!/bin/sh\n# Lab `{}`: the iproute2 commands equivalent to `grelab up`.\n\
+             # Run as root on a kernel with GRE (ip_gre). Remove the lab with:\n#   {}\nset -e\n",
+            self.lab,
+            self.namespaces()
+                .map(|n| format!("ip netns del {n}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        let mut section = "";
+        let mut head = |out: &mut String, title: &'static str| {
+            if section != title {
+                out.push_str(&format!("\n# {title}\n"));
+                section = title;
+            }
+        };
+        for step in &self.steps {
+            match step {
+                Step::Namespace { ns } => {
+                    head(
+                        &mut out,
+                        "Namespaces: one per node (bind-mounted at /run/netns/NAME).",
+                    );
+                    out.push_str(&format!("ip netns add {ns}\n"));
+                }
+                Step::Veth {
+                    ns,
+                    name,
+                    peer_ns,
+                    peer,
+                    mtu,
+                } => {
+                    head(
+                        &mut out,
+                        "Links: veth pairs, the peer created directly in its namespace.",
+                    );
+                    let mtu = if *mtu == 1500 {
+                        String::new()
+                    } else {
+                        format!(" mtu {mtu}")
+                    };
+                    out.push_str(&format!(
+                        "ip -n {ns} link add {name}{mtu} type veth peer name {peer}{mtu} netns {peer_ns}\n"
+                    ));
+                }
+                Step::Sysctl { ns, key, value } => {
+                    head(
+                        &mut out,
+                        "Sysctls, inside the namespace (forwarding makes a router).",
+                    );
+                    out.push_str(&format!("ip netns exec {ns} sysctl -qw {key}={value}\n"));
+                }
+                Step::Tunnel { end, .. } => {
+                    head(
+                        &mut out,
+                        "Tunnels: each end points at the other end's underlay address.",
+                    );
+                    out.push_str(&format!(
+                        "# {} on {}: MTU {} = underlay - ({})\n{}\nip -n {} link set {} addrgenmode none\n",
+                        end.name,
+                        end.netns,
+                        end.mtu,
+                        end.overhead_note(),
+                        tunnel_command(end),
+                        end.netns,
+                        end.name
+                    ));
+                }
+                Step::Address { ns, dev, addr } => {
+                    head(&mut out, "Addresses.");
+                    let nodad = if addr.addr.is_ipv6() { " nodad" } else { "" };
+                    out.push_str(&format!("ip -n {ns} addr add {addr} dev {dev}{nodad}\n"));
+                }
+                Step::Up { ns, dev } => {
+                    head(&mut out, "Interfaces up.");
+                    out.push_str(&format!("ip -n {ns} link set {dev} up\n"));
+                }
+                Step::Route { ns, to, via } => {
+                    head(&mut out, "Routes.");
+                    let six = if to.family() == crate::topology::Family::V6 {
+                        " -6"
+                    } else {
+                        ""
+                    };
+                    out.push_str(&format!("ip{six} -n {ns} route add {to} via {via}\n"));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The `ip link add` command for a kernel tunnel end.
+fn tunnel_command(end: &TunnelEnd) -> String {
+    let mut cmd = format!(
+        "ip -n {} link add {} mtu {} type {} local {} remote {}",
+        end.netns,
+        end.name,
+        end.mtu,
+        end.kind.as_str(),
+        end.local,
+        end.remote
+    );
+    let v6 = end.kind.is_ipv6();
+    if end.ttl != 0 {
+        cmd.push_str(&format!(
+            " {} {}",
+            if v6 { "hoplimit" } else { "ttl" },
+            end.ttl
+        ));
+    }
+    if end.tos != 0 {
+        cmd.push_str(&format!(
+            " {} 0x{:02x}",
+            if v6 { "tclass" } else { "tos" },
+            end.tos
+        ));
+    }
+    if let Some(k) = end.ikey {
+        cmd.push_str(&format!(" ikey {k}"));
+    }
+    if let Some(k) = end.okey {
+        cmd.push_str(&format!(" okey {k}"));
+    }
+    if end.checksum {
+        cmd.push_str(" csum");
+    }
+    if end.sequence {
+        cmd.push_str(" seq");
+    }
+    if v6 {
+        // No encapsulation-limit option: the overhead stays 40 + GRE, as in
+        // grelab's userspace dataplane.
+        cmd.push_str(" encaplimit none");
+    } else if !end.pmtudisc {
+        cmd.push_str(" nopmtudisc");
+    }
+    cmd
 }
