@@ -223,15 +223,176 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Up { .. }
-        | Command::Down { .. }
-        | Command::Verify { .. }
-        | Command::Status { .. }
-        | Command::Exec { .. }
-        | Command::Dataplane { .. } => Err(error::environment(
-            "this command is not available yet in this build",
-        )),
+        Command::Up { file, naming, backend, no_check } => {
+            let plan = load_plan(file.as_deref(), naming.prefix.as_deref())?;
+            let source = file.unwrap_or_else(|| DEFAULT_FILE.into());
+            let source = std::fs::canonicalize(&source).unwrap_or(source);
+            let out = crate::apply::up(&plan, Some(&source), backend)?;
+            if out.unchanged {
+                println!("lab `{}` is up already, unchanged", plan.lab);
+            } else {
+                for note in &out.notes {
+                    println!("{note}");
+                }
+                let tunnels = plan.tunnels().count();
+                println!(
+                    "lab `{}` is up: {} namespaces, {} links, {} tunnel ends in {:.0?}",
+                    plan.lab,
+                    plan.nodes.len(),
+                    plan.steps.iter().filter(|s| matches!(s, plan::Step::Veth { .. })).count(),
+                    tunnels,
+                    out.elapsed
+                );
+            }
+            if !no_check {
+                up_checks(&plan.lab);
+            }
+            Ok(())
+        }
+        Command::Down { file, naming, lab, all } => {
+            let labs = if all {
+                let mut labs = crate::state::labs()?;
+                labs.extend(crate::teardown::marked_labs()?);
+                labs.sort();
+                labs.dedup();
+                labs
+            } else if let Some(lab) = lab {
+                vec![lab]
+            } else if file.is_some() || naming.prefix.is_some() || Path::new(DEFAULT_FILE).exists() {
+                vec![load_plan(file.as_deref(), naming.prefix.as_deref())?.lab]
+            } else {
+                vec![the_lab(None)?]
+            };
+            crate::netns::check_privileges().map_err(|e| error::environment(format!("{e:#}")))?;
+            if labs.is_empty() {
+                println!("no lab is up");
+            }
+            for lab in labs {
+                match crate::teardown::down(&lab)? {
+                    None => println!("lab `{lab}` is not up"),
+                    Some(r) => {
+                        println!(
+                            "lab `{lab}` is down: {} namespaces removed{}",
+                            r.namespaces.len(),
+                            if r.dataplane { ", dataplane stopped" } else { "" }
+                        );
+                        for ns in r.skipped {
+                            println!("  left namespace `{ns}` alone: it does not carry the lab's mark");
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Status { format } => status(format),
+        Command::Exec { node, lab, cmd } => exec(lab, &node, &cmd),
+        Command::Verify { lab, format, junit, verbose } => {
+            let lab = the_lab(lab)?;
+            let _ = (format, junit, verbose);
+            Err(error::environment(format!("verify of `{lab}` is not available yet in this build")))
+        }
+        Command::Dataplane { spec, stats, ready_fd } => {
+            crate::dataplane::serve(&spec, &stats, ready_fd)
+        }
     }
+}
+
+/// The ping checks that end `up`: reported, but not the exit code.
+fn up_checks(lab: &str) {
+    let _ = lab;
+}
+
+/// The lab a command is about: the one given, or the only one up.
+fn the_lab(lab: Option<String>) -> Result<String> {
+    if let Some(lab) = lab {
+        return Ok(lab);
+    }
+    let labs = crate::state::labs()?;
+    match labs.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(error::environment("no lab is up; start one with `grelab up FILE`")),
+        many => Err(bad_input(format!(
+            "several labs are up ({}); say which with --lab NAME",
+            many.join(", ")
+        ))),
+    }
+}
+
+/// The record of lab `lab`, or exit 3 saying it is not up.
+fn record(lab: &str) -> Result<crate::state::State> {
+    crate::state::load(lab)?
+        .ok_or_else(|| error::environment(format!("lab `{lab}` is not up (see `grelab status`)")))
+}
+
+fn status(format: Format) -> Result<()> {
+    let mut labs = Vec::new();
+    for lab in crate::state::labs()? {
+        match crate::state::load(&lab) {
+            Ok(Some(s)) => {
+                let missing: Vec<&str> =
+                    s.plan.namespaces().filter(|n| !crate::netns::exists(n)).collect();
+                let dataplane = s.dataplane_pid.map(|p| (p, crate::dataplane::is_running(p)));
+                let health = if !missing.is_empty() {
+                    format!("broken: namespaces gone: {}", missing.join(", "))
+                } else if let Some((pid, false)) = dataplane {
+                    format!("broken: dataplane (pid {pid}) is not running; `grelab up` restarts it")
+                } else {
+                    "up".to_owned()
+                };
+                labs.push(serde_json::json!({
+                    "lab": lab,
+                    "status": health,
+                    "source": s.source,
+                    "namespaces": s.plan.nodes,
+                    "dataplane_pid": s.dataplane_pid,
+                    "tunnels": s.backends.iter().map(|(ns, dev, b)| serde_json::json!({"namespace": ns, "device": dev, "backend": b})).collect::<Vec<_>>(),
+                }));
+            }
+            Ok(None) => {}
+            Err(e) => labs.push(serde_json::json!({"lab": lab, "status": format!("{e:#}")})),
+        }
+    }
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&labs)?);
+        return Ok(());
+    }
+    if labs.is_empty() {
+        println!("no lab is up");
+    }
+    for l in &labs {
+        println!("{}: {}", l["lab"].as_str().unwrap_or("?"), l["status"].as_str().unwrap_or("?"));
+        if let Some(src) = l["source"].as_str() {
+            println!("  from {src}");
+        }
+        for n in l["namespaces"].as_array().into_iter().flatten() {
+            println!("  node {} in namespace {}", n["node"].as_str().unwrap_or("?"), n["ns"].as_str().unwrap_or("?"));
+        }
+        for t in l["tunnels"].as_array().into_iter().flatten() {
+            println!(
+                "  tunnel {} on {}: {}",
+                t["device"].as_str().unwrap_or("?"),
+                t["namespace"].as_str().unwrap_or("?"),
+                t["backend"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Replaces grelab with `cmd` inside the namespace of `node`.
+fn exec(lab: Option<String>, node: &str, cmd: &[String]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let lab = the_lab(lab)?;
+    let s = record(&lab)?;
+    let ns = s.plan.ns_of(node).ok_or_else(|| {
+        bad_input(format!(
+            "lab `{lab}` has no node `{node}`; nodes: {}",
+            s.plan.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    crate::netns::enter(&crate::netns::open(ns)?)?;
+    let err = std::process::Command::new(&cmd[0]).args(&cmd[1..]).exec();
+    Err(error::environment(format!("running `{}` in node `{node}`: {err}", cmd[0])))
 }
 
 /// Runs grelab with the process arguments and returns the exit code.

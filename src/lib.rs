@@ -13,9 +13,12 @@
 //! down:   state, or the ownership marks in the kernel --> teardown
 //! ```
 
+pub mod apply;
 pub mod cli;
 pub mod error;
 pub mod netns;
 pub mod plan;
+pub mod state;
+pub mod teardown;
 pub mod topology;
 pub mod validate;

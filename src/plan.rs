@@ -70,7 +70,7 @@ pub struct TunnelEnd {
 }
 
 /// One step of building a lab, in the order `up` performs them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     /// A named network namespace for a node.
@@ -123,14 +123,14 @@ impl Step {
 }
 
 /// A node and the namespace that holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeNs {
     pub node: String,
     pub ns: String,
 }
 
 /// Everything `up` will do, as data.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     /// The lab's name (prefix included): state lives in /run/grelab/<lab>.
     pub lab: String,

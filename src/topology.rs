@@ -59,7 +59,7 @@ pub struct Route {
 }
 
 /// Where a route leads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Destination {
     Default(Family),
     Net(IpNet),
@@ -94,6 +94,15 @@ impl<'de> Deserialize<'de> for Destination {
             "default" | "0.0.0.0/0" => Ok(Destination::Default(Family::V4)),
             "default6" | "::/0" => Ok(Destination::Default(Family::V6)),
             _ => s.parse().map(Destination::Net).map_err(de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for Destination {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Destination::Default(Family::V6) => s.serialize_str("default6"),
+            _ => s.collect_str(self),
         }
     }
 }

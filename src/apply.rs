@@ -1,0 +1,404 @@
+//! Apply: executes a Plan. Namespaces first, then per-namespace work on a
+//! small pool of threads, each entering a namespace and speaking netlink
+//! there. Everything created is journalled; on failure it is undone.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use futures::future::try_join_all;
+
+use crate::dataplane;
+use crate::error;
+use crate::netns;
+use crate::plan::{Plan, Step, TunnelEnd, TunnelKind};
+use crate::rtnl::Rtnl;
+use crate::state::{self, State};
+use crate::topology::Backend;
+
+/// Runs `work` once per job, each inside its namespace with a netlink
+/// connection of that namespace, on a pool of threads. Returns the first
+/// error, naming the namespace.
+pub fn in_namespaces<T, F, Fut>(jobs: Vec<(String, T)>, work: F) -> Result<()>
+where
+    T: Send,
+    F: Fn(Rtnl, T) -> Fut + Sync,
+    Fut: Future<Output = Result<()>>,
+{
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    // Netlink work is mostly kernel time, short waits included: a few
+    // threads per core keep the cores busy without thrashing.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = jobs.len().min(cores * 2).max(1);
+    let queue = Mutex::new(jobs.into_iter().rev().collect::<Vec<_>>());
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    if first_error.lock().map_or(true, |e| e.is_some()) {
+                        return;
+                    }
+                    let Some((ns, job)) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+                        return;
+                    };
+                    let result = run_in_ns(&ns, |rtnl| work(rtnl, job))
+                        .with_context(|| format!("in namespace `{ns}`"));
+                    if let Err(e) = result {
+                        if let Ok(mut slot) = first_error.lock() {
+                            slot.get_or_insert(e);
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner() {
+        Ok(Some(e)) => Err(e),
+        Ok(None) => Ok(()),
+        Err(_) => Err(anyhow!("a namespace worker panicked")),
+    }
+}
+
+/// Enters `ns` on this (pool) thread and runs `f` with a connection there.
+fn run_in_ns<Fut: Future<Output = Result<()>>>(ns: &str, f: impl FnOnce(Rtnl) -> Fut) -> Result<()> {
+    let file = netns::open(ns)?;
+    netns::enter(&file)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a netlink runtime")?;
+    rt.block_on(async {
+        let rtnl = Rtnl::new()?;
+        f(rtnl).await
+    })
+}
+
+/// Reads a sysctl of the calling thread's namespace and writes it if different.
+fn sysctl(key: &str, value: &str) -> Result<()> {
+    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+    let now = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading sysctl {key} ({})", path.display()))?;
+    if now.trim() != value {
+        std::fs::write(&path, value).with_context(|| format!("setting sysctl {key}={value}"))?;
+    }
+    Ok(())
+}
+
+/// What `up` did.
+pub struct Outcome {
+    pub elapsed: Duration,
+    /// Lines for the user: backend choices, counts.
+    pub notes: Vec<String>,
+    /// The lab was up already from the same plan.
+    pub unchanged: bool,
+}
+
+/// The backend that builds each tunnel end, with a note on why.
+fn choose_backends(
+    plan: &Plan,
+    wanted: Option<Backend>,
+    probe_ns: &str,
+) -> Result<(Vec<(TunnelEnd, Backend)>, Vec<String>)> {
+    let mut kinds: Vec<TunnelKind> = Vec::new();
+    for (end, b) in plan.tunnels() {
+        if wanted.unwrap_or(b) != Backend::Userspace && !kinds.contains(&end.kind) {
+            kinds.push(end.kind);
+        }
+    }
+    let supported: Mutex<Vec<(TunnelKind, bool)>> = Mutex::new(Vec::new());
+    if !kinds.is_empty() {
+        in_namespaces(vec![(probe_ns.to_owned(), ())], |rtnl, ()| {
+            let kinds = kinds.clone();
+            let supported = &supported;
+            async move {
+                for k in kinds {
+                    let ok = rtnl.supports(k).await?;
+                    supported.lock().map_err(|_| anyhow!("poisoned"))?.push((k, ok));
+                }
+                Ok(())
+            }
+        })?;
+    }
+    let supported = supported.into_inner().unwrap_or_default();
+    let has = |k| supported.iter().any(|&(s, ok)| s == k && ok);
+    let mut notes = Vec::new();
+    let mut out = Vec::new();
+    for (end, b) in plan.tunnels() {
+        let b = wanted.unwrap_or(b);
+        let chosen = match b {
+            Backend::Userspace => Backend::Userspace,
+            Backend::Kernel if has(end.kind) => Backend::Kernel,
+            Backend::Kernel => {
+                return Err(error::environment(format!(
+                    "tunnel `{}` asks for the kernel backend, but this kernel has no {} support \
+                     (module ip_gre/ip6_gre missing); load it, or use `--backend userspace`",
+                    end.name,
+                    end.kind.as_str()
+                )));
+            }
+            Backend::Auto if has(end.kind) => Backend::Kernel,
+            Backend::Auto => {
+                let note = format!(
+                    "backend: userspace for {} tunnels: this kernel cannot create {} links (no ip_gre)",
+                    end.kind.as_str(),
+                    end.kind.as_str()
+                );
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+                Backend::Userspace
+            }
+        };
+        out.push((end.clone(), chosen));
+    }
+    Ok((out, notes))
+}
+
+/// Builds the lab of `plan`. Idempotent for an unchanged plan; refuses a
+/// changed one while the lab is up.
+pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Result<Outcome> {
+    let start = Instant::now();
+    netns::check_privileges().map_err(|e| error::environment(format!("{e:#}")))?;
+    let _lock = state::Lock::acquire(&plan.lab, Duration::from_secs(30))?;
+    let digest = state::digest(plan);
+
+    if let Some(old) = state::load(&plan.lab).ok().flatten() {
+        let healthy = old.plan.namespaces().all(netns::exists)
+            && old.dataplane_pid.is_none_or(dataplane::is_running);
+        if old.digest == digest && healthy {
+            return Ok(Outcome { elapsed: start.elapsed(), notes: vec![], unchanged: true });
+        }
+        if old.digest != digest {
+            return Err(error::bad_input(format!(
+                "lab `{}` is up from a different topology{}; run `grelab down --lab {}` first",
+                plan.lab,
+                old.source.map(|p| format!(" ({})", p.display())).unwrap_or_default(),
+                plan.lab
+            )));
+        }
+        eprintln!("lab `{}` is broken (a namespace or its dataplane is gone): rebuilding", plan.lab);
+        crate::teardown::remove_lab(&plan.lab, Some(&old))?;
+    }
+
+    for ns in plan.namespaces() {
+        if netns::exists(ns) {
+            let owner = crate::teardown::owner(ns).ok().flatten();
+            return Err(error::environment(match owner {
+                Some(lab) => format!(
+                    "namespace `{ns}` exists, left by grelab lab `{lab}`; run `grelab down --lab {lab}` first"
+                ),
+                None => format!(
+                    "namespace `{ns}` exists and grelab did not create it; remove it \
+                     (`ip netns del {ns}`) or run the lab with `--prefix`"
+                ),
+            }));
+        }
+    }
+
+    let mut journal = Journal::default();
+    match build(plan, backend, &mut journal) {
+        Ok((dataplane_pid, backends, notes)) => {
+            state::save(&State {
+                plan: plan.clone(),
+                source: source.map(Path::to_path_buf),
+                digest,
+                created: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+                dataplane_pid,
+                backends,
+            })?;
+            Ok(Outcome { elapsed: start.elapsed(), notes, unchanged: false })
+        }
+        Err(e) => {
+            let undo = journal.undo(&plan.lab);
+            let mut e = e.context(format!("building lab `{}` (everything created was removed)", plan.lab));
+            if !undo.is_empty() {
+                e = e.context(format!("and undoing failed too: {}", undo.join("; ")));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// What a build created so far, to undo on failure.
+#[derive(Default)]
+struct Journal {
+    namespaces: Vec<String>,
+    dataplane: Option<u32>,
+}
+
+impl Journal {
+    /// Undoes everything, best effort; returns what could not be undone.
+    fn undo(&mut self, lab: &str) -> Vec<String> {
+        let mut failures = Vec::new();
+        if let Some(pid) = self.dataplane.take() {
+            if let Err(e) = dataplane::stop(pid) {
+                failures.push(format!("stopping dataplane {pid}: {e:#}"));
+            }
+        }
+        for ns in self.namespaces.drain(..).rev() {
+            if let Err(e) = netns::delete(&ns) {
+                failures.push(format!("{e:#}"));
+            }
+        }
+        let _ = state::remove(lab);
+        failures
+    }
+}
+
+type Built = (Option<u32>, Vec<(String, String, String)>, Vec<String>);
+
+fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result<Built> {
+    let mark = state::mark(&plan.lab);
+    for ns in plan.namespaces() {
+        netns::create(ns)?;
+        journal.namespaces.push(ns.to_owned());
+    }
+
+    // Phase 2: mark each namespace (its lo), create veths from their first end.
+    let mut phase2: Vec<(String, Vec<&Step>)> =
+        plan.namespaces().map(|ns| (ns.to_owned(), Vec::new())).collect();
+    for step in &plan.steps {
+        if let Step::Veth { ns, .. } = step {
+            if let Some((_, v)) = phase2.iter_mut().find(|(n, _)| n == ns) {
+                v.push(step);
+            }
+        }
+    }
+    in_namespaces(phase2, |rtnl, steps| {
+        let mark = &mark;
+        async move {
+            rtnl.set_alias("lo", mark).await?;
+            try_join_all(steps.into_iter().map(|s| {
+                let rtnl = &rtnl;
+                async move {
+                    if let Step::Veth { name, peer_ns, peer, mtu, .. } = s {
+                        let peer_fd = netns::open(peer_ns)?;
+                        use std::os::fd::AsFd;
+                        rtnl.add_veth(name, peer, peer_fd.as_fd(), Some(*mtu)).await?;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                }
+            }))
+            .await?;
+            Ok(())
+        }
+    })?;
+
+    // Tunnels: kernel links, or the userspace dataplane's devices.
+    let probe = plan.namespaces().next().unwrap_or_default().to_owned();
+    let (ends, notes) = choose_backends(plan, backend, &probe)?;
+    let user: Vec<TunnelEnd> =
+        ends.iter().filter(|(_, b)| *b == Backend::Userspace).map(|(e, _)| e.clone()).collect();
+    let mut pid = None;
+    if !user.is_empty() {
+        let dir = state::lab_dir(&plan.lab);
+        let spec = dataplane::Spec { lab: plan.lab.clone(), tunnels: user };
+        let p = dataplane::start(&dir, &spec).context("starting the userspace GRE dataplane")?;
+        journal.dataplane = Some(p);
+        pid = Some(p);
+    }
+
+    // Phase 3, per namespace: kernel tunnels, marks, sysctls, addresses, up, routes.
+    let mut phase3: Vec<(String, Vec<Step>)> =
+        plan.namespaces().map(|ns| (ns.to_owned(), Vec::new())).collect();
+    let mut push = |ns: &str, step: Step| {
+        if let Some((_, v)) = phase3.iter_mut().find(|(n, _)| n == ns) {
+            v.push(step);
+        }
+    };
+    for (end, b) in &ends {
+        if *b == Backend::Kernel {
+            push(&end.netns, Step::Tunnel { end: end.clone(), backend: Backend::Kernel });
+        }
+    }
+    for step in &plan.steps {
+        match step {
+            Step::Namespace { .. } | Step::Tunnel { .. } => {}
+            Step::Veth { .. } => {}
+            s => push(s.ns(), s.clone()),
+        }
+    }
+    let ifaces = |ns: &str| -> Vec<String> {
+        let mut v = Vec::new();
+        for step in &plan.steps {
+            match step {
+                Step::Veth { ns: a, name, peer_ns, peer, .. } => {
+                    if a == ns {
+                        v.push(name.clone());
+                    }
+                    if peer_ns == ns {
+                        v.push(peer.clone());
+                    }
+                }
+                Step::Tunnel { end, .. } if end.netns == ns => v.push(end.name.clone()),
+                _ => {}
+            }
+        }
+        v
+    };
+    let jobs: Vec<(String, (Vec<Step>, Vec<String>))> = phase3
+        .into_iter()
+        .map(|(ns, steps)| {
+            let names = ifaces(&ns);
+            (ns, (steps, names))
+        })
+        .collect();
+    in_namespaces(jobs, |rtnl, (steps, names)| {
+        let mark = &mark;
+        async move { configure(&rtnl, mark, &steps, &names).await }
+    })?;
+
+    let backends = ends
+        .iter()
+        .map(|(e, b)| {
+            let b = if *b == Backend::Kernel { "kernel" } else { "userspace" };
+            (e.netns.clone(), e.name.clone(), b.to_owned())
+        })
+        .collect();
+    Ok((pid, backends, notes))
+}
+
+/// One namespace's configuration, independent requests in flight together.
+async fn configure(rtnl: &Rtnl, mark: &str, steps: &[Step], ifaces: &[String]) -> Result<()> {
+    for s in steps {
+        if let Step::Tunnel { end, .. } = s {
+            rtnl.add_tunnel(end).await?;
+        }
+    }
+    try_join_all(ifaces.iter().map(|i| rtnl.set_alias(i, mark))).await?;
+    for s in steps {
+        if let Step::Sysctl { key, value, .. } = s {
+            sysctl(key, value)?;
+        }
+    }
+    try_join_all(steps.iter().filter_map(|s| match s {
+        Step::Address { dev, addr, .. } => Some(rtnl.add_address(dev, addr.addr, addr.prefix)),
+        _ => None,
+    }))
+    .await?;
+    try_join_all(steps.iter().filter_map(|s| match s {
+        Step::Up { dev, .. } => Some(rtnl.set_up(dev)),
+        _ => None,
+    }))
+    .await?;
+    try_join_all(steps.iter().filter_map(|s| match s {
+        Step::Route { to, via, .. } => {
+            let dst = match to {
+                crate::topology::Destination::Default(_) => None,
+                crate::topology::Destination::Net(n) => Some((n.addr, n.prefix)),
+            };
+            Some(rtnl.add_route(dst, *via, None))
+        }
+        _ => None,
+    }))
+    .await?;
+    Ok(())
+}

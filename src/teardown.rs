@@ -1,0 +1,144 @@
+//! Down: removes a lab. It trusts only the ownership marks in the kernel:
+//! a namespace is deleted only if its `lo` carries the lab's mark, so grelab
+//! never removes what it did not create, and a lost record loses nothing.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+
+use crate::apply::in_namespaces;
+use crate::dataplane;
+use crate::netns;
+use crate::state::{self, State};
+
+/// The mark on each of `namespaces`' `lo` (None when unmarked or unreadable).
+pub fn marks(namespaces: Vec<String>) -> Result<Vec<(String, Option<String>)>> {
+    let found: Mutex<Vec<(String, Option<String>)>> = Mutex::new(Vec::new());
+    let jobs = namespaces.into_iter().map(|ns| (ns.clone(), ns)).collect();
+    in_namespaces(jobs, |rtnl, ns| {
+        let found = &found;
+        async move {
+            let links = rtnl.links().await?;
+            let alias = links.into_iter().find(|l| l.name == "lo").and_then(|l| l.alias);
+            found.lock().map_err(|_| anyhow!("poisoned"))?.push((ns, alias));
+            Ok(())
+        }
+    })?;
+    Ok(found.into_inner().unwrap_or_default())
+}
+
+/// The grelab lab that owns namespace `ns`, if any.
+pub fn owner(ns: &str) -> Result<Option<String>> {
+    let m = marks(vec![ns.to_owned()])?;
+    Ok(m.into_iter()
+        .next()
+        .and_then(|(_, a)| a)
+        .and_then(|a| state::lab_of_mark(&a).map(str::to_owned)))
+}
+
+/// Labs found by their marks on the host's named namespaces.
+pub fn marked_labs() -> Result<Vec<String>> {
+    let mut labs: Vec<String> = marks(netns::list()?)?
+        .into_iter()
+        .filter_map(|(_, a)| a.and_then(|a| state::lab_of_mark(&a).map(str::to_owned)))
+        .collect();
+    labs.sort();
+    labs.dedup();
+    Ok(labs)
+}
+
+/// Dataplane processes serving lab `lab`, found through /proc when the
+/// record is lost.
+fn orphan_dataplanes(lab: &str) -> Vec<u32> {
+    let spec = state::lab_dir(lab).join("dataplane.json");
+    let spec = spec.to_string_lossy();
+    let mut pids = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+                let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+                if args.iter().any(|a| *a == b"dataplane") && args.iter().any(|a| *a == spec.as_bytes()) {
+                    pids.push(pid);
+                }
+            }
+        }
+    }
+    pids
+}
+
+/// What `down` removed.
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub namespaces: Vec<String>,
+    /// Namespaces named in the record but not carrying the lab's mark: left alone.
+    pub skipped: Vec<String>,
+    pub dataplane: bool,
+}
+
+/// Removes lab `lab`: its dataplane, its marked namespaces, its record.
+/// Keeps going past failures and reports them all.
+pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
+    let mark = state::mark(lab);
+    let mut removed = Removed::default();
+    let mut failures = Vec::new();
+
+    let mut pids: Vec<u32> = record.and_then(|s| s.dataplane_pid).into_iter().collect();
+    for p in orphan_dataplanes(lab) {
+        if !pids.contains(&p) {
+            pids.push(p);
+        }
+    }
+    for pid in pids {
+        if dataplane::is_running(pid) {
+            match dataplane::stop(pid) {
+                Ok(()) => removed.dataplane = true,
+                Err(e) => failures.push(format!("stopping dataplane {pid}: {e:#}")),
+            }
+        }
+    }
+
+    // With a record, check its namespaces; without, every namespace's mark.
+    let candidates: Vec<String> = match record {
+        Some(s) => s.plan.namespaces().filter(|ns| netns::exists(ns)).map(str::to_owned).collect(),
+        None => netns::list()?,
+    };
+    for (ns, alias) in marks(candidates)? {
+        if alias.as_deref() == Some(mark.as_str()) {
+            match netns::delete(&ns) {
+                Ok(()) => removed.namespaces.push(ns),
+                Err(e) => failures.push(format!("{e:#}")),
+            }
+        } else if record.is_some() {
+            removed.skipped.push(ns);
+        }
+    }
+    if let Err(e) = state::remove(lab) {
+        failures.push(format!("{e:#}"));
+    }
+    if failures.is_empty() {
+        Ok(removed)
+    } else {
+        Err(anyhow!("removing lab `{lab}` left problems: {}", failures.join("; ")))
+    }
+}
+
+/// `down` of one lab, under its lock. Ok(None) when the lab was not up.
+pub fn down(lab: &str) -> Result<Option<Removed>> {
+    let _lock = state::Lock::acquire(lab, Duration::from_secs(30))?;
+    let record = match state::load(lab) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warning: {e:#}");
+            None
+        }
+    };
+    let removed = remove_lab(lab, record.as_ref())?;
+    if record.is_none() && removed.namespaces.is_empty() && !removed.dataplane {
+        return Ok(None);
+    }
+    Ok(Some(removed))
+}
