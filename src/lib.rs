@@ -16,6 +16,7 @@
 pub mod apply;
 pub mod cli;
 pub mod error;
+pub mod gre;
 pub mod netns;
 pub mod plan;
 pub mod state;
