@@ -17,3 +17,4 @@ pub mod cli;
 pub mod error;
 pub mod netns;
 pub mod plan;
+pub mod rtnl;
