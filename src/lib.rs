@@ -19,6 +19,7 @@ pub mod error;
 pub mod gre;
 pub mod netns;
 pub mod plan;
+pub mod rtnl;
 pub mod state;
 pub mod teardown;
 pub mod topology;
