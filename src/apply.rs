@@ -300,6 +300,7 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
     let mut pid = None;
     if !user.is_empty() {
         let dir = state::lab_dir(&plan.lab);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let spec = dataplane::Spec { lab: plan.lab.clone(), tunnels: user };
         let p = dataplane::start(&dir, &spec).context("starting the userspace GRE dataplane")?;
         journal.dataplane = Some(p);
@@ -344,16 +345,20 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
         }
         v
     };
-    let jobs: Vec<(String, (Vec<Step>, Vec<String>))> = phase3
+    let tunnels = |ns: &str| -> Vec<String> {
+        ends.iter().filter(|(e, _)| e.netns == ns).map(|(e, _)| e.name.clone()).collect()
+    };
+    let jobs: Vec<_> = phase3
         .into_iter()
         .map(|(ns, steps)| {
             let names = ifaces(&ns);
-            (ns, (steps, names))
+            let tun = tunnels(&ns);
+            (ns, (steps, names, tun))
         })
         .collect();
-    in_namespaces(jobs, |rtnl, (steps, names)| {
+    in_namespaces(jobs, |rtnl, (steps, names, tun)| {
         let mark = &mark;
-        async move { configure(&rtnl, mark, &steps, &names).await }
+        async move { configure(&rtnl, mark, &steps, &names, &tun).await }
     })?;
 
     let backends = ends
@@ -367,13 +372,26 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
 }
 
 /// One namespace's configuration, independent requests in flight together.
-async fn configure(rtnl: &Rtnl, mark: &str, steps: &[Step], ifaces: &[String]) -> Result<()> {
+async fn configure(
+    rtnl: &Rtnl,
+    mark: &str,
+    steps: &[Step],
+    ifaces: &[String],
+    tunnels: &[String],
+) -> Result<()> {
     for s in steps {
         if let Step::Tunnel { end, .. } = s {
             rtnl.add_tunnel(end).await?;
         }
     }
     try_join_all(ifaces.iter().map(|i| rtnl.set_alias(i, mark))).await?;
+    // No IPv6 link-local autoconfiguration chatter across tunnels: at scale
+    // it overflows the (host-global) neighbour table.
+    try_join_all(steps.iter().filter_map(|s| match s {
+        Step::Up { dev, .. } if tunnels.contains(dev) => Some(rtnl.set_addrgenmode_none(dev)),
+        _ => None,
+    }))
+    .await?;
     for s in steps {
         if let Step::Sysctl { key, value, .. } = s {
             sysctl(key, value)?;

@@ -385,7 +385,7 @@ impl Rtnl {
     }
 
     /// Turns off IPv6 address generation on `name` (addrgenmode none).
-    async fn set_addrgenmode_none(&self, name: &str) -> Result<()> {
+    pub async fn set_addrgenmode_none(&self, name: &str) -> Result<()> {
         let spec = AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)]);
         let msg = LinkUnspec::new_with_name(name)
             .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![spec]))

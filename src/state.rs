@@ -109,7 +109,8 @@ pub fn labs() -> Result<Vec<String>> {
     };
     for entry in dir {
         let entry = entry?;
-        if entry.file_type()?.is_dir() {
+        // Lab names never start with `.`; `.locks` is not a lab.
+        if entry.file_type()?.is_dir() && !entry.file_name().to_string_lossy().starts_with('.') {
             out.push(entry.file_name().to_string_lossy().into_owned());
         }
     }
@@ -125,7 +126,7 @@ pub struct Lock {
 impl Lock {
     /// Takes lab `lab`'s lock, waiting up to `wait` for another grelab.
     pub fn acquire(lab: &str, wait: Duration) -> Result<Lock> {
-        let locks = Path::new(STATE_DIR).join("locks");
+        let locks = Path::new(STATE_DIR).join(".locks");
         fs::create_dir_all(&locks).with_context(|| {
             format!("creating {}: grelab needs root to manage labs", locks.display())
         })?;

@@ -364,23 +364,73 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
     }
 
     for check in &topo.checks {
+        let loc = Loc::of(check);
+        let timeout = |c: &mut Checker, t: f64| {
+            if !(t > 0.0 && t <= 600.0) {
+                c.err(loc, format!("check timeout {t} is out of range"), "use seconds, 0 < timeout <= 600");
+            }
+        };
         match &check.value {
             Check::Ping(p) => {
-                if c.node_exists(&p.from, Loc::of(check))
-                    && !assigned.iter().any(|a| a.net.addr == p.to)
-                {
+                timeout(&mut c, p.timeout);
+                if c.node_exists(&p.from, loc) && !assigned.iter().any(|a| a.net.addr == p.to) {
                     c.err(
-                        Loc::of(check),
+                        loc,
                         format!("ping check target {} is no address in this lab", p.to),
                         "checks may only send traffic to the lab's own addresses",
                     );
                 }
                 if p.count == 0 {
+                    c.err(loc, "ping check with count 0", "use count: 1 or more");
+                }
+            }
+            Check::Mtu(t) | Check::Encap(t) => {
+                timeout(&mut c, t.timeout);
+                match topo.tunnels.iter().find(|x| x.name.value == t.tunnel) {
+                    None => c.err(
+                        loc,
+                        format!("check names unknown tunnel `{}`", t.tunnel),
+                        format!(
+                            "tunnels are: {}",
+                            topo.tunnels.iter().map(|x| x.name.value.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                    ),
+                    Some(x) => {
+                        if let Some(from) = &t.from {
+                            if !x.endpoints.value.iter().any(|e| &e.node.value == from) {
+                                c.err(loc, format!("`{from}` is not an end of tunnel `{}`", t.tunnel), "");
+                            }
+                        }
+                        if x.endpoints.value.iter().any(|e| e.addresses().is_empty()) {
+                            c.err(
+                                loc,
+                                format!("tunnel `{}` needs an address on both ends to be probed", t.tunnel),
+                                "",
+                            );
+                        }
+                    }
+                }
+            }
+            Check::Route(r) => {
+                timeout(&mut c, r.timeout);
+                if c.node_exists(&r.from, loc)
+                    && !ifaces.contains_key(&(r.from.clone(), r.dev.clone()))
+                {
+                    c.err(loc, format!("node `{}` has no interface `{}`", r.from, r.dev), "");
+                }
+                if !assigned.iter().any(|a| a.net.addr == r.to) {
                     c.err(
-                        Loc::of(check),
-                        "ping check with count 0",
-                        "use count: 1 or more",
+                        loc,
+                        format!("route check target {} is no address in this lab", r.to),
+                        "checks may only send traffic to the lab's own addresses",
                     );
+                }
+            }
+            Check::Exec(e) => {
+                timeout(&mut c, e.timeout);
+                c.node_exists(&e.node, loc);
+                if e.cmd.is_empty() {
+                    c.err(loc, "exec check with an empty `cmd`", "give the program and its arguments");
                 }
             }
         }
