@@ -13,6 +13,7 @@
 //! down:   state, or the ownership marks in the kernel --> teardown
 //! ```
 
+pub mod capture;
 pub mod cli;
 pub mod error;
 pub mod gre;
