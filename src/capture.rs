@@ -180,7 +180,9 @@ impl Capture {
 /// A GRE packet as seen on the wire, for assertions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encap {
+    /// The tunnel's local end, as sent.
     pub outer_src: IpAddr,
+    /// The tunnel's remote end.
     pub outer_dst: IpAddr,
     /// TTL, or the hop limit for IPv6.
     pub ttl: u8,
@@ -192,9 +194,11 @@ pub struct Encap {
     pub ip_id: u16,
     /// Length of the outer IP packet, header included.
     pub outer_len: usize,
+    /// The GRE header (checksum flag, key, sequence, protocol type).
     pub gre: gre::Repr,
     /// Whether the GRE checksum is right (true when there is none).
     pub checksum_ok: bool,
+    /// What the GRE packet carries.
     pub inner: Inner,
 }
 
