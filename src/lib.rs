@@ -14,6 +14,7 @@
 //! ```
 
 pub mod apply;
+pub mod capture;
 pub mod cli;
 pub mod error;
 pub mod gre;
