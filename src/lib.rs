@@ -15,5 +15,6 @@
 
 pub mod cli;
 pub mod error;
+pub mod icmp;
 pub mod netns;
 pub mod plan;
