@@ -251,6 +251,16 @@ pub fn ping(target: IpAddr, opts: &PingOptions) -> Result<PingReport, PingError>
             format!("ping count {} is out of range: use 1 to 65535", opts.count),
         )));
     }
+    if let IpAddr::V6(a) = target
+        && a.is_unicast_link_local()
+    {
+        return Err(PingError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "cannot ping link-local {target} without an interface: use a global or ULA address"
+            ),
+        )));
+    }
     if opts.payload > MAX_PAYLOAD {
         return Err(PingError::MessageTooLong { mtu: None });
     }
@@ -268,8 +278,8 @@ pub fn ping(target: IpAddr, opts: &PingOptions) -> Result<PingReport, PingError>
     for (i, b) in packet[ICMP_HDR..].iter_mut().enumerate() {
         *b = i as u8;
     }
-    // Room for the biggest reply plus an IPv4 header with options; errors
-    // quote at most 1280 bytes.
+    // Room for the biggest reply plus an IPv4 header with options; ICMP
+    // errors are shorter than 1280 bytes.
     let mut buf = vec![0u8; (ICMP_HDR + opts.payload + 60).max(1500)];
     let mut cmsg = nix::cmsg_space!(libc::c_int);
 
@@ -368,12 +378,12 @@ pub fn ping(target: IpAddr, opts: &PingOptions) -> Result<PingReport, PingError>
             match parsed {
                 Some(Seen::Reply { seq, bytes, ttl }) if from == target => {
                     let slot = sent_at.get_mut(usize::from(seq).wrapping_sub(1));
-                    if let Some(sent) = slot.and_then(Option::take) {
+                    if let Some(t0) = slot.and_then(Option::take) {
                         report.replies.push(Reply {
                             seq,
                             bytes,
                             ttl,
-                            rtt: arrived - sent,
+                            rtt: arrived - t0,
                             from,
                         });
                     }
@@ -897,6 +907,10 @@ mod tests {
         };
         assert!(
             matches!(ping(t, &zero), Err(PingError::Io(e)) if e.kind() == io::ErrorKind::InvalidInput)
+        );
+        let ll: IpAddr = "fe80::1".parse().unwrap();
+        assert!(
+            matches!(ping(ll, &PingOptions::default()), Err(PingError::Io(e)) if e.to_string().contains("link-local"))
         );
         let huge = PingOptions {
             payload: usize::MAX,

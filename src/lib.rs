@@ -18,3 +18,4 @@ pub mod error;
 pub mod icmp;
 pub mod netns;
 pub mod plan;
+pub mod report;
