@@ -103,16 +103,25 @@ impl PingReport {
 
     /// Round-trip min, avg, max and mdev, if any reply came.
     pub fn rtt_stats(&self) -> Option<(Duration, Duration, Duration, Duration)> {
-        let n = self.replies.len() as f64;
-        let secs = self.replies.iter().map(|r| r.rtt.as_secs_f64());
-        let min = secs.clone().reduce(f64::min)?;
-        let max = secs.clone().reduce(f64::max)?;
-        let avg = secs.clone().sum::<f64>() / n;
-        let sq = secs.map(|s| s * s).sum::<f64>() / n;
+        // Whole nanoseconds, so an average like 110 us stays exact.
+        let ns: Vec<u128> = self.replies.iter().map(|r| r.rtt.as_nanos()).collect();
+        let n = ns.len() as u128;
+        let min = *ns.iter().min()?;
+        let max = *ns.iter().max()?;
+        let avg = ns.iter().sum::<u128>() / n;
         // mdev as iputils defines it: sqrt(E[rtt^2] - E[rtt]^2).
-        let mdev = (sq - avg * avg).max(0.0).sqrt();
-        let d = Duration::from_secs_f64;
-        Some((d(min), d(avg), d(max), d(mdev)))
+        let var = ns
+            .iter()
+            .map(|&x| (x as f64 - avg as f64).powi(2))
+            .sum::<f64>()
+            / n as f64;
+        let d = |x: u128| Duration::from_nanos(u64::try_from(x).unwrap_or(u64::MAX));
+        Some((
+            d(min),
+            d(avg),
+            d(max),
+            Duration::from_secs_f64(var.sqrt() / 1e9),
+        ))
     }
 
     /// The run as iputils `ping` prints it (errors after the replies).
@@ -152,34 +161,35 @@ impl PingReport {
             self.elapsed.as_millis()
         ));
         if let Some((min, avg, max, mdev)) = self.rtt_stats() {
-            let ms = |d: Duration| format!("{:.3}", d.as_secs_f64() * 1e3);
             out.push(format!(
                 "rtt min/avg/max/mdev = {}/{}/{}/{} ms",
-                ms(min),
-                ms(avg),
-                ms(max),
-                ms(mdev)
+                stat_ms(min),
+                stat_ms(avg),
+                stat_ms(max),
+                stat_ms(mdev)
             ));
         }
         out
     }
 }
 
-/// A reply time as iputils prints it: 3 significant decimals below 100 ms.
+/// A reply time as iputils prints it: whole microseconds, cut (not rounded)
+/// to 3 significant decimals below 100 ms.
 fn reply_ms(rtt: Duration) -> String {
-    let ms = rtt.as_secs_f64() * 1e3;
+    let us = rtt.as_micros();
+    let (ms, frac) = (us / 1000, us % 1000);
     match ms {
-        m if m >= 100.0 => format!("{}", m as u64),
-        m if m >= 10.0 => format!("{:.1}", trunc(m, 1)),
-        m if m >= 1.0 => format!("{:.2}", trunc(m, 2)),
-        m => format!("{:.3}", trunc(m, 3)),
+        100.. => format!("{ms}"),
+        10.. => format!("{ms}.{}", frac / 100),
+        1.. => format!("{ms}.{:02}", frac / 10),
+        _ => format!("0.{frac:03}"),
     }
 }
 
-/// `x` cut (not rounded) to `places` decimals, as iputils' integer division.
-fn trunc(x: f64, places: i32) -> f64 {
-    let f = 10f64.powi(places);
-    (x * f).floor() / f
+/// Milliseconds with 3 decimals, cut to whole microseconds as iputils does.
+fn stat_ms(d: Duration) -> String {
+    let us = d.as_micros();
+    format!("{}.{:03}", us / 1000, us % 1000)
 }
 
 /// C's `%g`: 6 significant digits, trailing zeros dropped.
@@ -299,9 +309,8 @@ pub fn ping(target: IpAddr, opts: &PingOptions) -> Result<PingReport, PingError>
     let dest = SockaddrStorage::from(SocketAddr::new(target, 0));
 
     loop {
-        let now = Instant::now();
         let sent = report.transmitted as usize;
-        if sent < count && now >= next_send {
+        if sent < count && Instant::now() >= next_send {
             let seq = sent as u16 + 1;
             packet[6..8].copy_from_slice(&seq.to_be_bytes());
             if target.is_ipv4() {
@@ -329,15 +338,19 @@ pub fn ping(target: IpAddr, opts: &PingOptions) -> Result<PingReport, PingError>
             if report.transmitted as usize == count {
                 deadline = when + opts.timeout;
             }
-            continue;
         }
-        let done = sent == count && (report.replies.len() == count || now >= deadline);
-        if done {
+        let sent = report.transmitted as usize;
+        let now = Instant::now();
+        if sent == count && (report.replies.len() == count || now >= deadline) {
             break;
         }
+        // When the next request is due already (a short interval), this polls
+        // without waiting: replies are read between requests, never left to
+        // overflow the socket buffer.
         let wake = if sent < count { next_send } else { deadline };
         let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-        match ppoll(&mut fds, Some(TimeSpec::from_duration(wake - now)), None) {
+        let wait = TimeSpec::from_duration(wake.saturating_duration_since(now));
+        match ppoll(&mut fds, Some(wait), None) {
             Ok(0) | Err(Errno::EINTR) => continue,
             Ok(_) => {}
             Err(e) => {
@@ -1066,6 +1079,19 @@ mod root_tests {
                 r.lines()[1].starts_with(&format!("64 bytes from {to}: icmp_seq=1 ttl=64 time="))
             );
         }
+    }
+
+    #[test]
+    fn back_to_back_requests_lose_no_reply() {
+        // With no interval, replies must be read between sends: left unread,
+        // the socket buffer would hold only about 256 of them.
+        let lab = pair("burst", 1500);
+        let opts = PingOptions {
+            count: 1000,
+            interval: Duration::ZERO,
+            ..Default::default()
+        };
+        assert_all_replies(&lab.ping(0, "198.51.100.2", opts).unwrap(), 1000);
     }
 
     #[test]
