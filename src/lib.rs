@@ -14,7 +14,9 @@
 //! ```
 
 pub mod cli;
+pub mod dataplane;
 pub mod error;
 pub mod gre;
 pub mod netns;
 pub mod plan;
+pub mod tun;
