@@ -54,7 +54,8 @@ pub struct TunnelStats {
     pub tx_bytes: u64,
     pub rx_packets: u64,
     pub rx_bytes: u64,
-    /// Right source and destination, but a key no tunnel expects.
+    /// Right source and destination, but a key no tunnel expects (counted
+    /// on the first tunnel between those addresses).
     pub drop_key: u64,
     /// Bad GRE checksum, or checksum presence differing from the config.
     pub drop_checksum: u64,
@@ -133,7 +134,16 @@ pub fn serve(spec_path: &Path, stats_path: &Path, ready_fd: Option<RawFd>) -> Re
             // SAFETY: the handler only stores to an atomic.
             unsafe { sigaction(signal, &action) }.context("installing a signal handler")?;
         }
-        run(&spec, stats_path, || tell(&mut ready, "ready"), &STOP)
+        let ready_now = || {
+            eprintln!(
+                "grelab dataplane {}: lab `{}`: serving {} tunnel ends",
+                std::process::id(),
+                spec.lab,
+                spec.tunnels.len()
+            );
+            tell(&mut ready, "ready");
+        };
+        run(&spec, stats_path, ready_now, &STOP)
     })();
     if let Err(e) = &result {
         tell(&mut ready, &format!("error: {e:#}"));
@@ -1019,8 +1029,8 @@ fn raw_socket(v6: bool) -> Result<OwnedFd> {
         (libc::IPPROTO_IP, libc::IP_HDRINCL)
     };
     setsockopt(&fd, level, name, 1).context("configuring the raw GRE socket")?;
-    // A bigger receive buffer absorbs bursts for hubs; the kernel caps it.
-    let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
+    // A bigger receive buffer absorbs bursts for hubs (FORCE: root passes rmem_max).
+    let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20);
     Ok(fd)
 }
 
@@ -1730,6 +1740,31 @@ mod tests {
     }
 
     #[test]
+    fn one_socket_per_namespace_and_family() {
+        let lab = Lab::new("socks");
+        let mut ends = vec![];
+        for i in 0..10 {
+            let (mut a, mut b) = pair(&lab, &format!("k{i}"), TunnelKind::Gre);
+            (a.ikey, a.okey, b.ikey, b.okey) = (Some(i), Some(i), Some(i), Some(i));
+            ends.extend([a, b]);
+        }
+        let (a, b) = pair(&lab, "g6", TunnelKind::Ip6gre);
+        ends.extend([a, b]);
+        let engine = Engine::new(&Spec {
+            lab: "test".into(),
+            tunnels: ends,
+        })
+        .unwrap();
+        assert_eq!(engine.tunnels.len(), 22);
+        let v6: Vec<bool> = engine.socks.iter().map(|s| s.v6).collect();
+        assert_eq!(
+            v6,
+            [false, false, true, true],
+            "a, b over IPv4, then a, b over IPv6"
+        );
+    }
+
+    #[test]
     #[ignore = "entry point of the child process that start_serve_stop_as_a_process spawns"]
     fn child_serve() {
         let spec = std::env::var_os("GRELAB_DP_SPEC").expect("GRELAB_DP_SPEC");
@@ -1815,7 +1850,7 @@ mod tests {
 
     #[test]
     fn outer_fields_follow_ip_gre() {
-        let (mut t, _) = (end("t", "n", TunnelKind::Gre, "10.0.0.1", "10.0.0.2"), ());
+        let mut t = end("t", "n", TunnelKind::Gre, "10.0.0.1", "10.0.0.2");
         let mut v4 = [0u8; 20];
         (v4[0], v4[1], v4[8]) = (0x45, 0xb8 | 1, 17); // DSCP EF, ECT(1), TTL 17
         assert_eq!(
