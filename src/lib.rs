@@ -16,6 +16,7 @@
 pub mod apply;
 pub mod capture;
 pub mod cli;
+pub mod dataplane;
 pub mod error;
 pub mod gre;
 pub mod icmp;
@@ -26,4 +27,5 @@ pub mod rtnl;
 pub mod state;
 pub mod teardown;
 pub mod topology;
+pub mod tun;
 pub mod validate;

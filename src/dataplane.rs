@@ -1,0 +1,1904 @@
+//! The userspace GRE dataplane, for kernels without ip_gre: per tunnel end a
+//! TUN (gre, ip6gre) or TAP (gretap, ip6gretap) device in the end's
+//! namespace, and real GRE on the wire through raw IP-protocol-47 sockets,
+//! wire-compatible with Linux ip_gre. One process serves a whole lab.
+//!
+//! Setup creates every device and socket from one thread, entering each
+//! namespace in turn (an fd stays bound to the namespace it was made in);
+//! then a single epoll loop moves packets. There is one raw socket per
+//! (namespace, address family), so a hub with many tunnels gets each packet
+//! once, and received packets are demultiplexed by (destination, source, key).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::mem::{size_of, zeroed};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::plan::TunnelEnd;
+use crate::{gre, netns, tun};
+
+/// What one dataplane process serves: the userspace tunnel ends of a lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    pub lab: String,
+    pub tunnels: Vec<TunnelEnd>,
+}
+
+/// Counters of a running dataplane, as written to its stats file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// One entry per tunnel end, in the order of the spec.
+    pub tunnels: Vec<TunnelStats>,
+    /// GRE packets for no configured tunnel (wrong source or destination).
+    pub unmatched: u64,
+    /// Packets too short or not GRE version 0.
+    pub malformed: u64,
+}
+
+/// Counters of one tunnel end.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelStats {
+    pub name: String,
+    pub netns: String,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Right source and destination, but a key no tunnel expects (counted
+    /// on the first tunnel between those addresses).
+    pub drop_key: u64,
+    /// Bad GRE checksum, or checksum presence differing from the config.
+    pub drop_checksum: u64,
+    /// Sequence number missing or not newer than the last accepted.
+    pub drop_sequence: u64,
+    /// Payload type not for this device (IP on TAP, Ethernet on TUN).
+    pub drop_protocol: u64,
+    /// Packets read from the device that could not be sent.
+    pub tx_errors: u64,
+    /// Decapsulated packets the device refused.
+    #[serde(default)]
+    pub rx_errors: u64,
+}
+
+/// Packets handled per descriptor per wakeup.
+const BATCH: usize = 64;
+/// Room before the payload in a buffer: outer IPv4 header plus GRE header.
+const HEADROOM: usize = 20 + gre::MAX_HEADER_LEN;
+/// Space for the IPv6 control messages of one packet (8-byte words).
+const CTRL_WORDS: usize = 16;
+const EPOLL_TIMEOUT_MS: i32 = 200;
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// Epoll tokens at or above this are sockets; below, tunnel devices.
+const SOCK_TOKEN: u64 = 1 << 32;
+const IPPROTO_GRE: i32 = 47;
+
+/// Runs the dataplane for `spec` until `stop` is set. Every device and socket
+/// is created first: a setup error returns before `on_ready` is called, with
+/// nothing left behind. Counters go to `stats_path`.
+pub fn run(
+    spec: &Spec,
+    stats_path: &Path,
+    on_ready: impl FnOnce(),
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut engine = Engine::new(spec)?;
+    write_stats(stats_path, &engine.stats)?;
+    on_ready();
+    let served = engine.serve(stats_path, stop);
+    let written = write_stats(stats_path, &engine.stats);
+    served.and(written)
+}
+
+/// Reads the counters a dataplane wrote to `path`.
+pub fn read_stats(path: &Path) -> Result<Stats> {
+    let text =
+        fs::read(path).with_context(|| format!("reading dataplane stats {}", path.display()))?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("parsing dataplane stats {}", path.display()))
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// The body of the hidden `grelab dataplane` subcommand: serves the spec in
+/// `spec_path` until SIGTERM or SIGINT, reporting `ready` or `error: ...`
+/// on `ready_fd`.
+pub fn serve(spec_path: &Path, stats_path: &Path, ready_fd: Option<RawFd>) -> Result<()> {
+    // SAFETY: the caller hands over `ready_fd`; it is closed once used.
+    let mut ready = ready_fd.map(|fd| unsafe { File::from_raw_fd(fd) });
+    let result = (|| {
+        let text = fs::read(spec_path)
+            .with_context(|| format!("reading dataplane spec {}", spec_path.display()))?;
+        let spec: Spec = serde_json::from_slice(&text)
+            .with_context(|| format!("parsing dataplane spec {}", spec_path.display()))?;
+        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        for signal in [Signal::SIGTERM, Signal::SIGINT] {
+            // SAFETY: the handler only stores to an atomic.
+            unsafe { sigaction(signal, &action) }.context("installing a signal handler")?;
+        }
+        let ready_now = || {
+            eprintln!(
+                "grelab dataplane {}: lab `{}`: serving {} tunnel ends",
+                std::process::id(),
+                spec.lab,
+                spec.tunnels.len()
+            );
+            tell(&mut ready, "ready");
+        };
+        run(&spec, stats_path, ready_now, &STOP)
+    })();
+    if let Err(e) = &result {
+        tell(&mut ready, &format!("error: {e:#}"));
+    }
+    result
+}
+
+/// Writes one line to the ready pipe, then closes it.
+fn tell(ready: &mut Option<File>, line: &str) {
+    if let Some(mut f) = ready.take() {
+        let _ = writeln!(f, "{}", line.replace('\n', " "));
+    }
+}
+
+/// Starts a detached dataplane process serving `spec`, with its files in
+/// `lab_dir`; returns its pid once it is ready.
+pub fn start(lab_dir: &Path, spec: &Spec) -> Result<u32> {
+    let exe =
+        std::env::current_exe().context("finding the grelab executable to start the dataplane")?;
+    launch(lab_dir, spec, |spec_path, stats_path| {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("dataplane").arg("--spec").arg(spec_path);
+        cmd.arg("--stats")
+            .arg(stats_path)
+            .arg("--ready-fd")
+            .arg("3");
+        cmd
+    })
+}
+
+/// Writes the spec, spawns `command(spec_path, stats_path)` in a new session
+/// with the ready pipe on fd 3 and waits for its ready line.
+fn launch(
+    lab_dir: &Path,
+    spec: &Spec,
+    command: impl FnOnce(&Path, &Path) -> Command,
+) -> Result<u32> {
+    let spec_path = lab_dir.join("dataplane.json");
+    let stats_path = lab_dir.join("dataplane-stats.json");
+    let log_path = lab_dir.join("dataplane.log");
+    let json = serde_json::to_vec_pretty(spec).context("encoding the dataplane spec")?;
+    fs::write(&spec_path, json).with_context(|| format!("writing {}", spec_path.display()))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let (read_end, write_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")?;
+    let mut cmd = command(&spec_path, &stats_path);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let w = write_end.as_raw_fd();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // dup2 onto itself would keep close-on-exec; clear it instead.
+            let r = if w == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(w, 3)
+            };
+            if r < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
+    }
+    let mut child = cmd.spawn().context("spawning the dataplane process")?;
+    drop(write_end);
+    let pid = child.id();
+    match read_line(read_end, Duration::from_secs(10)) {
+        Ok(Some(line)) if line == "ready" => Ok(pid),
+        Ok(line) => {
+            let _ = child.wait();
+            let why = match line {
+                Some(l) => l.strip_prefix("error: ").unwrap_or(&l).to_owned(),
+                None => "it exited without saying why".to_owned(),
+            };
+            bail!(
+                "the userspace GRE dataplane failed to start: {why} (log: {})",
+                log_path.display()
+            )
+        }
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e.context(format!(
+                "waiting for the dataplane to start (log: {})",
+                log_path.display()
+            )))
+        }
+    }
+}
+
+/// Reads one line from `fd` within `timeout`; None at end of file.
+fn read_line(fd: OwnedFd, timeout: Duration) -> Result<Option<String>> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let deadline = Instant::now() + timeout;
+    let mut file = File::from(fd);
+    let mut line = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!("no answer within {} s", timeout.as_secs());
+        }
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&file),
+            PollFlags::POLLIN,
+        )];
+        match poll(&mut fds, ms) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e).context("polling the ready pipe"),
+        }
+        let n = file.read(&mut buf).context("reading the ready pipe")?;
+        if n == 0 {
+            return Ok(None);
+        }
+        line.extend_from_slice(&buf[..n]);
+        if let Some(end) = line.iter().position(|&b| b == b'\n') {
+            return Ok(Some(String::from_utf8_lossy(&line[..end]).into_owned()));
+        }
+    }
+}
+
+/// Stops the dataplane `pid`: SIGTERM, then SIGKILL after 3 s.
+pub fn stop(pid: u32) -> Result<()> {
+    use nix::sys::signal::{Signal, kill};
+    if !is_running(pid) {
+        return Ok(());
+    }
+    let target = nix::unistd::Pid::from_raw(pid as i32);
+    kill(target, Signal::SIGTERM).with_context(|| format!("stopping the dataplane (pid {pid})"))?;
+    let start = Instant::now();
+    let mut killed = false;
+    loop {
+        // Reaps it if it is our child (a zombie would stay in /proc).
+        let _ = nix::sys::wait::waitpid(target, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        if gone(pid) {
+            return Ok(());
+        }
+        if !killed && start.elapsed() > Duration::from_secs(3) {
+            let _ = kill(target, Signal::SIGKILL);
+            killed = true;
+        }
+        if start.elapsed() > Duration::from_secs(6) {
+            bail!("the dataplane (pid {pid}) did not exit after SIGKILL");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `pid` is a live dataplane process (not a recycled pid).
+pub fn is_running(pid: u32) -> bool {
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    !gone(pid) && cmdline.windows(9).any(|w| w == b"dataplane")
+}
+
+/// Whether `pid` has exited (no such process, or a zombie).
+fn gone(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_none_or(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+/// Writes `stats` to `path` atomically (temp file, then rename).
+fn write_stats(path: &Path, stats: &Stats) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let json = serde_json::to_vec_pretty(stats).context("encoding dataplane stats")?;
+    fs::write(&tmp, json).with_context(|| format!("writing {}", Path::new(&tmp).display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming the stats file into {}", path.display()))
+}
+
+/// One tunnel end being served.
+struct Tunnel {
+    end: TunnelEnd,
+    dev: File,
+    sock: usize,
+    l2: bool,
+    /// GRE header length of sent packets.
+    hlen: usize,
+    remote: (libc::sockaddr_storage, libc::socklen_t),
+    tx_seq: u32,
+    rx_seq: Option<u32>,
+    alive: bool,
+}
+
+/// One raw GRE socket of one namespace and address family.
+struct Sock {
+    fd: OwnedFd,
+    v6: bool,
+}
+
+/// Receive lookup: (socket, outer destination, outer source, key, carries Ethernet).
+type Route = (usize, IpAddr, IpAddr, Option<u32>, bool);
+
+/// Buffers for one batch of packets, allocated once.
+struct Batch {
+    slot: usize,
+    data: Vec<u8>,
+    /// Start and length of each message in its slot.
+    span: [(usize, usize); BATCH],
+    ok: [bool; BATCH],
+    iov: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+    names: Vec<libc::sockaddr_in6>,
+    ctrl: Vec<[u64; CTRL_WORDS]>,
+}
+
+impl Batch {
+    fn new(slot: usize) -> Self {
+        // SAFETY: these C structs are plain data; zero is a valid value.
+        let (iov, msg, name) = unsafe { (zeroed(), zeroed(), zeroed()) };
+        Batch {
+            slot,
+            data: vec![0; slot * BATCH],
+            span: [(0, 0); BATCH],
+            ok: [false; BATCH],
+            iov: vec![iov; BATCH],
+            msgs: vec![msg; BATCH],
+            names: vec![name; BATCH],
+            ctrl: vec![[0; CTRL_WORDS]; BATCH],
+        }
+    }
+
+    /// Points message `i` at its span, `name` and, if `ctrl_len` > 0, its control buffer.
+    fn prepare(&mut self, i: usize, name: (*mut libc::c_void, libc::socklen_t), ctrl_len: usize) {
+        let (start, len) = self.span[i];
+        self.iov[i] = libc::iovec {
+            iov_base: self.data[i * self.slot + start..].as_mut_ptr().cast(),
+            iov_len: len,
+        };
+        let h = &mut self.msgs[i].msg_hdr;
+        h.msg_name = name.0;
+        h.msg_namelen = name.1;
+        h.msg_iov = &mut self.iov[i];
+        h.msg_iovlen = 1;
+        h.msg_control = if ctrl_len > 0 {
+            self.ctrl[i].as_mut_ptr().cast()
+        } else {
+            std::ptr::null_mut()
+        };
+        h.msg_controllen = ctrl_len;
+        h.msg_flags = 0;
+        self.msgs[i].msg_len = 0;
+    }
+}
+
+/// Everything the loop works on.
+struct Engine {
+    tunnels: Vec<Tunnel>,
+    socks: Vec<Sock>,
+    routes: HashMap<Route, usize>,
+    /// (socket, destination, source) to the first tunnel of that pair, to
+    /// count wrong keys.
+    pairs: HashMap<(usize, IpAddr, IpAddr), usize>,
+    stats: Stats,
+    dirty: bool,
+    batch: Batch,
+    epoll: OwnedFd,
+}
+
+/// Enters the thread's original namespace again when dropped.
+struct Home(File);
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        if let Err(e) = netns::enter(&self.0) {
+            eprintln!("dataplane: returning to the original network namespace: {e:#}");
+        }
+    }
+}
+
+impl Engine {
+    fn new(spec: &Spec) -> Result<Engine> {
+        raise_fd_limit();
+        let home = Home(
+            File::open("/proc/thread-self/ns/net")
+                .context("opening this thread's network namespace")?,
+        );
+        let mut namespaces: HashMap<&str, File> = HashMap::new();
+        let mut current: Option<&str> = None;
+        let mut sock_of: HashMap<(&str, bool), usize> = HashMap::new();
+        let mut engine = Engine {
+            tunnels: Vec::with_capacity(spec.tunnels.len()),
+            socks: Vec::new(),
+            routes: HashMap::new(),
+            pairs: HashMap::new(),
+            stats: Stats::default(),
+            dirty: false,
+            batch: Batch::new(0),
+            epoll: epoll_create()?,
+        };
+        let mut biggest = 1500;
+        for end in &spec.tunnels {
+            let what = format!("tunnel `{}` in namespace `{}`", end.name, end.netns);
+            let v6 = end.kind.is_ipv6();
+            if end.local.is_ipv6() != v6 || end.remote.is_ipv6() != v6 {
+                bail!(
+                    "{what}: a {} tunnel needs IPv{} local and remote addresses",
+                    end.kind.as_str(),
+                    if v6 { 6 } else { 4 }
+                );
+            }
+            if current != Some(end.netns.as_str()) {
+                let ns = match namespaces.entry(&end.netns) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(netns::open(&end.netns)?)
+                    }
+                };
+                netns::enter(ns)
+                    .with_context(|| format!("entering network namespace `{}`", end.netns))?;
+                current = Some(&end.netns);
+            }
+            let l2 = end.kind.is_l2();
+            let dev =
+                tun::open(&end.name, l2, end.mtu).with_context(|| format!("setting up {what}"))?;
+            let sock = match sock_of.get(&(end.netns.as_str(), v6)) {
+                Some(&i) => i,
+                None => {
+                    let fd = raw_socket(v6).with_context(|| format!("setting up {what}"))?;
+                    engine.socks.push(Sock { fd, v6 });
+                    sock_of.insert((&end.netns, v6), engine.socks.len() - 1);
+                    engine.socks.len() - 1
+                }
+            };
+            let index = engine.tunnels.len();
+            let route = (sock, end.local, end.remote, end.ikey, l2);
+            if let Some(&other) = engine.routes.get(&route) {
+                bail!(
+                    "{what} and tunnel `{}` would receive the same packets (same local, remote, key and type): give them different keys",
+                    spec.tunnels[other].name
+                );
+            }
+            engine.routes.insert(route, index);
+            engine
+                .pairs
+                .entry((sock, end.local, end.remote))
+                .or_insert(index);
+            biggest = biggest.max(end.mtu as usize + if l2 { 18 } else { 0 });
+            engine.tunnels.push(Tunnel {
+                end: end.clone(),
+                dev,
+                sock,
+                l2,
+                hlen: gre::header_len(end.checksum, end.okey.is_some(), end.sequence),
+                remote: sockaddr(end.remote),
+                tx_seq: 0,
+                rx_seq: None,
+                alive: true,
+            });
+            engine.stats.tunnels.push(TunnelStats {
+                name: end.name.clone(),
+                netns: end.netns.clone(),
+                ..TunnelStats::default()
+            });
+        }
+        drop(home);
+        // Room for the outer IPv4 header with options and a GRE header
+        // around the biggest payload; round to a cache line.
+        engine.batch = Batch::new((HEADROOM + 60 + biggest).next_multiple_of(64));
+        for (i, t) in engine.tunnels.iter().enumerate() {
+            epoll_add(&engine.epoll, t.dev.as_raw_fd(), i as u64)?;
+        }
+        for (i, s) in engine.socks.iter().enumerate() {
+            epoll_add(&engine.epoll, s.fd.as_raw_fd(), SOCK_TOKEN + i as u64)?;
+        }
+        Ok(engine)
+    }
+
+    fn serve(&mut self, stats_path: &Path, stop: &AtomicBool) -> Result<()> {
+        // SAFETY: epoll_event is plain data.
+        let mut events = vec![unsafe { zeroed::<libc::epoll_event>() }; 256];
+        let mut flushed = Instant::now();
+        let mut write_failed = false;
+        while !stop.load(Ordering::Relaxed) {
+            // SAFETY: `events` has room for the count passed.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    EPOLL_TIMEOUT_MS,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e).context("waiting for packets (epoll_wait)");
+            }
+            for ev in &events[..n as usize] {
+                let token = ev.u64;
+                if token >= SOCK_TOKEN {
+                    self.decapsulate((token - SOCK_TOKEN) as usize);
+                } else {
+                    self.encapsulate(token as usize);
+                }
+            }
+            if self.dirty && flushed.elapsed() >= FLUSH_EVERY {
+                match write_stats(stats_path, &self.stats) {
+                    Ok(()) => write_failed = false,
+                    Err(e) if !write_failed => {
+                        eprintln!("dataplane: {e:#}");
+                        write_failed = true;
+                    }
+                    Err(_) => {}
+                }
+                self.dirty = false;
+                flushed = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to a batch of packets from tunnel `ti`'s device, wraps them
+    /// in GRE (and an outer IPv4 header) in place, and sends them.
+    fn encapsulate(&mut self, ti: usize) {
+        let Engine {
+            tunnels,
+            socks,
+            stats,
+            batch,
+            epoll,
+            dirty,
+            ..
+        } = self;
+        let t = &mut tunnels[ti];
+        let st = &mut stats.tunnels[ti];
+        if !t.alive {
+            return;
+        }
+        let v6 = socks[t.sock].v6;
+        let start = HEADROOM - t.hlen - if v6 { 0 } else { 20 };
+        let mut n = 0;
+        while n < BATCH {
+            let slot = &mut batch.data[n * batch.slot..(n + 1) * batch.slot];
+            let len = match (&t.dev).read(&mut slot[HEADROOM..]) {
+                Ok(0) => break,
+                Ok(len) => len,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!(
+                        "dataplane: reading device `{}` in `{}` failed, no longer serving it: {e}",
+                        t.end.name, t.end.netns
+                    );
+                    t.alive = false;
+                    epoll_del(epoll, t.dev.as_raw_fd());
+                    break;
+                }
+            };
+            let inner = &slot[HEADROOM..HEADROOM + len];
+            let protocol = if t.l2 {
+                gre::ETHERTYPE_TEB
+            } else {
+                match inner[0] >> 4 {
+                    4 => gre::ETHERTYPE_IPV4,
+                    6 => gre::ETHERTYPE_IPV6,
+                    _ => {
+                        st.tx_errors += 1;
+                        *dirty = true;
+                        continue;
+                    }
+                }
+            };
+            let (ttl, tos) = outer_fields(&t.end, t.l2, inner);
+            let sequence = t.end.sequence.then(|| {
+                t.tx_seq = t.tx_seq.wrapping_add(1);
+                t.tx_seq
+            });
+            let repr = gre::Repr {
+                protocol,
+                checksum: t.end.checksum,
+                key: t.end.okey,
+                sequence,
+            };
+            let outer = HEADROOM - t.hlen;
+            if repr.emit(&mut slot[outer..HEADROOM + len]).is_err() {
+                st.tx_errors += 1;
+                *dirty = true;
+                continue;
+            }
+            let ctrl_len = match (t.end.local, t.end.remote) {
+                (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                    ipv4_header(
+                        &mut slot[start..outer],
+                        HEADROOM + len - start,
+                        tos,
+                        ttl,
+                        t.end.pmtudisc,
+                        src,
+                        dst,
+                    );
+                    0
+                }
+                (IpAddr::V6(src), _) => ipv6_control(&mut batch.ctrl[n], src, ttl, tos),
+                _ => unreachable!("address families are checked at setup"),
+            };
+            batch.span[n] = (start, HEADROOM + len - start);
+            let name = (std::ptr::addr_of_mut!(t.remote.0).cast(), t.remote.1);
+            batch.prepare(n, name, ctrl_len);
+            n += 1;
+        }
+        if n == 0 {
+            return;
+        }
+        send_batch(socks[t.sock].fd.as_raw_fd(), batch, n);
+        for i in 0..n {
+            if batch.ok[i] {
+                st.tx_packets += 1;
+                st.tx_bytes += (batch.span[i].1 - (HEADROOM - batch.span[i].0)) as u64;
+            } else {
+                st.tx_errors += 1;
+            }
+        }
+        *dirty = true;
+    }
+
+    /// Receives up to a batch of GRE packets on socket `si` and delivers each
+    /// to its tunnel's device, or counts why not.
+    fn decapsulate(&mut self, si: usize) {
+        let Engine {
+            tunnels,
+            socks,
+            routes,
+            pairs,
+            stats,
+            batch,
+            dirty,
+            ..
+        } = self;
+        let sock = &socks[si];
+        for i in 0..BATCH {
+            batch.span[i] = (0, batch.slot);
+            if sock.v6 {
+                let name = (
+                    std::ptr::addr_of_mut!(batch.names[i]).cast(),
+                    size_of::<libc::sockaddr_in6>() as u32,
+                );
+                batch.prepare(i, name, CTRL_WORDS * 8);
+            } else {
+                batch.prepare(i, (std::ptr::null_mut(), 0), 0);
+            }
+        }
+        // SAFETY: every message points at buffers owned by `batch`.
+        let n = unsafe {
+            libc::recvmmsg(
+                sock.fd.as_raw_fd(),
+                batch.msgs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        // Errors are EAGAIN or ones ICMP left on the socket; reading clears them.
+        if n <= 0 {
+            return;
+        }
+        *dirty = true;
+        for i in 0..n as usize {
+            let m = &batch.msgs[i];
+            let data = &batch.data[i * batch.slot..i * batch.slot + m.msg_len as usize];
+            if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                stats.malformed += 1;
+                continue;
+            }
+            let parsed = if sock.v6 {
+                // SAFETY: the kernel filled the control buffer `m` points at.
+                let dst = unsafe { pktinfo_dst(&m.msg_hdr) };
+                let src = Ipv6Addr::from(batch.names[i].sin6_addr.s6_addr);
+                dst.map(|dst| (IpAddr::V6(src), IpAddr::V6(dst), data))
+            } else {
+                parse_ipv4(data)
+            };
+            let Some((src, dst, gre_bytes)) = parsed else {
+                stats.malformed += 1;
+                continue;
+            };
+            deliver(
+                tunnels,
+                &mut stats.tunnels,
+                &mut stats.unmatched,
+                &mut stats.malformed,
+                routes,
+                pairs,
+                si,
+                src,
+                dst,
+                gre_bytes,
+            );
+        }
+    }
+}
+
+/// Checks one received GRE packet against the tunnels and writes its
+/// payload to the matching device, or counts the reason it is dropped.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    tunnels: &mut [Tunnel],
+    stats: &mut [TunnelStats],
+    unmatched: &mut u64,
+    malformed: &mut u64,
+    routes: &HashMap<Route, usize>,
+    pairs: &HashMap<(usize, IpAddr, IpAddr), usize>,
+    sock: usize,
+    src: IpAddr,
+    dst: IpAddr,
+    bytes: &[u8],
+) {
+    let Ok(packet) = gre::Packet::new_checked(bytes) else {
+        *malformed += 1;
+        return;
+    };
+    let protocol = packet.protocol();
+    let l2 = protocol == gre::ETHERTYPE_TEB;
+    let key = packet.key();
+    let Some(&ti) = routes.get(&(sock, dst, src, key, l2)) else {
+        // As ip_gre: an Ethernet payload belongs to gretap, others to gre.
+        if let Some(&ti) = routes.get(&(sock, dst, src, key, !l2)) {
+            stats[ti].drop_protocol += 1;
+        } else if let Some(&ti) = pairs.get(&(sock, dst, src)) {
+            stats[ti].drop_key += 1;
+        } else {
+            *unmatched += 1;
+        }
+        return;
+    };
+    let t = &mut tunnels[ti];
+    let st = &mut stats[ti];
+    if !l2 && protocol != gre::ETHERTYPE_IPV4 && protocol != gre::ETHERTYPE_IPV6 {
+        st.drop_protocol += 1;
+        return;
+    }
+    // As ip_gre: checksum presence must match the config, and be valid.
+    if packet.checksum_present() != t.end.checksum || !packet.verify_checksum() {
+        st.drop_checksum += 1;
+        return;
+    }
+    if t.end.sequence {
+        match packet.sequence() {
+            Some(seq) if t.rx_seq.is_none_or(|last| gre::seq_newer(seq, last)) => {
+                t.rx_seq = Some(seq)
+            }
+            _ => {
+                st.drop_sequence += 1;
+                return;
+            }
+        }
+    }
+    let payload = packet.payload();
+    if !t.alive {
+        return;
+    }
+    // A TUN/TAP write takes the whole packet or fails.
+    match (&t.dev).write(payload) {
+        Ok(n) if n == payload.len() => {
+            st.rx_packets += 1;
+            st.rx_bytes += payload.len() as u64;
+        }
+        _ => st.rx_errors += 1,
+    }
+}
+
+/// Sends messages 0..n of `batch`, setting `batch.ok` for each.
+fn send_batch(fd: RawFd, batch: &mut Batch, n: usize) {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: messages i..n point at buffers owned by `batch`.
+        let r = unsafe {
+            libc::sendmmsg(
+                fd,
+                batch.msgs[i..].as_mut_ptr(),
+                (n - i) as u32,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if r > 0 {
+            batch.ok[i..i + r as usize].fill(true);
+            i += r as usize;
+            continue;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // A full socket buffer: the rest of the batch is lost too.
+            Some(libc::EAGAIN | libc::ENOBUFS) => {
+                batch.ok[i..n].fill(false);
+                return;
+            }
+            // This message failed (no route, too big): skip it.
+            _ => {
+                batch.ok[i] = false;
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Outer TTL and TOS for `inner`, as ip_gre does: TTL 0 inherits the inner
+/// TTL (64 for non-IP), an odd TOS inherits the inner DSCP, and the ECN bits
+/// follow the inner packet's (RFC 6040, CE sent as ECT(0)).
+fn outer_fields(end: &TunnelEnd, l2: bool, inner: &[u8]) -> (u8, u8) {
+    let ip = if l2 {
+        match inner.get(12..14) {
+            Some([0x08, 0x00] | [0x86, 0xdd]) => &inner[14..],
+            _ => &[][..],
+        }
+    } else {
+        inner
+    };
+    let (inner_ttl, inner_tos) = match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 20 => (ip[8], ip[1]),
+        Some(6) if ip.len() >= 40 => (ip[7], (ip[0] << 4) | (ip[1] >> 4)),
+        _ => (64, 0),
+    };
+    let ttl = if end.ttl == 0 { inner_ttl } else { end.ttl };
+    let base = if end.tos & 1 == 1 { inner_tos } else { end.tos };
+    let ecn = match inner_tos & 3 {
+        3 => 2,
+        e => e,
+    };
+    (ttl, (base & !3) | ecn)
+}
+
+/// Writes an outer IPv4 header for GRE; the kernel fills id and checksum.
+fn ipv4_header(
+    h: &mut [u8],
+    total: usize,
+    tos: u8,
+    ttl: u8,
+    df: bool,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+) {
+    h[0] = 0x45;
+    h[1] = tos;
+    h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    h[4..6].fill(0);
+    h[6..8].copy_from_slice(&if df { 0x4000u16 } else { 0 }.to_be_bytes());
+    h[8] = ttl;
+    h[9] = IPPROTO_GRE as u8;
+    h[10..12].fill(0);
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&dst.octets());
+}
+
+/// Outer source, destination and GRE bytes of a received IPv4 packet.
+fn parse_ipv4(p: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
+    let ihl = usize::from(*p.first()? & 0x0f) * 4;
+    if p[0] >> 4 != 4 || ihl < 20 || p.len() < ihl {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]])).clamp(ihl, p.len());
+    let addr = |i: usize| IpAddr::V4(Ipv4Addr::new(p[i], p[i + 1], p[i + 2], p[i + 3]));
+    Some((addr(12), addr(16), &p[ihl..total]))
+}
+
+/// Fills `buf` with IPV6_PKTINFO (source), IPV6_HOPLIMIT and IPV6_TCLASS
+/// control messages; returns their length.
+fn ipv6_control(buf: &mut [u64; CTRL_WORDS], src: Ipv6Addr, hops: u8, tclass: u8) -> usize {
+    let info = libc::in6_pktinfo {
+        ipi6_addr: libc::in6_addr {
+            s6_addr: src.octets(),
+        },
+        ipi6_ifindex: 0,
+    };
+    let mut at = 0;
+    // SAFETY: the three messages take 88 of the buffer's 128 bytes; the
+    // buffer is 8-byte aligned and each message starts aligned.
+    unsafe {
+        let base = buf.as_mut_ptr().cast::<u8>();
+        let mut put = |kind: libc::c_int, data: *const u8, len: usize| {
+            let h = base.add(at).cast::<libc::cmsghdr>();
+            (*h).cmsg_len = libc::CMSG_LEN(len as u32) as usize;
+            (*h).cmsg_level = libc::IPPROTO_IPV6;
+            (*h).cmsg_type = kind;
+            std::ptr::copy_nonoverlapping(data, libc::CMSG_DATA(h), len);
+            at += libc::CMSG_SPACE(len as u32) as usize;
+        };
+        put(
+            libc::IPV6_PKTINFO,
+            std::ptr::addr_of!(info).cast(),
+            size_of::<libc::in6_pktinfo>(),
+        );
+        let hops = libc::c_int::from(hops);
+        put(
+            libc::IPV6_HOPLIMIT,
+            std::ptr::addr_of!(hops).cast(),
+            size_of::<libc::c_int>(),
+        );
+        let tclass = libc::c_int::from(tclass);
+        put(
+            libc::IPV6_TCLASS,
+            std::ptr::addr_of!(tclass).cast(),
+            size_of::<libc::c_int>(),
+        );
+    }
+    at
+}
+
+/// The destination address from a received message's IPV6_PKTINFO.
+///
+/// # Safety
+/// `h` must describe a control buffer the kernel filled.
+unsafe fn pktinfo_dst(h: &libc::msghdr) -> Option<Ipv6Addr> {
+    // SAFETY: walking kernel-written control messages within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_PKTINFO {
+                let info = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>());
+                return Some(Ipv6Addr::from(info.ipi6_addr.s6_addr));
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
+fn sockaddr(ip: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data, big and aligned enough for
+    // either address type.
+    unsafe {
+        let mut ss: libc::sockaddr_storage = zeroed();
+        match ip {
+            IpAddr::V4(a) => {
+                let sa = std::ptr::addr_of_mut!(ss).cast::<libc::sockaddr_in>();
+                (*sa).sin_family = libc::AF_INET as libc::sa_family_t;
+                (*sa).sin_addr.s_addr = u32::from_ne_bytes(a.octets());
+                (ss, size_of::<libc::sockaddr_in>() as u32)
+            }
+            IpAddr::V6(a) => {
+                let sa = std::ptr::addr_of_mut!(ss).cast::<libc::sockaddr_in6>();
+                (*sa).sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                (*sa).sin6_addr.s6_addr = a.octets();
+                (ss, size_of::<libc::sockaddr_in6>() as u32)
+            }
+        }
+    }
+}
+
+/// A non-blocking raw GRE socket in the calling thread's namespace: IPv4
+/// with IP_HDRINCL (we write the outer header), or IPv6 reporting each
+/// packet's destination.
+fn raw_socket(v6: bool) -> Result<OwnedFd> {
+    let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+    // SAFETY: plain socket(2); the result is checked.
+    let raw = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            IPPROTO_GRE,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error()).context(format!(
+            "opening a raw GRE socket (IPv{}): it needs root (CAP_NET_RAW)",
+            if v6 { 6 } else { 4 }
+        ));
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let (level, name) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_HDRINCL)
+    };
+    setsockopt(&fd, level, name, 1).context("configuring the raw GRE socket")?;
+    // A bigger receive buffer absorbs bursts for hubs (FORCE: root passes rmem_max).
+    let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20);
+    Ok(fd)
+}
+
+fn setsockopt(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: passes a c_int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            std::ptr::addr_of!(value).cast(),
+            size_of::<libc::c_int>() as u32,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn epoll_create() -> Result<OwnedFd> {
+    // SAFETY: plain epoll_create1; the result is checked.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error()).context("creating an epoll instance");
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn epoll_add(epoll: &OwnedFd, fd: RawFd, token: u64) -> Result<()> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: token,
+    };
+    // SAFETY: `ev` is a valid epoll_event.
+    if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+        return Err(io::Error::last_os_error()).context("adding a descriptor to epoll");
+    }
+    Ok(())
+}
+
+fn epoll_del(epoll: &OwnedFd, fd: RawFd) {
+    // SAFETY: EPOLL_CTL_DEL ignores the event argument.
+    unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_DEL,
+            fd,
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+/// Raises the soft open-file limit to the hard one: a hub lab has one
+/// device per tunnel end.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut lim: libc::rlimit = zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+    use std::thread::JoinHandle;
+
+    use super::*;
+    use crate::plan::TunnelKind;
+
+    fn require_root() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root (network namespaces, TUN/TAP, raw sockets): run it as root, as CI does"
+        );
+    }
+
+    /// Runs a command, failing the test with its output if it fails.
+    fn sh(args: &[&str]) -> String {
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
+    fn ip(ns: &str, args: &str) -> String {
+        let mut v = vec!["ip", "-n", ns];
+        v.extend(args.split_whitespace());
+        sh(&v)
+    }
+
+    /// Pings `to` from namespace `ns`; returns the output if all replies came.
+    fn ping(ns: &str, to: &str, count: u32) -> Result<String, String> {
+        let count = count.to_string();
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "ping", "-n", "-c", &count, "-i", "0.2", "-W", "1", to,
+            ])
+            .output()
+            .expect("running ping (Debian package iputils-ping)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if out.status.success() && text.contains(" 0% packet loss") {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    /// The average RTT in ms from ping's summary line.
+    fn avg_rtt(out: &str) -> f64 {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("rtt "))
+            .expect("ping printed no rtt line");
+        line.split(" = ")
+            .nth(1)
+            .and_then(|v| v.split('/').nth(1))
+            .and_then(|v| v.parse().ok())
+            .expect("parsing rtt")
+    }
+
+    static SERIAL: AtomicUsize = AtomicUsize::new(0);
+
+    /// Namespaces `a` - `r` (a router) - `b` joined by veths, with IPv4
+    /// (172.16.10.0/24, 152.16.10.0/24) and IPv6 (fd00:a::/64, fd00:b::/64)
+    /// underlays; deleted on drop, even when the test fails.
+    struct Lab {
+        a: String,
+        r: String,
+        b: String,
+        dir: PathBuf,
+        made: Vec<String>,
+    }
+
+    impl Lab {
+        fn new(tag: &str) -> Lab {
+            require_root();
+            let base = format!(
+                "gl-dp-{}-{}-{tag}",
+                std::process::id(),
+                SERIAL.fetch_add(1, Ordering::Relaxed)
+            );
+            let dir = std::env::temp_dir().join(&base);
+            let mut lab = Lab {
+                a: format!("{base}-a"),
+                r: format!("{base}-r"),
+                b: format!("{base}-b"),
+                dir,
+                made: vec![],
+            };
+            fs::create_dir_all(&lab.dir).unwrap();
+            for n in [lab.a.clone(), lab.r.clone(), lab.b.clone()] {
+                netns::create(&n).unwrap();
+                lab.made.push(n);
+            }
+            let (a, r, b) = (&lab.a, &lab.r, &lab.b);
+            ip(
+                a,
+                &format!("link add veth0 type veth peer name veth1 netns {r}"),
+            );
+            ip(
+                r,
+                &format!("link add veth2 type veth peer name veth3 netns {b}"),
+            );
+            for (ns, dev, v4, v6) in [
+                (a, "veth0", "172.16.10.2/24", "fd00:a::2/64"),
+                (r, "veth1", "172.16.10.1/24", "fd00:a::1/64"),
+                (r, "veth2", "152.16.10.1/24", "fd00:b::1/64"),
+                (b, "veth3", "152.16.10.2/24", "fd00:b::2/64"),
+            ] {
+                ip(ns, &format!("addr add {v4} dev {dev}"));
+                ip(ns, &format!("addr add {v6} dev {dev} nodad"));
+                ip(ns, &format!("link set {dev} up"));
+                ip(ns, "link set lo up");
+            }
+            ip(a, "route add default via 172.16.10.1");
+            ip(b, "route add default via 152.16.10.1");
+            ip(a, "-6 route add default via fd00:a::1");
+            ip(b, "-6 route add default via fd00:b::1");
+            netns::run_in(r, || {
+                fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+                fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
+                Ok(())
+            })
+            .unwrap();
+            lab
+        }
+    }
+
+    impl Drop for Lab {
+        fn drop(&mut self) {
+            for n in &self.made {
+                if let Err(e) = netns::delete(n) {
+                    eprintln!("cleanup: deleting namespace {n}: {e:#}");
+                }
+            }
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// A dataplane running `run` on a thread; stopped and joined on drop.
+    struct Dp {
+        stop: Arc<AtomicBool>,
+        handle: Option<JoinHandle<Result<()>>>,
+        stats: PathBuf,
+    }
+
+    impl Dp {
+        fn start(lab: &Lab, tunnels: Vec<TunnelEnd>) -> Dp {
+            let spec = Spec {
+                lab: "test".into(),
+                tunnels,
+            };
+            let stats = lab.dir.join("stats.json");
+            let stop = Arc::new(AtomicBool::new(false));
+            let (tx, rx) = mpsc::channel();
+            let (s, p) = (stop.clone(), stats.clone());
+            let handle = std::thread::spawn(move || run(&spec, &p, || tx.send(()).unwrap(), &s));
+            if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+                stop.store(true, Ordering::Relaxed);
+                panic!("the dataplane did not become ready: {:?}", handle.join());
+            }
+            Dp {
+                stop,
+                handle: Some(handle),
+                stats,
+            }
+        }
+
+        /// Waits (up to 5 s) for stats that satisfy `ok`, and returns them.
+        fn wait_for(&self, what: &str, ok: impl Fn(&Stats) -> bool) -> Stats {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let s = read_stats(&self.stats).unwrap();
+                if ok(&s) {
+                    return s;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "stats never showed {what}: {s:#?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+
+        fn finish(mut self) -> Stats {
+            self.stop.store(true, Ordering::Relaxed);
+            self.handle
+                .take()
+                .unwrap()
+                .join()
+                .unwrap()
+                .expect("the dataplane loop failed");
+            read_stats(&self.stats).unwrap()
+        }
+    }
+
+    impl Drop for Dp {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(h) = self.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    fn end(name: &str, ns: &str, kind: TunnelKind, local: &str, remote: &str) -> TunnelEnd {
+        TunnelEnd {
+            name: name.into(),
+            netns: ns.into(),
+            kind,
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            ttl: 0,
+            tos: 0,
+            ikey: None,
+            okey: None,
+            checksum: false,
+            sequence: false,
+            pmtudisc: true,
+            mtu: 1400,
+        }
+    }
+
+    /// Both ends of a tunnel between the lab's `a` and `b` over IPv4 (or IPv6).
+    fn pair(lab: &Lab, name: &str, kind: TunnelKind) -> (TunnelEnd, TunnelEnd) {
+        let (la, lb) = if kind.is_ipv6() {
+            ("fd00:a::2", "fd00:b::2")
+        } else {
+            ("172.16.10.2", "152.16.10.2")
+        };
+        (
+            end(name, &lab.a, kind, la, lb),
+            end(name, &lab.b, kind, lb, la),
+        )
+    }
+
+    fn stat<'a>(s: &'a Stats, ns: &str, name: &str) -> &'a TunnelStats {
+        s.tunnels
+            .iter()
+            .find(|t| t.netns == ns && t.name == name)
+            .expect("no stats for the tunnel")
+    }
+
+    /// An AF_PACKET socket in namespace `ns` seeing the L3 packets of
+    /// `dev` with EtherType `proto`.
+    fn tap_packets(ns: &str, dev: &'static str, proto: u16) -> OwnedFd {
+        netns::run_in(ns, move || {
+            // SAFETY: plain socket/bind/setsockopt calls on a fresh fd.
+            unsafe {
+                let fd = libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                    i32::from(proto.to_be()),
+                );
+                assert!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
+                let fd = OwnedFd::from_raw_fd(fd);
+                let mut sll: libc::sockaddr_ll = zeroed();
+                sll.sll_family = libc::AF_PACKET as u16;
+                sll.sll_protocol = proto.to_be();
+                let name = std::ffi::CString::new(dev).unwrap();
+                sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+                let r = libc::bind(
+                    fd.as_raw_fd(),
+                    std::ptr::addr_of!(sll).cast(),
+                    size_of::<libc::sockaddr_ll>() as u32,
+                );
+                assert!(r == 0, "binding AF_PACKET: {}", io::Error::last_os_error());
+                let tv = libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: 200_000,
+                };
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    std::ptr::addr_of!(tv).cast(),
+                    size_of::<libc::timeval>() as u32,
+                );
+                Ok(fd)
+            }
+        })
+        .unwrap()
+    }
+
+    /// The first packet on `fd` (within 5 s) that `want` accepts.
+    fn first_packet(fd: &OwnedFd, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            // SAFETY: reads into `buf`, whose length is passed.
+            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n > 0 && want(&buf[..n as usize]) {
+                return buf[..n as usize].to_vec();
+            }
+        }
+        panic!("no matching packet captured within 5 s");
+    }
+
+    #[test]
+    fn gre_ping_outer_header_and_rtt() {
+        let lab = Lab::new("gre");
+        let (mut a, b) = pair(&lab, "tun0", TunnelKind::Gre);
+        (a.ttl, a.tos) = (255, 0x20);
+        let dp = Dp::start(&lab, vec![a, b]);
+        ip(&lab.a, "addr add 192.168.50.1/30 dev tun0");
+        ip(&lab.b, "addr add 192.168.50.2/30 dev tun0");
+        let tunnel = ping(&lab.a, "192.168.50.2", 10)
+            .unwrap_or_else(|o| panic!("ping over gre failed:\n{o}"));
+        let plain =
+            ping(&lab.a, "152.16.10.2", 10).unwrap_or_else(|o| panic!("plain ping failed:\n{o}"));
+        eprintln!(
+            "RTT avg: over the userspace gre tunnel {:.3} ms, plain underlay {:.3} ms",
+            avg_rtt(&tunnel),
+            avg_rtt(&plain)
+        );
+
+        // What host1 puts on the wire, seen at the router.
+        let cap = tap_packets(&lab.r, "veth1", libc::ETH_P_IP as u16);
+        let pinger = std::thread::spawn({
+            let a = lab.a.clone();
+            move || ping(&a, "192.168.50.2", 3)
+        });
+        let p = first_packet(&cap, |p| {
+            p.len() > 24 && p[9] == 47 && p[12..16] == [172, 16, 10, 2]
+        });
+        pinger.join().unwrap().unwrap();
+        assert_eq!(p[8], 255, "outer TTL");
+        assert_eq!(
+            u16::from_be_bytes([p[6], p[7]]) & 0x4000,
+            0x4000,
+            "outer DF (pmtudisc)"
+        );
+        assert_eq!(p[1], 0x20, "outer TOS");
+        assert_eq!(p[16..20], [152, 16, 10, 2], "outer destination");
+        assert_eq!(
+            p[20..24],
+            [0, 0, 0x08, 0x00],
+            "a plain 4-byte GRE header carrying IPv4"
+        );
+        assert_eq!(p[24] >> 4, 4, "the inner IPv4 packet follows");
+
+        let s = dp.finish();
+        for ns in [&lab.a, &lab.b] {
+            let t = stat(&s, ns, "tun0");
+            assert!(t.tx_packets >= 13 && t.rx_packets >= 13, "{t:?}");
+            assert_eq!(
+                (
+                    t.drop_key,
+                    t.drop_checksum,
+                    t.drop_sequence,
+                    t.drop_protocol,
+                    t.tx_errors
+                ),
+                (0, 0, 0, 0, 0),
+                "{t:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn gretap_resolves_arp_and_pings() {
+        let lab = Lab::new("tap");
+        let (a, b) = pair(&lab, "tap0", TunnelKind::Gretap);
+        let dp = Dp::start(&lab, vec![a, b]);
+        ip(&lab.a, "addr add 192.168.50.1/30 dev tap0");
+        ip(&lab.b, "addr add 192.168.50.2/30 dev tap0");
+        ping(&lab.a, "192.168.50.2", 3).unwrap_or_else(|o| panic!("ping over gretap failed:\n{o}"));
+        let neigh = ip(&lab.a, "neigh show 192.168.50.2 dev tap0");
+        assert!(
+            neigh.contains("lladdr"),
+            "ARP did not resolve over gretap: {neigh}"
+        );
+        let s = dp.finish();
+        assert!(stat(&s, &lab.b, "tap0").rx_packets >= 4, "{s:?}");
+    }
+
+    #[test]
+    fn keys_separate_tunnels_between_the_same_pair() {
+        let lab = Lab::new("key");
+        let mut ends = vec![];
+        for (name, ka, kb) in [("k1", 1, 1), ("k2", 2, 2), ("k3", 3, 4)] {
+            let (mut a, mut b) = pair(&lab, name, TunnelKind::Gre);
+            (a.ikey, a.okey, b.ikey, b.okey) = (Some(ka), Some(ka), Some(kb), Some(kb));
+            ends.extend([a, b]);
+        }
+        let dp = Dp::start(&lab, ends);
+        for (i, name) in ["k1", "k2", "k3"].iter().enumerate() {
+            ip(
+                &lab.a,
+                &format!("addr add 192.168.5{}.1/30 dev {name}", i + 1),
+            );
+            ip(
+                &lab.b,
+                &format!("addr add 192.168.5{}.2/30 dev {name}", i + 1),
+            );
+        }
+        ping(&lab.a, "192.168.51.2", 3).unwrap_or_else(|o| panic!("ping over key 1 failed:\n{o}"));
+        ping(&lab.a, "192.168.52.2", 3).unwrap_or_else(|o| panic!("ping over key 2 failed:\n{o}"));
+        assert!(
+            ping(&lab.a, "192.168.53.2", 2).is_err(),
+            "a tunnel with mismatched keys must not pass traffic"
+        );
+        let s = dp.finish();
+        for name in ["k1", "k2"] {
+            let (ta, tb) = (stat(&s, &lab.a, name), stat(&s, &lab.b, name));
+            assert!(ta.rx_packets >= 3 && tb.rx_packets >= 3, "{ta:?} {tb:?}");
+        }
+        assert_eq!(stat(&s, &lab.b, "k3").rx_packets, 0);
+        let b_wrong_keys: u64 = s
+            .tunnels
+            .iter()
+            .filter(|t| t.netns == lab.b)
+            .map(|t| t.drop_key)
+            .sum();
+        assert!(
+            b_wrong_keys >= 2,
+            "key 3 packets at b must count as wrong keys: {s:#?}"
+        );
+    }
+
+    #[test]
+    fn ip6gre_and_ip6gretap_over_an_ipv6_underlay() {
+        let lab = Lab::new("v6");
+        let (mut a, b) = pair(&lab, "g6", TunnelKind::Ip6gre);
+        (a.ttl, a.tos) = (200, 0x20);
+        let (ta, tb) = pair(&lab, "t6", TunnelKind::Ip6gretap);
+        let dp = Dp::start(&lab, vec![a, b, ta, tb]);
+        ip(&lab.a, "addr add 192.168.60.1/30 dev g6");
+        ip(&lab.b, "addr add 192.168.60.2/30 dev g6");
+        ip(&lab.a, "addr add fd00:60::1/64 dev g6 nodad");
+        ip(&lab.b, "addr add fd00:60::2/64 dev g6 nodad");
+        ip(&lab.a, "addr add 192.168.61.1/30 dev t6");
+        ip(&lab.b, "addr add 192.168.61.2/30 dev t6");
+        ping(&lab.a, "192.168.60.2", 3)
+            .unwrap_or_else(|o| panic!("IPv4 ping over ip6gre failed:\n{o}"));
+        ping(&lab.a, "fd00:60::2", 3)
+            .unwrap_or_else(|o| panic!("IPv6 ping over ip6gre failed:\n{o}"));
+        ping(&lab.a, "192.168.61.2", 3)
+            .unwrap_or_else(|o| panic!("ping over ip6gretap failed:\n{o}"));
+
+        // Hop limit, traffic class and source come from per-packet cmsgs.
+        let cap = tap_packets(&lab.r, "veth1", libc::ETH_P_IPV6 as u16);
+        let pinger = std::thread::spawn({
+            let a = lab.a.clone();
+            move || ping(&a, "192.168.60.2", 3)
+        });
+        let src: [u8; 16] = "fd00:a::2".parse::<Ipv6Addr>().unwrap().octets();
+        // g6 packets only: t6 (ip6gretap, TTL inherited) shares the addresses.
+        let p = first_packet(&cap, |p| {
+            p.len() > 44 && p[6] == 47 && p[8..24] == src && p[42..44] != [0x65, 0x58]
+        });
+        pinger.join().unwrap().unwrap();
+        assert_eq!(p[7], 200, "outer hop limit");
+        assert_eq!(
+            ((p[0] & 0x0f) << 4) | (p[1] >> 4),
+            0x20,
+            "outer traffic class"
+        );
+        assert!(
+            matches!(p[40..44], [0, 0, 0x08, 0x00] | [0, 0, 0x86, 0xdd]),
+            "GRE right after the IPv6 header"
+        );
+        let s = dp.finish();
+        assert!(stat(&s, &lab.b, "t6").rx_packets >= 3, "{s:?}");
+    }
+
+    /// A GRE packet by hand: flags from the options, a checksum over it all.
+    fn gre_packet(
+        proto: u16,
+        csum: bool,
+        key: Option<u32>,
+        seq: Option<u32>,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut p = vec![
+            (u8::from(csum) << 7) | (u8::from(key.is_some()) << 5) | (u8::from(seq.is_some()) << 4),
+            0,
+        ];
+        p.extend(proto.to_be_bytes());
+        if csum {
+            p.extend([0; 4]);
+        }
+        for word in [key, seq].into_iter().flatten() {
+            p.extend(word.to_be_bytes());
+        }
+        p.extend(payload);
+        if csum {
+            let sum = gre::internet_checksum(&p);
+            p[4..6].copy_from_slice(&sum.to_be_bytes());
+        }
+        p
+    }
+
+    #[test]
+    fn forged_packets_are_dropped_and_counted() {
+        let lab = Lab::new("spoof");
+        // Only host a's end runs: host b forges everything a receives.
+        let (mut a, _) = pair(&lab, "tun0", TunnelKind::Gre);
+        (a.ikey, a.okey, a.checksum, a.sequence) = (Some(7), Some(7), true, true);
+        let dp = Dp::start(&lab, vec![a]);
+        let forger = netns::run_in(&lab.b, || {
+            // SAFETY: plain socket(2), checked.
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_INET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    libc::IPPROTO_RAW,
+                )
+            };
+            anyhow::ensure!(fd >= 0, "raw socket: {}", io::Error::last_os_error());
+            // SAFETY: a fresh descriptor.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        })
+        .unwrap();
+        let (peer, me) = (Ipv4Addr::new(152, 16, 10, 2), Ipv4Addr::new(172, 16, 10, 2));
+        let send = |src: Ipv4Addr, gre: Vec<u8>| {
+            let mut pkt = vec![0u8; 20];
+            pkt.extend(gre);
+            let total = pkt.len();
+            ipv4_header(&mut pkt[..20], total, 0, 64, false, src, me);
+            let (sa, len) = sockaddr(IpAddr::V4(me));
+            // SAFETY: sends `pkt` to a valid sockaddr.
+            let r = unsafe {
+                libc::sendto(
+                    forger.as_raw_fd(),
+                    pkt.as_ptr().cast(),
+                    pkt.len(),
+                    0,
+                    std::ptr::addr_of!(sa).cast(),
+                    len,
+                )
+            };
+            assert_eq!(
+                r,
+                pkt.len() as isize,
+                "forging: {}",
+                io::Error::last_os_error()
+            );
+        };
+        // An inner IPv4 echo request 192.168.50.2 -> 192.168.50.1.
+        let mut inner = vec![
+            0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 192, 168, 50, 2, 192, 168, 50, 1, 8, 0, 0xf7,
+            0xff, 0, 0, 0, 0,
+        ];
+        let sum = gre::internet_checksum(&inner[..20]);
+        inner[10..12].copy_from_slice(&sum.to_be_bytes());
+        let ip4 = gre::ETHERTYPE_IPV4;
+        let good = |seq| gre_packet(ip4, true, Some(7), Some(seq), &inner);
+
+        send(peer, good(100));
+        send(Ipv4Addr::new(152, 16, 10, 99), good(101)); // unmatched
+        send(peer, gre_packet(ip4, true, Some(8), Some(101), &inner)); // drop_key
+        send(peer, gre_packet(ip4, true, None, Some(101), &inner)); // drop_key
+        let mut bad_sum = good(101);
+        bad_sum[4] ^= 0xff;
+        send(peer, bad_sum); // drop_checksum
+        send(peer, gre_packet(ip4, false, Some(7), Some(101), &inner)); // drop_checksum
+        send(peer, good(50)); // drop_sequence
+        send(peer, good(100)); // drop_sequence (replay)
+        send(peer, gre_packet(ip4, true, Some(7), None, &inner)); // drop_sequence
+        send(
+            peer,
+            gre_packet(gre::ETHERTYPE_TEB, true, Some(7), Some(101), &inner),
+        ); // drop_protocol
+        send(peer, gre_packet(0x0806, true, Some(7), Some(101), &inner)); // drop_protocol
+        let mut v1 = good(101);
+        v1[1] = 1;
+        send(peer, v1); // malformed
+        send(peer, vec![0x20, 0, 8, 0, 0]); // malformed: key flagged, cut short
+        send(peer, good(101));
+
+        let s = dp.wait_for("both genuine packets", |s| {
+            s.tunnels[0].rx_packets >= 2 && s.malformed >= 2
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let s2 = read_stats(&dp.stats).unwrap();
+        assert_eq!(s, s2, "counters moved after the last forged packet");
+        let t = &s.tunnels[0];
+        assert_eq!(t.rx_packets, 2, "only the two genuine packets pass: {s:#?}");
+        assert_eq!(t.rx_bytes, 2 * inner.len() as u64);
+        assert_eq!((s.unmatched, s.malformed), (1, 2), "{s:#?}");
+        assert_eq!(
+            (
+                t.drop_key,
+                t.drop_checksum,
+                t.drop_sequence,
+                t.drop_protocol
+            ),
+            (2, 2, 3, 2),
+            "{s:#?}"
+        );
+    }
+
+    #[test]
+    fn a_setup_error_leaves_nothing_behind() {
+        let lab = Lab::new("fail");
+        let (a, _) = pair(&lab, "tun0", TunnelKind::Gre);
+        let mut missing = a.clone();
+        (missing.name, missing.netns) = ("tun1".into(), format!("{}-missing", lab.a));
+        let spec = Spec {
+            lab: "test".into(),
+            tunnels: vec![a.clone(), missing],
+        };
+        let stop = AtomicBool::new(false);
+        let mut ready = false;
+        let err = run(&spec, &lab.dir.join("s.json"), || ready = true, &stop).unwrap_err();
+        assert!(!ready);
+        assert!(format!("{err:#}").contains("-missing"), "{err:#}");
+        // A fork by a parallel test may hold a copy of the fd until it execs.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while ip(&lab.a, "-o link show").contains("tun0") {
+            assert!(Instant::now() < deadline, "tun0 outlived the failed setup");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+
+        let spec = Spec {
+            lab: "test".into(),
+            tunnels: vec![a.clone(), a],
+        };
+        let err = run(&spec, &lab.dir.join("s.json"), || ready = true, &stop).unwrap_err();
+        assert!(!ready);
+        assert!(format!("{err:#}").contains("tun0"), "{err:#}");
+    }
+
+    #[test]
+    fn one_socket_per_namespace_and_family() {
+        let lab = Lab::new("socks");
+        let mut ends = vec![];
+        for i in 0..10 {
+            let (mut a, mut b) = pair(&lab, &format!("k{i}"), TunnelKind::Gre);
+            (a.ikey, a.okey, b.ikey, b.okey) = (Some(i), Some(i), Some(i), Some(i));
+            ends.extend([a, b]);
+        }
+        let (a, b) = pair(&lab, "g6", TunnelKind::Ip6gre);
+        ends.extend([a, b]);
+        let engine = Engine::new(&Spec {
+            lab: "test".into(),
+            tunnels: ends,
+        })
+        .unwrap();
+        assert_eq!(engine.tunnels.len(), 22);
+        let v6: Vec<bool> = engine.socks.iter().map(|s| s.v6).collect();
+        assert_eq!(
+            v6,
+            [false, false, true, true],
+            "a, b over IPv4, then a, b over IPv6"
+        );
+    }
+
+    #[test]
+    #[ignore = "entry point of the child process that start_serve_stop_as_a_process spawns"]
+    fn child_serve() {
+        let spec = std::env::var_os("GRELAB_DP_SPEC").expect("GRELAB_DP_SPEC");
+        let stats = std::env::var_os("GRELAB_DP_STATS").expect("GRELAB_DP_STATS");
+        serve(Path::new(&spec), Path::new(&stats), Some(3)).unwrap();
+    }
+
+    /// `launch` with this test binary running `child_serve` in place of
+    /// `grelab dataplane`.
+    fn launch_test_child(lab: &Lab, spec: &Spec) -> Result<u32> {
+        let exe = std::env::current_exe().unwrap();
+        launch(&lab.dir, spec, |spec_path, stats_path| {
+            let mut cmd = Command::new(exe);
+            cmd.args([
+                "--exact",
+                "dataplane::tests::child_serve",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ]);
+            cmd.env("GRELAB_DP_SPEC", spec_path)
+                .env("GRELAB_DP_STATS", stats_path);
+            cmd
+        })
+    }
+
+    #[test]
+    fn start_serve_stop_as_a_process() {
+        let lab = Lab::new("proc");
+        let (a, b) = pair(&lab, "tun0", TunnelKind::Gre);
+        let spec = Spec {
+            lab: "test".into(),
+            tunnels: vec![a.clone(), b],
+        };
+        let pid = launch_test_child(&lab, &spec).unwrap();
+        struct Kill(u32);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = stop(self.0);
+            }
+        }
+        let _guard = Kill(pid);
+        assert!(is_running(pid));
+        ip(&lab.a, "addr add 192.168.50.1/30 dev tun0");
+        ip(&lab.b, "addr add 192.168.50.2/30 dev tun0");
+        ping(&lab.a, "192.168.50.2", 3)
+            .unwrap_or_else(|o| panic!("ping through the dataplane process failed:\n{o}"));
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let rss = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS"))
+            .unwrap_or("VmRSS: ?");
+        eprintln!("dataplane process serving the basic lab (2 ends, in the test binary): {rss}");
+        stop(pid).unwrap();
+        assert!(!is_running(pid) && gone(pid));
+        let s = read_stats(&lab.dir.join("dataplane-stats.json")).unwrap();
+        assert!(
+            stat(&s, &lab.b, "tun0").rx_packets >= 3,
+            "stats written at exit: {s:?}"
+        );
+        assert!(
+            !ip(&lab.a, "-o link show").contains("tun0"),
+            "the device must go with the process"
+        );
+
+        let mut bad = a;
+        bad.netns = format!("{}-missing", lab.a);
+        let err = launch_test_child(
+            &lab,
+            &Spec {
+                lab: "test".into(),
+                tunnels: vec![bad],
+            },
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("failed to start") && msg.contains("-missing"),
+            "{msg}"
+        );
+        assert!(!is_running(u32::MAX / 2));
+    }
+
+    #[test]
+    fn outer_fields_follow_ip_gre() {
+        let mut t = end("t", "n", TunnelKind::Gre, "10.0.0.1", "10.0.0.2");
+        let mut v4 = [0u8; 20];
+        (v4[0], v4[1], v4[8]) = (0x45, 0xb8 | 1, 17); // DSCP EF, ECT(1), TTL 17
+        assert_eq!(
+            outer_fields(&t, false, &v4),
+            (17, 1),
+            "TTL inherited, fixed TOS 0 keeps inner ECN"
+        );
+        (t.ttl, t.tos) = (255, 1);
+        assert_eq!(outer_fields(&t, false, &v4), (255, 0xb9), "TOS inherited");
+        v4[1] = 0x03; // CE
+        assert_eq!(
+            outer_fields(&t, false, &v4),
+            (255, 0x02),
+            "CE goes out as ECT(0)"
+        );
+        let mut v6 = [0u8; 40];
+        (v6[0], v6[1], v6[7]) = (0x6b, 0x80, 9); // traffic class 0xb8
+        t.ttl = 0;
+        assert_eq!(outer_fields(&t, false, &v6), (9, 0xb8));
+        let mut frame = [0u8; 54];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14..34].copy_from_slice(&v4);
+        assert_eq!(
+            outer_fields(&t, true, &frame).0,
+            17,
+            "gretap looks inside the frame"
+        );
+        frame[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(outer_fields(&t, true, &frame), (64, 0), "ARP: default TTL");
+    }
+
+    #[test]
+    fn ipv4_parsing_bounds() {
+        assert!(parse_ipv4(&[]).is_none());
+        assert!(parse_ipv4(&[0x45; 19]).is_none());
+        assert!(
+            parse_ipv4(&[0x46; 22]).is_none(),
+            "options beyond the packet"
+        );
+        let mut p = [0u8; 30];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&28u16.to_be_bytes());
+        p[12..16].copy_from_slice(&[1, 2, 3, 4]);
+        let (src, _, gre) = parse_ipv4(&p).unwrap();
+        assert_eq!(
+            (src, gre.len()),
+            ("1.2.3.4".parse().unwrap(), 8),
+            "trailing padding is cut"
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! TUN/TAP devices through `/dev/net/tun`: the userspace dataplane's side of
+//! a tunnel. A device is made in the calling thread's network namespace and
+//! is not persistent: it disappears when its file descriptor closes.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use anyhow::{Context, Result, bail};
+
+/// Opens a non-blocking TUN (IP packets) or, with `l2`, TAP (Ethernet
+/// frames) device `name` with MTU `mtu`, and brings it up.
+pub fn open(name: &str, l2: bool, mtu: u32) -> Result<File> {
+    let mut req = ifreq(name)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")
+        .context("opening /dev/net/tun: is the tun driver available (CONFIG_TUN)?")?;
+    let kind = if l2 { libc::IFF_TAP } else { libc::IFF_TUN };
+    req.ifr_ifru.ifru_flags = (kind | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes an ifreq, which `req` is.
+    if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
+        let e = io::Error::last_os_error();
+        let hint = if e.raw_os_error() == Some(libc::EBUSY) {
+            ": a device of that name exists already in the namespace"
+        } else {
+            ""
+        };
+        return Err(e).with_context(|| format!("creating {} device `{name}`{hint}", kind_name(l2)));
+    }
+    // The ioctl socket must live in the same namespace as the device.
+    // SAFETY: plain socket(2); the result is checked before use.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error()).context("opening an ioctl socket");
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut req = ifreq(name)?;
+    req.ifr_ifru.ifru_mtu = i32::try_from(mtu).unwrap_or(i32::MAX);
+    // SAFETY: SIOCSIFMTU reads an ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, &req) } < 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("setting MTU {mtu} on `{name}`: is it within 68..=65535?"));
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write an ifreq.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("reading flags of `{name}`"));
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("bringing `{name}` up"));
+        }
+    }
+    Ok(file)
+}
+
+fn kind_name(l2: bool) -> &'static str {
+    if l2 { "TAP" } else { "TUN" }
+}
+
+/// An ifreq naming `name`, which must fit IFNAMSIZ with its NUL.
+fn ifreq(name: &str) -> Result<libc::ifreq> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['\0', '/', ' ']) {
+        bail!("invalid interface name `{name}`: 1 to 15 bytes, no NUL, slash or space");
+    }
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    Ok(req)
+}
