@@ -2,7 +2,9 @@
 //! small pool of threads, each entering a namespace and speaking netlink
 //! there. Everything created is journalled; on failure it is undone.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -66,7 +68,10 @@ where
 }
 
 /// Enters `ns` on this (pool) thread and runs `f` with a connection there.
-fn run_in_ns<Fut: Future<Output = Result<()>>>(ns: &str, f: impl FnOnce(Rtnl) -> Fut) -> Result<()> {
+fn run_in_ns<Fut: Future<Output = Result<()>>>(
+    ns: &str,
+    f: impl FnOnce(Rtnl) -> Fut,
+) -> Result<()> {
     let file = netns::open(ns)?;
     netns::enter(&file)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -99,12 +104,15 @@ pub struct Outcome {
     pub unchanged: bool,
 }
 
+/// A tunnel end and the backend that builds it.
+type Chosen = (TunnelEnd, Backend);
+
 /// The backend that builds each tunnel end, with a note on why.
 fn choose_backends(
     plan: &Plan,
     wanted: Option<Backend>,
     probe_ns: &str,
-) -> Result<(Vec<(TunnelEnd, Backend)>, Vec<String>)> {
+) -> Result<(Vec<Chosen>, Vec<String>)> {
     let mut kinds: Vec<TunnelKind> = Vec::new();
     for (end, b) in plan.tunnels() {
         if wanted.unwrap_or(b) != Backend::Userspace && !kinds.contains(&end.kind) {
@@ -119,7 +127,10 @@ fn choose_backends(
             async move {
                 for k in kinds {
                     let ok = rtnl.supports(k).await?;
-                    supported.lock().map_err(|_| anyhow!("poisoned"))?.push((k, ok));
+                    supported
+                        .lock()
+                        .map_err(|_| anyhow!("poisoned"))?
+                        .push((k, ok));
                 }
                 Ok(())
             }
@@ -172,17 +183,26 @@ pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Resul
         let healthy = old.plan.namespaces().all(netns::exists)
             && old.dataplane_pid.is_none_or(dataplane::is_running);
         if old.digest == digest && healthy {
-            return Ok(Outcome { elapsed: start.elapsed(), notes: vec![], unchanged: true });
+            return Ok(Outcome {
+                elapsed: start.elapsed(),
+                notes: vec![],
+                unchanged: true,
+            });
         }
         if old.digest != digest {
             return Err(error::bad_input(format!(
                 "lab `{}` is up from a different topology{}; run `grelab down --lab {}` first",
                 plan.lab,
-                old.source.map(|p| format!(" ({})", p.display())).unwrap_or_default(),
+                old.source
+                    .map(|p| format!(" ({})", p.display()))
+                    .unwrap_or_default(),
                 plan.lab
             )));
         }
-        eprintln!("lab `{}` is broken (a namespace or its dataplane is gone): rebuilding", plan.lab);
+        eprintln!(
+            "lab `{}` is broken (a namespace or its dataplane is gone): rebuilding",
+            plan.lab
+        );
         crate::teardown::remove_lab(&plan.lab, Some(&old))?;
     }
 
@@ -214,11 +234,18 @@ pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Resul
                 dataplane_pid,
                 backends,
             })?;
-            Ok(Outcome { elapsed: start.elapsed(), notes, unchanged: false })
+            Ok(Outcome {
+                elapsed: start.elapsed(),
+                notes,
+                unchanged: false,
+            })
         }
         Err(e) => {
             let undo = journal.undo(&plan.lab);
-            let mut e = e.context(format!("building lab `{}` (everything created was removed)", plan.lab));
+            let mut e = e.context(format!(
+                "building lab `{}` (everything created was removed)",
+                plan.lab
+            ));
             if !undo.is_empty() {
                 e = e.context(format!("and undoing failed too: {}", undo.join("; ")));
             }
@@ -238,10 +265,10 @@ impl Journal {
     /// Undoes everything, best effort; returns what could not be undone.
     fn undo(&mut self, lab: &str) -> Vec<String> {
         let mut failures = Vec::new();
-        if let Some(pid) = self.dataplane.take() {
-            if let Err(e) = dataplane::stop(pid) {
-                failures.push(format!("stopping dataplane {pid}: {e:#}"));
-            }
+        if let Some(pid) = self.dataplane.take()
+            && let Err(e) = dataplane::stop(pid)
+        {
+            failures.push(format!("stopping dataplane {pid}: {e:#}"));
         }
         for ns in self.namespaces.drain(..).rev() {
             if let Err(e) = netns::delete(&ns) {
@@ -263,15 +290,24 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
     }
 
     // Phase 2: mark each namespace (its lo), create veths from their first end.
-    let mut phase2: Vec<(String, Vec<&Step>)> =
-        plan.namespaces().map(|ns| (ns.to_owned(), Vec::new())).collect();
+    let index: HashMap<&str, usize> = plan
+        .namespaces()
+        .enumerate()
+        .map(|(i, ns)| (ns, i))
+        .collect();
+    let slot = |ns: &str| {
+        index
+            .get(ns)
+            .copied()
+            .ok_or_else(|| anyhow!("no namespace `{ns}` in the plan"))
+    };
+    let mut veths: Vec<Vec<&Step>> = vec![Vec::new(); index.len()];
     for step in &plan.steps {
         if let Step::Veth { ns, .. } = step {
-            if let Some((_, v)) = phase2.iter_mut().find(|(n, _)| n == ns) {
-                v.push(step);
-            }
+            veths[slot(ns)?].push(step);
         }
     }
+    let phase2 = plan.namespaces().map(str::to_owned).zip(veths).collect();
     in_namespaces(phase2, |rtnl, steps| {
         let mark = &mark;
         async move {
@@ -279,10 +315,17 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
             try_join_all(steps.into_iter().map(|s| {
                 let rtnl = &rtnl;
                 async move {
-                    if let Step::Veth { name, peer_ns, peer, mtu, .. } = s {
+                    if let Step::Veth {
+                        name,
+                        peer_ns,
+                        peer,
+                        mtu,
+                        ..
+                    } = s
+                    {
                         let peer_fd = netns::open(peer_ns)?;
-                        use std::os::fd::AsFd;
-                        rtnl.add_veth(name, peer, peer_fd.as_fd(), Some(*mtu)).await?;
+                        rtnl.add_veth(name, peer, peer_fd.as_fd(), Some(*mtu))
+                            .await?;
                     }
                     Ok::<_, anyhow::Error>(())
                 }
@@ -295,103 +338,95 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
     // Tunnels: kernel links, or the userspace dataplane's devices.
     let probe = plan.namespaces().next().unwrap_or_default().to_owned();
     let (ends, notes) = choose_backends(plan, backend, &probe)?;
-    let user: Vec<TunnelEnd> =
-        ends.iter().filter(|(_, b)| *b == Backend::Userspace).map(|(e, _)| e.clone()).collect();
+    let user: Vec<TunnelEnd> = ends
+        .iter()
+        .filter(|(_, b)| *b == Backend::Userspace)
+        .map(|(e, _)| e.clone())
+        .collect();
     let mut pid = None;
     if !user.is_empty() {
         let dir = state::lab_dir(&plan.lab);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let spec = dataplane::Spec { lab: plan.lab.clone(), tunnels: user };
+        let spec = dataplane::Spec {
+            lab: plan.lab.clone(),
+            tunnels: user,
+        };
         let p = dataplane::start(&dir, &spec).context("starting the userspace GRE dataplane")?;
         journal.dataplane = Some(p);
         pid = Some(p);
     }
 
     // Phase 3, per namespace: kernel tunnels, marks, sysctls, addresses, up, routes.
-    let mut phase3: Vec<(String, Vec<Step>)> =
-        plan.namespaces().map(|ns| (ns.to_owned(), Vec::new())).collect();
-    let mut push = |ns: &str, step: Step| {
-        if let Some((_, v)) = phase3.iter_mut().find(|(n, _)| n == ns) {
-            v.push(step);
-        }
-    };
+    let mut jobs: Vec<Configure> = vec![Configure::default(); index.len()];
     for (end, b) in &ends {
+        let job = &mut jobs[slot(&end.netns)?];
+        job.tunnels.push(end.name.clone());
+        job.marks.push(end.name.clone());
         if *b == Backend::Kernel {
-            push(&end.netns, Step::Tunnel { end: end.clone(), backend: Backend::Kernel });
+            job.steps.push(Step::Tunnel {
+                end: end.clone(),
+                backend: Backend::Kernel,
+            });
         }
     }
     for step in &plan.steps {
         match step {
             Step::Namespace { .. } | Step::Tunnel { .. } => {}
-            Step::Veth { .. } => {}
-            s => push(s.ns(), s.clone()),
+            Step::Veth {
+                ns,
+                name,
+                peer_ns,
+                peer,
+                ..
+            } => {
+                jobs[slot(ns)?].marks.push(name.clone());
+                jobs[slot(peer_ns)?].marks.push(peer.clone());
+            }
+            s => jobs[slot(s.ns())?].steps.push(s.clone()),
         }
     }
-    let ifaces = |ns: &str| -> Vec<String> {
-        let mut v = Vec::new();
-        for step in &plan.steps {
-            match step {
-                Step::Veth { ns: a, name, peer_ns, peer, .. } => {
-                    if a == ns {
-                        v.push(name.clone());
-                    }
-                    if peer_ns == ns {
-                        v.push(peer.clone());
-                    }
-                }
-                Step::Tunnel { end, .. } if end.netns == ns => v.push(end.name.clone()),
-                _ => {}
-            }
-        }
-        v
-    };
-    let tunnels = |ns: &str| -> Vec<String> {
-        ends.iter().filter(|(e, _)| e.netns == ns).map(|(e, _)| e.name.clone()).collect()
-    };
-    let jobs: Vec<_> = phase3
-        .into_iter()
-        .map(|(ns, steps)| {
-            let names = ifaces(&ns);
-            let tun = tunnels(&ns);
-            (ns, (steps, names, tun))
-        })
-        .collect();
-    in_namespaces(jobs, |rtnl, (steps, names, tun)| {
+    let jobs = plan.namespaces().map(str::to_owned).zip(jobs).collect();
+    in_namespaces(jobs, |rtnl, job| {
         let mark = &mark;
-        async move { configure(&rtnl, mark, &steps, &names, &tun).await }
+        async move { configure(&rtnl, mark, &job).await }
     })?;
 
     let backends = ends
         .iter()
         .map(|(e, b)| {
-            let b = if *b == Backend::Kernel { "kernel" } else { "userspace" };
+            let b = if *b == Backend::Kernel {
+                "kernel"
+            } else {
+                "userspace"
+            };
             (e.netns.clone(), e.name.clone(), b.to_owned())
         })
         .collect();
     Ok((pid, backends, notes))
 }
 
+/// One namespace's phase-3 work.
+#[derive(Debug, Clone, Default)]
+struct Configure {
+    steps: Vec<Step>,
+    /// Interfaces to mark as the lab's.
+    marks: Vec<String>,
+    /// Tunnel devices (kernel or userspace).
+    tunnels: Vec<String>,
+}
+
 /// One namespace's configuration, independent requests in flight together.
-async fn configure(
-    rtnl: &Rtnl,
-    mark: &str,
-    steps: &[Step],
-    ifaces: &[String],
-    tunnels: &[String],
-) -> Result<()> {
+async fn configure(rtnl: &Rtnl, mark: &str, job: &Configure) -> Result<()> {
+    let steps = &job.steps;
     for s in steps {
         if let Step::Tunnel { end, .. } = s {
             rtnl.add_tunnel(end).await?;
         }
     }
-    try_join_all(ifaces.iter().map(|i| rtnl.set_alias(i, mark))).await?;
+    try_join_all(job.marks.iter().map(|i| rtnl.set_alias(i, mark))).await?;
     // No IPv6 link-local autoconfiguration chatter across tunnels: at scale
     // it overflows the (host-global) neighbour table.
-    try_join_all(steps.iter().filter_map(|s| match s {
-        Step::Up { dev, .. } if tunnels.contains(dev) => Some(rtnl.set_addrgenmode_none(dev)),
-        _ => None,
-    }))
-    .await?;
+    try_join_all(job.tunnels.iter().map(|t| rtnl.set_addrgenmode_none(t))).await?;
     for s in steps {
         if let Step::Sysctl { key, value, .. } = s {
             sysctl(key, value)?;

@@ -63,6 +63,9 @@ enum Command {
         /// Print details of passing checks too.
         #[arg(short, long)]
         verbose: bool,
+        /// Only the file's checks, not the derived ones (underlay, tunnel pings, mtu, encap).
+        #[arg(long)]
+        no_derived: bool,
     },
     /// Check FILE (default ./grelab.yaml) and report every error at once.
     Validate { file: Option<PathBuf> },
@@ -98,6 +101,11 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print a generated scale topology (YAML) on stdout.
+    Generate {
+        #[command(subcommand)]
+        shape: Shape,
+    },
     /// The userspace GRE dataplane process that `up` starts (internal).
     #[command(hide = true)]
     Dataplane {
@@ -107,6 +115,32 @@ enum Command {
         stats: PathBuf,
         #[arg(long)]
         ready_fd: Option<i32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Shape {
+    /// A hub and N spokes: a veth and a GRE tunnel per spoke.
+    HubSpoke {
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=4000))]
+        spokes: u32,
+        /// The lab's name.
+        #[arg(long, default_value = "hub")]
+        name: String,
+        /// Underlay only: no tunnels.
+        #[arg(long)]
+        no_tunnels: bool,
+        #[arg(long, value_enum, default_value_t = Backend::Auto)]
+        backend: Backend,
+    },
+    /// N nodes around a core router, a GRE tunnel between every pair.
+    FullMesh {
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=40))]
+        nodes: u32,
+        #[arg(long, default_value = "mesh")]
+        name: String,
+        #[arg(long, value_enum, default_value_t = Backend::Auto)]
+        backend: Backend,
     },
 }
 
@@ -223,7 +257,12 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Up { file, naming, backend, no_check } => {
+        Command::Up {
+            file,
+            naming,
+            backend,
+            no_check,
+        } => {
             let plan = load_plan(file.as_deref(), naming.prefix.as_deref())?;
             let source = file.unwrap_or_else(|| DEFAULT_FILE.into());
             let source = std::fs::canonicalize(&source).unwrap_or(source);
@@ -239,17 +278,25 @@ fn run(cli: Cli) -> Result<()> {
                     "lab `{}` is up: {} namespaces, {} links, {} tunnel ends in {:.0?}",
                     plan.lab,
                     plan.nodes.len(),
-                    plan.steps.iter().filter(|s| matches!(s, plan::Step::Veth { .. })).count(),
+                    plan.steps
+                        .iter()
+                        .filter(|s| matches!(s, plan::Step::Veth { .. }))
+                        .count(),
                     tunnels,
                     out.elapsed
                 );
             }
             if !no_check {
-                up_checks(&plan.lab);
+                up_checks(&plan);
             }
             Ok(())
         }
-        Command::Down { file, naming, lab, all } => {
+        Command::Down {
+            file,
+            naming,
+            lab,
+            all,
+        } => {
             let labs = if all {
                 let mut labs = crate::state::labs()?;
                 labs.extend(crate::teardown::marked_labs()?);
@@ -258,7 +305,8 @@ fn run(cli: Cli) -> Result<()> {
                 labs
             } else if let Some(lab) = lab {
                 vec![lab]
-            } else if file.is_some() || naming.prefix.is_some() || Path::new(DEFAULT_FILE).exists() {
+            } else if file.is_some() || naming.prefix.is_some() || Path::new(DEFAULT_FILE).exists()
+            {
                 vec![load_plan(file.as_deref(), naming.prefix.as_deref())?.lab]
             } else {
                 vec![the_lab(None)?]
@@ -274,10 +322,16 @@ fn run(cli: Cli) -> Result<()> {
                         println!(
                             "lab `{lab}` is down: {} namespaces removed{}",
                             r.namespaces.len(),
-                            if r.dataplane { ", dataplane stopped" } else { "" }
+                            if r.dataplane {
+                                ", dataplane stopped"
+                            } else {
+                                ""
+                            }
                         );
                         for ns in r.skipped {
-                            println!("  left namespace `{ns}` alone: it does not carry the lab's mark");
+                            println!(
+                                "  left namespace `{ns}` alone: it does not carry the lab's mark"
+                            );
                         }
                     }
                 }
@@ -286,20 +340,112 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Status { format } => status(format),
         Command::Exec { node, lab, cmd } => exec(lab, &node, &cmd),
-        Command::Verify { lab, format, junit, verbose } => {
+        Command::Verify {
+            lab,
+            format,
+            junit,
+            verbose,
+            no_derived,
+        } => {
             let lab = the_lab(lab)?;
-            let _ = (format, junit, verbose);
-            Err(error::environment(format!("verify of `{lab}` is not available yet in this build")))
+            let s = record(&lab)?;
+            if let Some(pid) = s
+                .dataplane_pid
+                .filter(|p| !crate::dataplane::is_running(*p))
+            {
+                eprintln!(
+                    "warning: the lab's userspace dataplane (pid {pid}) is not running; `grelab up` restarts it"
+                );
+            }
+            let opts = crate::verify::Options {
+                derived: !no_derived,
+                only_ping: false,
+            };
+            let results = crate::verify::run(&s.plan, opts);
+            if let Some(path) = junit {
+                std::fs::write(&path, crate::report::junit(&lab, &results)).map_err(|e| {
+                    anyhow::anyhow!("writing the JUnit report {}: {e}", path.display())
+                })?;
+            }
+            match format {
+                Format::Human => {
+                    print!("{}", with_newline(crate::report::human(&results, verbose)))
+                }
+                Format::Json => println!("{}", crate::report::json(&lab, &results)),
+            }
+            let failed = results
+                .iter()
+                .filter(|r| r.status != crate::report::Status::Pass)
+                .count();
+            if failed > 0 {
+                return Err(error::check_failed(format!(
+                    "{failed} of {} checks failed",
+                    results.len()
+                )));
+            }
+            Ok(())
         }
-        Command::Dataplane { spec, stats, ready_fd } => {
-            crate::dataplane::serve(&spec, &stats, ready_fd)
+        Command::Generate { shape } => {
+            let (name, yaml) = match shape {
+                Shape::HubSpoke {
+                    spokes,
+                    name,
+                    no_tunnels,
+                    backend,
+                } => {
+                    let y = crate::generate::hub_spoke(&name, spokes, !no_tunnels, backend);
+                    (name, y)
+                }
+                Shape::FullMesh {
+                    nodes,
+                    name,
+                    backend,
+                } => {
+                    let y = crate::generate::full_mesh(&name, nodes, backend);
+                    (name, y)
+                }
+            };
+            if let Some(p) = validate::name_problem("lab name", &name, 32) {
+                return Err(bad_input(format!("--name: {p}")));
+            }
+            print!("{yaml}");
+            Ok(())
         }
+        Command::Dataplane {
+            spec,
+            stats,
+            ready_fd,
+        } => crate::dataplane::serve(&spec, &stats, ready_fd),
     }
 }
 
-/// The ping checks that end `up`: reported, but not the exit code.
-fn up_checks(lab: &str) {
-    let _ = lab;
+/// The ping checks that end `up`: reported loudly, but `verify` is the
+/// command whose exit code asserts.
+fn up_checks(plan: &Plan) {
+    let opts = crate::verify::Options {
+        derived: false,
+        only_ping: true,
+    };
+    let results = crate::verify::run(plan, opts);
+    if results.is_empty() {
+        return;
+    }
+    print!("{}", with_newline(crate::report::human(&results, false)));
+    if results
+        .iter()
+        .any(|r| r.status != crate::report::Status::Pass)
+    {
+        eprintln!(
+            "WARNING: the lab is up, but a check failed (see above); `grelab verify` for all checks"
+        );
+    }
+}
+
+fn with_newline(mut s: String) -> String {
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
 }
 
 /// The lab a command is about: the one given, or the only one up.
@@ -310,7 +456,9 @@ fn the_lab(lab: Option<String>) -> Result<String> {
     let labs = crate::state::labs()?;
     match labs.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(error::environment("no lab is up; start one with `grelab up FILE`")),
+        [] => Err(error::environment(
+            "no lab is up; start one with `grelab up FILE`",
+        )),
         many => Err(bad_input(format!(
             "several labs are up ({}); say which with --lab NAME",
             many.join(", ")
@@ -329,9 +477,14 @@ fn status(format: Format) -> Result<()> {
     for lab in crate::state::labs()? {
         match crate::state::load(&lab) {
             Ok(Some(s)) => {
-                let missing: Vec<&str> =
-                    s.plan.namespaces().filter(|n| !crate::netns::exists(n)).collect();
-                let dataplane = s.dataplane_pid.map(|p| (p, crate::dataplane::is_running(p)));
+                let missing: Vec<&str> = s
+                    .plan
+                    .namespaces()
+                    .filter(|n| !crate::netns::exists(n))
+                    .collect();
+                let dataplane = s
+                    .dataplane_pid
+                    .map(|p| (p, crate::dataplane::is_running(p)));
                 let health = if !missing.is_empty() {
                     format!("broken: namespaces gone: {}", missing.join(", "))
                 } else if let Some((pid, false)) = dataplane {
@@ -360,12 +513,20 @@ fn status(format: Format) -> Result<()> {
         println!("no lab is up");
     }
     for l in &labs {
-        println!("{}: {}", l["lab"].as_str().unwrap_or("?"), l["status"].as_str().unwrap_or("?"));
+        println!(
+            "{}: {}",
+            l["lab"].as_str().unwrap_or("?"),
+            l["status"].as_str().unwrap_or("?")
+        );
         if let Some(src) = l["source"].as_str() {
             println!("  from {src}");
         }
         for n in l["namespaces"].as_array().into_iter().flatten() {
-            println!("  node {} in namespace {}", n["node"].as_str().unwrap_or("?"), n["ns"].as_str().unwrap_or("?"));
+            println!(
+                "  node {} in namespace {}",
+                n["node"].as_str().unwrap_or("?"),
+                n["ns"].as_str().unwrap_or("?")
+            );
         }
         for t in l["tunnels"].as_array().into_iter().flatten() {
             println!(
@@ -387,12 +548,20 @@ fn exec(lab: Option<String>, node: &str, cmd: &[String]) -> Result<()> {
     let ns = s.plan.ns_of(node).ok_or_else(|| {
         bad_input(format!(
             "lab `{lab}` has no node `{node}`; nodes: {}",
-            s.plan.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>().join(", ")
+            s.plan
+                .nodes
+                .iter()
+                .map(|n| n.node.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     crate::netns::enter(&crate::netns::open(ns)?)?;
     let err = std::process::Command::new(&cmd[0]).args(&cmd[1..]).exec();
-    Err(error::environment(format!("running `{}` in node `{node}`: {err}", cmd[0])))
+    Err(error::environment(format!(
+        "running `{}` in node `{node}`: {err}",
+        cmd[0]
+    )))
 }
 
 /// Runs grelab with the process arguments and returns the exit code.

@@ -73,7 +73,10 @@ pub fn load(lab: &str) -> Result<Option<State>> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     serde_json::from_slice(&bytes).map(Some).with_context(|| {
-        format!("the record {} is corrupt (grelab down still finds the lab by its marks)", path.display())
+        format!(
+            "the record {} is corrupt (grelab down still finds the lab by its marks)",
+            path.display()
+        )
     })
 }
 
@@ -128,13 +131,17 @@ impl Lock {
     pub fn acquire(lab: &str, wait: Duration) -> Result<Lock> {
         let locks = Path::new(STATE_DIR).join(".locks");
         fs::create_dir_all(&locks).with_context(|| {
-            format!("creating {}: grelab needs root to manage labs", locks.display())
+            format!(
+                "creating {}: grelab needs root to manage labs",
+                locks.display()
+            )
         })?;
         let path = locks.join(lab);
         let deadline = Instant::now() + wait;
         let mut said = false;
         loop {
-            let file = File::create(&path).with_context(|| format!("opening {}", path.display()))?;
+            let file =
+                File::create(&path).with_context(|| format!("opening {}", path.display()))?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(flock) => return Ok(Lock { _flock: flock }),
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {

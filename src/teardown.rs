@@ -20,8 +20,14 @@ pub fn marks(namespaces: Vec<String>) -> Result<Vec<(String, Option<String>)>> {
         let found = &found;
         async move {
             let links = rtnl.links().await?;
-            let alias = links.into_iter().find(|l| l.name == "lo").and_then(|l| l.alias);
-            found.lock().map_err(|_| anyhow!("poisoned"))?.push((ns, alias));
+            let alias = links
+                .into_iter()
+                .find(|l| l.name == "lo")
+                .and_then(|l| l.alias);
+            found
+                .lock()
+                .map_err(|_| anyhow!("poisoned"))?
+                .push((ns, alias));
             Ok(())
         }
     })?;
@@ -61,7 +67,9 @@ fn orphan_dataplanes(lab: &str) -> Vec<u32> {
             };
             if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
                 let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-                if args.iter().any(|a| *a == b"dataplane") && args.iter().any(|a| *a == spec.as_bytes()) {
+                if args.iter().any(|a| *a == b"dataplane")
+                    && args.iter().any(|a| *a == spec.as_bytes())
+                {
                     pids.push(pid);
                 }
             }
@@ -103,7 +111,12 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
 
     // With a record, check its namespaces; without, every namespace's mark.
     let candidates: Vec<String> = match record {
-        Some(s) => s.plan.namespaces().filter(|ns| netns::exists(ns)).map(str::to_owned).collect(),
+        Some(s) => s
+            .plan
+            .namespaces()
+            .filter(|ns| netns::exists(ns))
+            .map(str::to_owned)
+            .collect(),
         None => netns::list()?,
     };
     for (ns, alias) in marks(candidates)? {
@@ -122,7 +135,10 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
     if failures.is_empty() {
         Ok(removed)
     } else {
-        Err(anyhow!("removing lab `{lab}` left problems: {}", failures.join("; ")))
+        Err(anyhow!(
+            "removing lab `{lab}` left problems: {}",
+            failures.join("; ")
+        ))
     }
 }
 

@@ -367,7 +367,11 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
         let loc = Loc::of(check);
         let timeout = |c: &mut Checker, t: f64| {
             if !(t > 0.0 && t <= 600.0) {
-                c.err(loc, format!("check timeout {t} is out of range"), "use seconds, 0 < timeout <= 600");
+                c.err(
+                    loc,
+                    format!("check timeout {t} is out of range"),
+                    "use seconds, 0 < timeout <= 600",
+                );
             }
         };
         match &check.value {
@@ -392,19 +396,30 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
                         format!("check names unknown tunnel `{}`", t.tunnel),
                         format!(
                             "tunnels are: {}",
-                            topo.tunnels.iter().map(|x| x.name.value.as_str()).collect::<Vec<_>>().join(", ")
+                            topo.tunnels
+                                .iter()
+                                .map(|x| x.name.value.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     ),
                     Some(x) => {
-                        if let Some(from) = &t.from {
-                            if !x.endpoints.value.iter().any(|e| &e.node.value == from) {
-                                c.err(loc, format!("`{from}` is not an end of tunnel `{}`", t.tunnel), "");
-                            }
+                        if let Some(from) = &t.from
+                            && !x.endpoints.value.iter().any(|e| &e.node.value == from)
+                        {
+                            c.err(
+                                loc,
+                                format!("`{from}` is not an end of tunnel `{}`", t.tunnel),
+                                "",
+                            );
                         }
                         if x.endpoints.value.iter().any(|e| e.addresses().is_empty()) {
                             c.err(
                                 loc,
-                                format!("tunnel `{}` needs an address on both ends to be probed", t.tunnel),
+                                format!(
+                                    "tunnel `{}` needs an address on both ends to be probed",
+                                    t.tunnel
+                                ),
                                 "",
                             );
                         }
@@ -416,7 +431,11 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
                 if c.node_exists(&r.from, loc)
                     && !ifaces.contains_key(&(r.from.clone(), r.dev.clone()))
                 {
-                    c.err(loc, format!("node `{}` has no interface `{}`", r.from, r.dev), "");
+                    c.err(
+                        loc,
+                        format!("node `{}` has no interface `{}`", r.from, r.dev),
+                        "",
+                    );
                 }
                 if !assigned.iter().any(|a| a.net.addr == r.to) {
                     c.err(
@@ -430,7 +449,11 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
                 timeout(&mut c, e.timeout);
                 c.node_exists(&e.node, loc);
                 if e.cmd.is_empty() {
-                    c.err(loc, "exec check with an empty `cmd`", "give the program and its arguments");
+                    c.err(
+                        loc,
+                        "exec check with an empty `cmd`",
+                        "give the program and its arguments",
+                    );
                 }
             }
         }
