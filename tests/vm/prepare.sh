@@ -68,6 +68,7 @@ source_uri() {
             }
         }' "$f"
     done
+    return 0
 }
 
 # shellcheck source=/dev/null

@@ -43,7 +43,7 @@ cat "$cache/base.cpio.gz" "$work/guest.cpio.gz" >"$work/initrd"
 
 # KVM only where a real one is loaded: nested paravirtual ones hang or abort.
 accel=tcg
-if [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; then accel=kvm; fi
+if { [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; } && [ -w /dev/kvm ]; then accel=kvm; fi
 
 t0=$(date +%s%N)
 status=0
@@ -53,9 +53,7 @@ timeout -k 5 "$limit" qemu-system-x86_64 -accel "$accel" -m 512 -smp 1 \
     -nographic -no-reboot -nic none </dev/null >"$work/serial" 2>&1 || status=$?
 took=$((($(date +%s%N) - t0) / 1000000))
 
-logs=${GRELAB_VM_LOGS:-$cache/logs}
-mkdir -p "$logs"
-log=$logs/$name.log
+log=$work/log
 # The serial console writes \r\n and SeaBIOS writes terminal escape codes.
 tr -d '\r' <"$work/serial" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' >"$log"
 
@@ -70,10 +68,14 @@ elif ! grep -qx 'GRELAB-VM-EXIT 0' "$log"; then
 elif ! grep -q '^RESULT ok ' "$log"; then
     why="no check ran"
 fi
+logs=${GRELAB_VM_LOGS:-$cache/logs}
+mkdir -p "$logs"
+saved=$logs/$name.log
+cp "$log" "$saved.$$" && mv "$saved.$$" "$saved"
 if [ -n "$why" ]; then
-    echo "==== guest log ($log) ===="
+    echo "==== guest log (saved as $saved) ===="
     cat "$log"
     echo "==== $name: FAILED: $why ($accel, $((took / 1000)).$((took % 1000 / 100)) s) ===="
     exit 1
 fi
-echo "==== $name: passed ($accel, $((took / 1000)).$((took % 1000 / 100)) s; log $log) ===="
+echo "==== $name: passed ($accel, $((took / 1000)).$((took % 1000 / 100)) s; log $saved) ===="

@@ -2,7 +2,7 @@
 # The seed lab (host1 - internet - host2, GRE tun0 192.168.50.1/30 <-> .2/30)
 # built with plain iproute2 on Debian's kernel, plus gretap, keyed GRE and
 # ip6gre tunnels over the same hosts: proves the harness and the kernel path.
-# shellcheck source=../lib.sh
+# shellcheck source=SCRIPTDIR/../lib.sh
 . /guest/lib.sh
 
 # ping3 NS ADDR: three echo requests from namespace NS, each sent on reply.
@@ -84,5 +84,8 @@ expect_contains ip6gre-endpoints "link/gre6 fd00:16:10::2 peer fd00:152:10::2" i
 # 40 (IPv6) + 4 (GRE) + 8 (the default encapsulation limit option) = 48.
 expect_contains ip6gre-mtu "mtu 1448" ip -n host1 -d link show tun6
 expect_contains ip6gre-ping "3 packets transmitted, 3 packets received" ping3 host1 192.168.53.2
+
+# grelab's userspace backend needs TUN/TAP: init loaded tun.
+check tap-in-namespace ip -n host1 tuntap add gltap0 mode tap
 
 summary
