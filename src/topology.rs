@@ -199,6 +199,9 @@ pub struct TunnelEndpoint {
     pub okey: Option<Spanned<u32>>,
     pub checksum: Option<Spanned<bool>>,
     pub sequence: Option<Spanned<bool>>,
+    /// Per-end backend (default: the tunnel's), e.g. kernel here and
+    /// userspace there, to test wire compatibility.
+    pub backend: Option<Backend>,
 }
 
 /// Which dataplane builds a tunnel.

@@ -28,6 +28,8 @@ macro_rules! guest_tests {
 
 guest_tests! {
     iproute2_seed => "iproute2-seed.sh",
+    grelab_kernel => "grelab-kernel.sh",
+    grelab_mixed => "grelab-mixed.sh",
 }
 
 #[test]
