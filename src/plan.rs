@@ -279,7 +279,7 @@ pub fn build(topo: &Topology, prefix: Option<&str>) -> Plan {
             });
             steps.push(Step::Tunnel {
                 end,
-                backend: t.backend,
+                backend: me.backend.unwrap_or(t.backend),
             });
         }
     }

@@ -55,8 +55,9 @@ check keyed-down $g down
 check keyed-nothing-left no_netns
 
 # `grelab plan | sh` builds the seed lab with iproute2 alone.
-$g plan /guest/basic.yaml > /tmp/basic.sh
-check plan-sh sh /tmp/basic.sh
+# busybox sh would run its own `ip` applet: point the script at iproute2's.
+{ echo 'ip() { /usr/sbin/ip "$@"; }'; $g plan /guest/basic.yaml; } > /tmp/basic.sh
+check plan-sh sh -e /tmp/basic.sh
 expect_contains plan-sh-link "link/gre 172.16.10.2 peer 152.16.10.2" ip -n host1 -d link show tun0
 expect_contains plan-sh-mtu "mtu 1476" ip -n host1 -d link show tun0
 expect_contains plan-sh-ping "3 packets received" ping3 host1 192.168.50.2
