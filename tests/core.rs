@@ -710,52 +710,7 @@ nodes:
 #[test]
 fn plan_steps_come_in_a_workable_order() {
     for (stem, plan) in example_plans() {
-        let pos = |f: &dyn Fn(&Step) -> bool| plan.steps.iter().position(f);
-        let nss: Vec<&str> = plan.namespaces().collect();
-        // Namespaces first, in node order.
-        for (i, ns) in nss.iter().enumerate() {
-            assert_eq!(
-                plan.steps[i],
-                Step::Namespace { ns: ns.to_string() },
-                "{stem}"
-            );
-        }
-        for (i, step) in plan.steps.iter().enumerate() {
-            assert!(
-                nss.contains(&step.ns()),
-                "{stem}: step {i} in unknown namespace: {step:?}"
-            );
-            match step {
-                Step::Address { ns, dev, .. } | Step::Up { ns, dev } if dev != "lo" => {
-                    let made = pos(&|s| match s {
-                        Step::Veth {
-                            ns: a,
-                            name,
-                            peer_ns,
-                            peer,
-                            ..
-                        } => (a == ns && name == dev) || (peer_ns == ns && peer == dev),
-                        Step::Tunnel { end, .. } => &end.netns == ns && &end.name == dev,
-                        _ => false,
-                    });
-                    assert!(
-                        made.is_some_and(|m| m < i),
-                        "{stem}: step {i} uses {ns}/{dev} before it exists"
-                    );
-                }
-                Step::Route { ns, .. } => {
-                    let last_up = plan
-                        .steps
-                        .iter()
-                        .rposition(|s| matches!(s, Step::Up { ns: n, .. } if n == ns));
-                    assert!(
-                        last_up.is_some_and(|u| u < i),
-                        "{stem}: route before the interfaces of {ns} are up"
-                    );
-                }
-                _ => {}
-            }
-        }
+        common::assert_plan_sound(&stem, &plan);
     }
 }
 

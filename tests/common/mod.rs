@@ -116,3 +116,104 @@ pub fn write_huge(dir: &Path) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// Asserts what `up` relies on in any plan of a valid topology: namespaces
+/// first, every device made once and before it is addressed or brought up,
+/// routes after all interfaces of their namespace are up, addresses unique,
+/// and each tunnel's `local` an address of a veth in its namespace.
+pub fn assert_plan_sound(name: &str, plan: &grelab::plan::Plan) {
+    use grelab::plan::Step;
+    let nss: Vec<&str> = plan.namespaces().collect();
+    for (i, ns) in nss.iter().enumerate() {
+        assert_eq!(
+            plan.steps[i],
+            Step::Namespace { ns: ns.to_string() },
+            "{name}: namespaces come first, in node order"
+        );
+    }
+    fn made_at(made: &[((&str, &str), usize)], ns: &str, dev: &str) -> Option<usize> {
+        made.iter().find(|(k, _)| *k == (ns, dev)).map(|x| x.1)
+    }
+    // (ns, dev) -> index of the step that makes it.
+    let mut made: Vec<((&str, &str), usize)> = Vec::new();
+    let mut addrs = Vec::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        assert!(
+            nss.contains(&step.ns()),
+            "{name}: step {i} in an unknown namespace: {step:?}"
+        );
+        match step {
+            Step::Veth {
+                ns,
+                name: dev,
+                peer_ns,
+                peer,
+                ..
+            } => {
+                for key in [
+                    (ns.as_str(), dev.as_str()),
+                    (peer_ns.as_str(), peer.as_str()),
+                ] {
+                    assert!(
+                        made_at(&made, key.0, key.1).is_none(),
+                        "{name}: {key:?} made twice"
+                    );
+                    made.push((key, i));
+                }
+            }
+            Step::Tunnel { end, .. } => {
+                let key = (end.netns.as_str(), end.name.as_str());
+                assert!(
+                    made_at(&made, key.0, key.1).is_none(),
+                    "{name}: {key:?} made twice"
+                );
+                made.push((key, i));
+                assert!(end.mtu >= 68, "{name}: {end:?}");
+                assert_ne!(end.local, end.remote, "{name}: {end:?}");
+            }
+            Step::Address { ns, dev, addr } => {
+                assert!(
+                    made_at(&made, ns, dev).is_some(),
+                    "{name}: step {i} addresses {ns}/{dev} before it exists"
+                );
+                assert!(!addrs.contains(&addr.addr), "{name}: {addr} assigned twice");
+                addrs.push(addr.addr);
+            }
+            Step::Up { ns, dev } if dev != "lo" => {
+                assert!(
+                    made_at(&made, ns, dev).is_some(),
+                    "{name}: step {i} brings up {ns}/{dev} before it exists"
+                );
+            }
+            Step::Route { ns, .. } => {
+                let last_up = plan
+                    .steps
+                    .iter()
+                    .rposition(|s| matches!(s, Step::Up { ns: n, .. } if n == ns));
+                assert!(
+                    last_up.is_some_and(|u| u < i),
+                    "{name}: route before the interfaces of {ns} are up"
+                );
+            }
+            _ => {}
+        }
+    }
+    for (end, _) in plan.tunnels() {
+        let on_veth = plan.steps.iter().any(|s| match s {
+            Step::Address { ns, dev, addr } => {
+                *ns == end.netns
+                    && addr.addr == end.local
+                    && plan.steps.iter().any(|v| {
+                        matches!(v, Step::Veth { ns: a, name: d, .. } if a == ns && d == dev)
+                            || matches!(v, Step::Veth { peer_ns: a, peer: d, .. } if a == ns && d == dev)
+                    })
+            }
+            _ => false,
+        });
+        assert!(
+            on_veth,
+            "{name}: tunnel local {} is no veth address in {}",
+            end.local, end.netns
+        );
+    }
+}
