@@ -404,7 +404,10 @@ impl Plan {
                         &mut out,
                         "Sysctls, inside the namespace (forwarding makes a router).",
                     );
-                    out.push_str(&format!("ip netns exec {ns} sysctl -qw {key}={value}\n"));
+                    out.push_str(&format!(
+                        "ip netns exec {ns} sysctl -qw {}\n",
+                        sh_word(&format!("{key}={value}"))
+                    ));
                 }
                 Step::Tunnel { end, .. } => {
                     head(
@@ -443,6 +446,19 @@ impl Plan {
             }
         }
         out
+    }
+}
+
+/// `s` as one shell word: as is when plain, else single-quoted (a sysctl
+/// value may hold spaces, like `ping_group_range: "0 1000"`).
+fn sh_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:,+=@%".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 

@@ -320,6 +320,14 @@ impl IpNet {
         if host >= 128 { 0 } else { (v >> host) << host }
     }
 
+    /// The network address: host bits cleared.
+    pub fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(_) => IpAddr::V4((self.bits() as u32).into()),
+            IpAddr::V6(_) => IpAddr::V6(self.bits().into()),
+        }
+    }
+
     /// Whether `ip` lies in this subnet.
     pub fn contains(&self, ip: &IpAddr) -> bool {
         Family::of(ip) == Family::of(&self.addr)
@@ -483,7 +491,8 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Ordered<V> {
                 Ok(Ordered(out))
             }
         }
-        d.deserialize_map(OrderedVisitor(std::marker::PhantomData))
+        // `any`, not `map`: an empty `sysctls:` (null) is an empty mapping.
+        d.deserialize_any(OrderedVisitor(std::marker::PhantomData))
     }
 }
 
@@ -539,9 +548,11 @@ pub fn read_file(path: &Path) -> anyhow::Result<String> {
 
 /// Parses YAML text into a topology; the error carries `file:line:col`.
 pub fn parse(text: &str, file: &str) -> anyhow::Result<Topology> {
-    if text.trim().is_empty() {
+    // Only comments and blank lines: say so, rather than "unexpected end of input".
+    let is_content = |l: &str| !(l.is_empty() || l.starts_with('#') || l == "---" || l == "...");
+    if !text.lines().map(str::trim).any(is_content) {
         return Err(crate::error::bad_input(format!(
-            "{file}: the file is empty; a topology needs at least `name:` and `nodes:` (see `grelab init`)"
+            "{file}:1:1: error: the file is empty; a topology needs at least `name:` and `nodes:` (see `grelab init`)"
         )));
     }
     serde_saphyr::from_str::<Topology>(text).map_err(|e| {
@@ -550,7 +561,11 @@ pub fn parse(text: &str, file: &str) -> anyhow::Result<Topology> {
             .map(|l| format!("{file}:{}:{}", l.line(), l.column()))
             .unwrap_or_else(|| file.to_owned());
         // render() starts "error: line L column C: MSG" and then a snippet.
-        let rendered = e.render().replace("<input>", file);
+        // The duplicate-key advice is for programmers using serde-saphyr, not users.
+        let rendered = e
+            .render()
+            .replace("<input>", file)
+            .replace(", set DuplicateKeyPolicy in Options if acceptable", "");
         let (first, snippet) = rendered.split_once('\n').unwrap_or((&rendered, ""));
         let message = first.split_once(": ").map(|x| x.1).unwrap_or(first);
         let message = message

@@ -48,7 +48,8 @@ fn min_mtu(v6: bool) -> u32 {
     if v6 { 1280 } else { 68 }
 }
 
-/// An interface name the kernel accepts: 1-15 bytes, no `/`, `:` or space.
+/// An interface name the kernel accepts and a shell needs no quotes for:
+/// 1-15 bytes of letters, digits, `.`, `_` and `-`.
 pub fn iface_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         Some("an interface name cannot be empty".into())
@@ -59,11 +60,12 @@ pub fn iface_name_problem(name: &str) -> Option<String> {
         ))
     } else if name == "."
         || name == ".."
-        || name.contains(['/', ':'])
-        || name.contains(char::is_whitespace)
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
     {
         Some(format!(
-            "`{name}` is not a valid interface name (no `/`, `:`, spaces, `.` or `..`)"
+            "`{name}` is not a valid interface name (letters, digits, `.`, `_` and `-` only; not `.` or `..`)"
         ))
     } else if name == "lo" {
         Some("`lo` exists in every namespace already; pick another name".into())
@@ -141,7 +143,8 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
             "use something like `basic` or `ci-42`",
         );
     }
-    let prefix_len = topo.prefix.as_ref().map_or(0, |p| p.value.len());
+    // Capped: a too-long prefix is its own error, not one per node name.
+    let prefix_len = topo.prefix.as_ref().map_or(0, |p| p.value.len().min(32));
     if let Some(prefix) = &topo.prefix
         && let Some(p) = name_problem("prefix", &prefix.value, 32)
     {
@@ -164,7 +167,13 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
         }
         for (key, _) in &node.sysctls.0 {
             let k = &key.value;
-            if !k.starts_with("net.") || k.contains("..") || k.contains('/') || k.ends_with('.') {
+            if !k.starts_with("net.")
+                || k.contains("..")
+                || k.ends_with('.')
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
                 c.err(
                     Loc::of(key),
                     format!("sysctl `{k}` is not a per-namespace `net.*` key"),
@@ -306,6 +315,15 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
                     "use `default` for IPv4 and `default6` for IPv6",
                 );
                 continue;
+            }
+            if let Destination::Net(net) = r.to.value
+                && net.network() != net.addr
+            {
+                c.err(
+                    Loc::of(&r.to),
+                    format!("route destination {net} has host bits set"),
+                    format!("write the network: {}/{}", net.network(), net.prefix),
+                );
             }
             if !dests.insert(r.to.value) {
                 c.err(
@@ -462,7 +480,10 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
     if c.diags.is_empty() {
         Ok(())
     } else {
-        c.diags.sort_by_key(|d| d.loc);
+        // One problem seen from both tunnel ends is reported once.
+        c.diags
+            .sort_by(|a, b| (a.loc, &a.message).cmp(&(b.loc, &b.message)));
+        c.diags.dedup();
         Err(c.diags)
     }
 }
@@ -564,7 +585,10 @@ fn check_tunnel(
             );
         }
 
-        if !c.node_exists(&me.node.value, Loc::of(&me.node)) {
+        // Both ends on one node is reported above; the second end adds only noise.
+        if (i == 1 && a.node.value == b.node.value)
+            || !c.node_exists(&me.node.value, Loc::of(&me.node))
+        {
             continue;
         }
         add_iface(c, &me.node.value, &t.name.value, Loc::of(&t.name));

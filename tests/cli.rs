@@ -1,0 +1,397 @@
+//! The real `grelab` binary: exit codes, messages, files it reads and writes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{TempDir, bad_files, good_files, root, write_huge};
+
+/// Runs grelab with `args` in `dir` and returns its output.
+fn grelab_in(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_grelab"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("running grelab");
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        !all.contains("panicked"),
+        "grelab {args:?} panicked:\n{all}"
+    );
+    out
+}
+
+fn grelab(args: &[&str]) -> Output {
+    grelab_in(root(), args)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Asserts the exit code, showing the output when it is wrong.
+#[track_caller]
+fn assert_exit(out: &Output, code: i32, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}: want exit {code}\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn validate_accepts_every_example() {
+    for path in good_files() {
+        let rel = path
+            .strip_prefix(root())
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let out = grelab(&["validate", &rel]);
+        assert_exit(&out, 0, &rel);
+        assert!(
+            text(&out.stdout).starts_with(&format!("{rel}: ok (lab `")),
+            "{}",
+            text(&out.stdout)
+        );
+        assert!(out.stderr.is_empty(), "{rel}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn validate_refuses_every_bad_file_at_its_location() {
+    let mut failures = Vec::new();
+    for e in bad_files() {
+        let rel = format!("tests/bad/{}", e.name());
+        let out = grelab(&["validate", &rel]);
+        let err = text(&out.stderr);
+        let at = format!("{rel}:{}:{}: error: ", e.line, e.col);
+        if out.status.code() != Some(2) || !err.contains(&at) || !err.contains(&e.fragment) {
+            failures.push(format!(
+                "{rel}: want exit 2, `{at}` and `{}`; got exit {:?}:\n{err}",
+                e.fragment,
+                out.status.code()
+            ));
+        }
+        if !out.stdout.is_empty() {
+            failures.push(format!(
+                "{rel}: stdout should be empty: {}",
+                text(&out.stdout)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn validate_reports_all_errors_with_a_count() {
+    let out = grelab(&["validate", "tests/many-errors.yaml"]);
+    assert_exit(&out, 2, "many-errors");
+    let err = text(&out.stderr);
+    let located = err
+        .lines()
+        .filter(|l| l.starts_with("tests/many-errors.yaml:") && l.contains(": error: "))
+        .count();
+    assert_eq!(located, 12, "{err}");
+    assert!(
+        err.trim_end()
+            .ends_with("12 errors in tests/many-errors.yaml"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("  hint: ").count(),
+        12,
+        "every error here has a hint:\n{err}"
+    );
+}
+
+#[test]
+fn unreadable_inputs_are_refused_quickly() {
+    let dir = TempDir::new("cli-inputs");
+    let huge = write_huge(dir.path());
+    let bin = dir.path().join("garbage.yaml");
+    std::fs::write(&bin, [0x7f, b'E', b'L', b'F', 0xff, 0x00, 0xc3, 0x28, 0x80]).unwrap();
+    let empty = dir.path().join("empty.yaml");
+    std::fs::write(&empty, "").unwrap();
+    let cases = [
+        ("/dev/zero".to_owned(), "larger than 8 MiB"),
+        (huge.display().to_string(), "larger than 8 MiB"),
+        (bin.display().to_string(), "is not UTF-8 text"),
+        (
+            format!("{}", empty.display()),
+            ":1:1: error: the file is empty",
+        ),
+    ];
+    for (file, want) in cases {
+        let start = Instant::now();
+        let out = grelab(&["validate", &file]);
+        let took = start.elapsed();
+        assert_exit(&out, 2, &file);
+        assert!(
+            text(&out.stderr).contains(want),
+            "{file}: {}",
+            text(&out.stderr)
+        );
+        assert!(took < Duration::from_secs(5), "{file} took {took:?}");
+    }
+}
+
+#[test]
+fn missing_file_points_at_init() {
+    let dir = TempDir::new("cli-missing");
+    for args in [
+        &["validate", "nope.yaml"][..],
+        &["validate"],
+        &["plan"],
+        &["plan", "x.yaml"],
+    ] {
+        let out = grelab_in(dir.path(), args);
+        assert_exit(&out, 2, &format!("{args:?}"));
+        let err = text(&out.stderr);
+        assert!(err.contains("cannot read topology file"), "{args:?}: {err}");
+        assert!(err.contains("grelab init"), "{args:?}: {err}");
+    }
+    // With no FILE the message names the default file.
+    let out = grelab_in(dir.path(), &["validate"]);
+    assert!(
+        text(&out.stderr).contains("`grelab.yaml`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn init_writes_the_example_and_keeps_an_existing_file() {
+    let dir = TempDir::new("cli-init");
+    let file = dir.path().join("grelab.yaml");
+    let basic = std::fs::read_to_string(root().join("topologies/basic.yaml")).unwrap();
+
+    let out = grelab_in(dir.path(), &["init"]);
+    assert_exit(&out, 0, "init");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), basic);
+    assert!(
+        text(&out.stdout).contains("grelab up grelab.yaml"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Commands without FILE use ./grelab.yaml.
+    let out = grelab_in(dir.path(), &["validate"]);
+    assert_exit(&out, 0, "validate ./grelab.yaml");
+    assert!(
+        text(&out.stdout).starts_with("grelab.yaml: ok (lab `basic`"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = grelab_in(dir.path(), &["plan"]);
+    assert_exit(&out, 0, "plan ./grelab.yaml");
+    assert_eq!(
+        text(&out.stdout),
+        std::fs::read_to_string(root().join("tests/snapshots/basic.sh")).unwrap()
+    );
+
+    // A second init refuses and leaves the file alone.
+    std::fs::write(&file, "# mine\n").unwrap();
+    let out = grelab_in(dir.path(), &["init", "--example", "keyed"]);
+    assert_exit(&out, 2, "init over an existing file");
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "# mine\n");
+
+    let out = grelab_in(dir.path(), &["init", "--example", "keyed", "--force"]);
+    assert_exit(&out, 0, "init --force");
+    let keyed = std::fs::read_to_string(root().join("topologies/keyed.yaml")).unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), keyed);
+
+    // Every example is written verbatim, and validates.
+    for (example, file) in [
+        ("basic", "basic"),
+        ("gretap", "gretap"),
+        ("ipv6-over-ipv4", "ipv6-over-ipv4"),
+        ("keyed", "keyed"),
+    ] {
+        let out = grelab_in(
+            dir.path(),
+            &["init", "--example", example, "-o", "ex.yaml", "--force"],
+        );
+        assert_exit(&out, 0, example);
+        let want = std::fs::read_to_string(root().join(format!("topologies/{file}.yaml"))).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("ex.yaml")).unwrap(),
+            want,
+            "{example}"
+        );
+        assert_exit(&grelab_in(dir.path(), &["validate", "ex.yaml"]), 0, example);
+    }
+}
+
+#[test]
+fn plan_json_has_the_steps() {
+    let out = grelab(&["plan", "topologies/basic.yaml", "--format", "json"]);
+    assert_exit(&out, 0, "plan --format json");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan JSON parses");
+    assert_eq!(v["lab"], "basic");
+    let steps = v["steps"].as_array().unwrap();
+    let kinds: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
+    assert_eq!(
+        [
+            count("namespace"),
+            count("veth"),
+            count("sysctl"),
+            count("tunnel"),
+            count("address"),
+            count("up"),
+            count("route")
+        ],
+        [3, 2, 1, 2, 6, 9, 2],
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.len(), 25);
+    // Namespaces first, routes last.
+    assert_eq!(&kinds[..3], ["namespace"; 3]);
+    assert_eq!(&kinds[23..], ["route"; 2]);
+    let tunnel = steps.iter().find(|s| s["step"] == "tunnel").unwrap();
+    assert_eq!(tunnel["backend"], "auto");
+    let end = &tunnel["end"];
+    assert_eq!(
+        (
+            &end["name"],
+            &end["netns"],
+            &end["kind"],
+            &end["local"],
+            &end["remote"],
+            &end["mtu"],
+            &end["ttl"]
+        ),
+        (
+            &"tun0".into(),
+            &"host1".into(),
+            &"gre".into(),
+            &"172.16.10.2".into(),
+            &"152.16.10.2".into(),
+            &1476.into(),
+            &255.into()
+        )
+    );
+    assert_eq!(
+        steps.iter().find(|s| s["step"] == "route").unwrap(),
+        &serde_json::json!({"step": "route", "ns": "host1", "to": {"Default": "V4"}, "via": "172.16.10.1"})
+    );
+    assert_eq!(v["checks"][0]["ping"]["to"], "192.168.50.2");
+}
+
+#[test]
+fn plan_prefix_renames_namespaces() {
+    let out = grelab(&["plan", "topologies/basic.yaml", "--prefix", "ci1-"]);
+    assert_exit(&out, 0, "plan --prefix");
+    let script = text(&out.stdout);
+    for ns in ["host1", "internet", "host2"] {
+        assert!(
+            script.contains(&format!("ip netns add ci1-{ns}\n")),
+            "{script}"
+        );
+        assert!(
+            !script.contains(&format!("ip netns add {ns}\n")),
+            "{script}"
+        );
+    }
+    assert!(script.contains("# Lab `ci1-basic`"), "{script}");
+    let out = grelab(&[
+        "plan",
+        "topologies/basic.yaml",
+        "--prefix",
+        "ci1-",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["lab"], "ci1-basic");
+    assert_eq!(
+        v["nodes"][1],
+        serde_json::json!({"node": "internet", "ns": "ci1-internet"})
+    );
+}
+
+#[test]
+fn plan_refuses_a_bad_prefix() {
+    for prefix in ["bad prefix", "a/b", "-x", ".x", &"p".repeat(33)] {
+        let out = grelab(&[
+            "plan",
+            "topologies/basic.yaml",
+            &format!("--prefix={prefix}"),
+        ]);
+        assert_exit(&out, 2, prefix);
+        assert!(
+            text(&out.stderr).contains("--prefix: prefix `"),
+            "{prefix}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "{prefix}: nothing is printed");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &[][..],
+        &["frobnicate"],
+        &["validate", "--frob"],
+        &["plan", "topologies/basic.yaml", "--format", "xml"],
+        &["init", "--example", "nope"],
+        &["validate", "a.yaml", "b.yaml"],
+    ] {
+        let out = grelab(args);
+        assert_exit(&out, 2, &format!("{args:?}"));
+        let err = text(&out.stderr);
+        // clap shows the usage, or says where to find it.
+        assert!(
+            err.contains("Usage: grelab") || err.contains("try '--help'"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn help_of_each_command_says_what_it_does() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--help"], "Build GRE tunnel labs in network namespaces"),
+        (&["help", "validate"], "report every error at once"),
+        (&["validate", "--help"], "report every error at once"),
+        (&["plan", "--help"], "iproute2 script"),
+        (&["init", "--help"], "Write an example topology"),
+        (&["up", "--help"], "Build the lab described by FILE"),
+        (&["down", "--help"], "Remove a lab"),
+        (&["verify", "--help"], "Run the lab's checks"),
+        (&["status", "--help"], "List the labs that are up"),
+        (
+            &["exec", "--help"],
+            "Run a command inside a node's namespace",
+        ),
+    ];
+    for (args, purpose) in cases {
+        let out = grelab(args);
+        assert_exit(&out, 0, &format!("{args:?}"));
+        let help = text(&out.stdout);
+        assert!(
+            help.contains(purpose),
+            "{args:?} should say `{purpose}`:\n{help}"
+        );
+        assert!(help.contains("Usage: grelab"), "{args:?}:\n{help}");
+    }
+    let out = grelab(&["--version"]);
+    assert_exit(&out, 0, "--version");
+    assert_eq!(
+        text(&out.stdout),
+        format!("grelab {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
