@@ -285,7 +285,7 @@ fn plan_json_has_the_steps() {
     );
     assert_eq!(
         steps.iter().find(|s| s["step"] == "route").unwrap(),
-        &serde_json::json!({"step": "route", "ns": "host1", "to": {"Default": "V4"}, "via": "172.16.10.1"})
+        &serde_json::json!({"step": "route", "ns": "host1", "to": "default", "via": "172.16.10.1"})
     );
     assert_eq!(v["checks"][0]["ping"]["to"], "192.168.50.2");
 }
