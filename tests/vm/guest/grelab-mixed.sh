@@ -21,7 +21,7 @@ both() {
     check "$1-up" $g up "/tmp/$1-mixed.yaml"
     expect_contains "$1-$2-kernel" "tunnel $2 on host1: kernel" $g status
     expect_contains "$1-$2-userspace" "tunnel $2 on host2: userspace" $g status
-    expect_contains "$1-$2-kernel-link" "peer 152.16.10.2" ip -n host1 -d link show "$2"
+    expect_contains "$1-$2-kernel-link" "remote 152.16.10.2" ip -n host1 -d link show "$2"
     expect_contains "$1-$2-tun-device" "tun type" ip -n host2 -d link show "$2"
     expect_contains "$1-$2-ping-k2u" "3 packets received" ping3 host1 "$4"
     expect_contains "$1-$2-ping-u2k" "3 packets received" ping3 host2 "$3"
