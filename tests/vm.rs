@@ -30,6 +30,7 @@ guest_tests! {
     iproute2_seed => "iproute2-seed.sh",
     grelab_kernel => "grelab-kernel.sh",
     grelab_mixed => "grelab-mixed.sh",
+    grelab_options => "grelab-options.sh",
 }
 
 #[test]
@@ -71,14 +72,15 @@ fn run_guest(script: &str) {
     println!("{text}");
 }
 
-/// Files of topologies/ (if any), sorted, to copy into the VM's /guest/.
+/// Files of topologies/ and the guest scripts' own YAML files, sorted, to
+/// copy into the VM's /guest/.
 fn topology_files() -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(Path::new(REPO).join("topologies")) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
+    let mut files: Vec<PathBuf> = ["topologies", "tests/vm/guest"]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(Path::new(REPO).join(dir)).ok())
+        .flatten()
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_file())
+        .filter(|path| path.is_file() && path.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
     files
