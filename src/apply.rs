@@ -369,6 +369,13 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
             });
         }
     }
+    // Where a userspace end checks GRE checksums, the veths leading to its
+    // node must carry real checksums (see rtnl::disable_tx_checksum).
+    let csum_ns: Vec<&str> = ends
+        .iter()
+        .filter(|(e, b)| *b == Backend::Userspace && e.checksum)
+        .map(|(e, _)| e.netns.as_str())
+        .collect();
     for step in &plan.steps {
         match step {
             Step::Namespace { .. } | Step::Tunnel { .. } => {}
@@ -381,6 +388,12 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
             } => {
                 jobs[slot(ns)?].marks.push(name.clone());
                 jobs[slot(peer_ns)?].marks.push(peer.clone());
+                if csum_ns.contains(&peer_ns.as_str()) {
+                    jobs[slot(ns)?].no_tx_csum.push(name.clone());
+                }
+                if csum_ns.contains(&ns.as_str()) {
+                    jobs[slot(peer_ns)?].no_tx_csum.push(peer.clone());
+                }
             }
             s => jobs[slot(s.ns())?].steps.push(s.clone()),
         }
@@ -413,6 +426,8 @@ struct Configure {
     marks: Vec<String>,
     /// Tunnel devices (kernel or userspace).
     tunnels: Vec<String>,
+    /// Veths whose transmit checksum offload must be off.
+    no_tx_csum: Vec<String>,
 }
 
 /// One namespace's configuration, independent requests in flight together.
@@ -424,6 +439,9 @@ async fn configure(rtnl: &Rtnl, mark: &str, job: &Configure) -> Result<()> {
         }
     }
     try_join_all(job.marks.iter().map(|i| rtnl.set_alias(i, mark))).await?;
+    for dev in &job.no_tx_csum {
+        crate::rtnl::disable_tx_checksum(dev)?;
+    }
     // No IPv6 link-local autoconfiguration chatter across tunnels: at scale
     // it overflows the (host-global) neighbour table.
     try_join_all(job.tunnels.iter().map(|t| rtnl.set_addrgenmode_none(t))).await?;

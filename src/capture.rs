@@ -211,6 +211,8 @@ pub enum Inner {
         dst: IpAddr,
         proto: u8,
         ttl: u8,
+        /// Don't Fragment (IPv4; false for IPv6).
+        df: bool,
         len: usize,
     },
     /// An Ethernet frame (gretap, ip6gretap), with its IP addresses and protocol if IP.
@@ -255,6 +257,7 @@ pub fn decode(frame: &[u8]) -> Option<Encap> {
                 dst: i.dst,
                 proto: i.proto,
                 ttl: i.ttl,
+                df: i.df,
                 len: i.len,
             },
             None => Inner::Other(p),
@@ -1315,6 +1318,7 @@ mod tests {
             dst: TUN2.into(),
             proto: 1,
             ttl: 64,
+            df: true,
             len: 84,
         };
         assert_eq!(e.inner, inner);
@@ -1392,6 +1396,7 @@ mod tests {
             dst: v6(2, 1).into(),
             proto: 58,
             ttl: 64,
+            df: false,
             len: 64,
         };
         assert_eq!(e.inner, inner);

@@ -91,6 +91,22 @@ enum Command {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Show packets on a node's interface, decoded like `tcpdump -v` (no tcpdump needed).
+    Capture {
+        node: String,
+        iface: String,
+        #[arg(long)]
+        lab: Option<String>,
+        /// Stop after this many packets.
+        #[arg(short = 'c', long, default_value_t = 10)]
+        count: u32,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Also write the packets to this pcap file (Wireshark, tcpdump -r).
+        #[arg(short = 'w', long)]
+        write: Option<PathBuf>,
+    },
     /// Write an example topology to ./grelab.yaml (or --output).
     Init {
         #[arg(long, value_enum, default_value_t = Example::Basic)]
@@ -340,6 +356,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Status { format } => status(format),
         Command::Exec { node, lab, cmd } => exec(lab, &node, &cmd),
+        Command::Capture {
+            node,
+            iface,
+            lab,
+            count,
+            timeout,
+            write,
+        } => capture(lab, &node, &iface, count, timeout, write),
         Command::Verify {
             lab,
             format,
@@ -538,6 +562,74 @@ fn status(format: Format) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The namespace of `node` in lab `lab` (default: the only lab up).
+fn node_ns(lab: Option<String>, node: &str) -> Result<String> {
+    let lab = the_lab(lab)?;
+    let s = record(&lab)?;
+    s.plan.ns_of(node).map(str::to_owned).ok_or_else(|| {
+        bad_input(format!(
+            "lab `{lab}` has no node `{node}`; nodes: {}",
+            s.plan
+                .nodes
+                .iter()
+                .map(|n| n.node.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+fn capture(
+    lab: Option<String>,
+    node: &str,
+    iface: &str,
+    count: u32,
+    timeout: f64,
+    write: Option<PathBuf>,
+) -> Result<()> {
+    let ns = node_ns(lab, node)?;
+    let iface = iface.to_owned();
+    crate::netns::run_in(&ns, move || {
+        let mut cap = crate::capture::Capture::open(&iface)?;
+        let mut pcap = match &write {
+            Some(p) => Some(crate::capture::PcapWriter::new(std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .map_err(|e| anyhow::anyhow!("creating {}: {e}", p.display()))?,
+            ))?),
+            None => None,
+        };
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_secs_f64(timeout.clamp(0.0, 86400.0));
+        let mut seen = 0;
+        while seen < count {
+            let Some(frame) = cap.next(deadline)? else {
+                break;
+            };
+            seen += 1;
+            let dir = if frame.outgoing { "out" } else { "in" };
+            for (i, line) in crate::capture::describe(&frame.data).iter().enumerate() {
+                if i == 0 {
+                    println!("{dir:>3} {line}");
+                } else {
+                    println!("    {line}");
+                }
+            }
+            if let Some(w) = pcap.as_mut() {
+                w.write(&frame)?;
+            }
+        }
+        if let Some(w) = pcap {
+            use std::io::Write;
+            w.into_inner().flush()?;
+        }
+        eprintln!(
+            "{seen} packets captured on {node_iface}",
+            node_iface = iface
+        );
+        Ok(())
+    })
 }
 
 /// Replaces grelab with `cmd` inside the namespace of `node`.

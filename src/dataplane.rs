@@ -628,6 +628,10 @@ impl Engine {
                 }
             };
             let (ttl, tos) = outer_fields(&t.end, t.l2, inner);
+            // As ip_gre: without pmtudisc the outer DF copies an IPv4 inner DF.
+            let inner_df = !t.l2
+                && inner.first().is_some_and(|b| b >> 4 == 4)
+                && inner.get(6).is_some_and(|b| b & 0x40 != 0);
             let sequence = t.end.sequence.then(|| {
                 t.tx_seq = t.tx_seq.wrapping_add(1);
                 t.tx_seq
@@ -651,7 +655,7 @@ impl Engine {
                         HEADROOM + len - start,
                         tos,
                         ttl,
-                        t.end.pmtudisc,
+                        t.end.pmtudisc || inner_df,
                         src,
                         dst,
                     );

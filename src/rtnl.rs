@@ -655,6 +655,52 @@ fn explain(errno: i32, doing: &str, target: Target<'_>) -> anyhow::Error {
     }
 }
 
+/// Turns off transmit checksum offload on interface `name` of the calling
+/// thread's namespace (SIOCETHTOOL; not netlink, but about links). A veth
+/// then fills in checksums in software, as a real wire would carry them:
+/// needed where grelab's userspace GRE checks the checksums a kernel GRE end
+/// sent, which a veth otherwise leaves blank (checksum offload).
+pub fn disable_tx_checksum(name: &str) -> Result<()> {
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut EthtoolValue,
+        _pad: [u8; 16],
+    }
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(anyhow!("interface name `{name}` is too long"));
+    }
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: 0,
+    };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut value,
+        _pad: [0; 16],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: a plain socket; `req` and `value` outlive the ioctl.
+    let rc = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("opening a socket for an ethtool request");
+        }
+        let rc = libc::ioctl(fd, libc::SIOCETHTOOL as _, &mut req);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if rc < 0 { Err(err) } else { Ok(()) }
+    };
+    rc.with_context(|| format!("turning off transmit checksum offload on `{name}`"))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
