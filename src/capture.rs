@@ -1711,6 +1711,7 @@ mod tests {
                     dst: TUN2.into(),
                     proto: 1,
                     ttl: 64,
+                    df: true,
                     len: 84
                 }
             );
