@@ -282,12 +282,31 @@ impl Journal {
 
 type Built = (Option<u32>, Vec<(String, String, String)>, Vec<String>);
 
+/// Prints how long each phase took when GRELAB_TIMINGS is set: where the
+/// time of a large `up` goes.
+struct Timings(Option<Instant>);
+
+impl Timings {
+    fn new() -> Self {
+        Timings(std::env::var_os("GRELAB_TIMINGS").map(|_| Instant::now()))
+    }
+
+    fn lap(&mut self, what: &str) {
+        if let Some(t) = &mut self.0 {
+            eprintln!("timing: {what}: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+            *t = Instant::now();
+        }
+    }
+}
+
 fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result<Built> {
     let mark = state::mark(&plan.lab);
+    let mut timings = Timings::new();
     for ns in plan.namespaces() {
         netns::create(ns)?;
         journal.namespaces.push(ns.to_owned());
     }
+    timings.lap("namespaces");
 
     // Phase 2: mark each namespace (its lo), create veths from their first end.
     let index: HashMap<&str, usize> = plan
@@ -320,11 +339,14 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
                         peer_ns,
                         peer,
                         mtu,
+                        mac,
+                        peer_mac,
                         ..
                     } = s
                     {
                         let peer_fd = netns::open(peer_ns)?;
-                        rtnl.add_veth(name, peer, peer_fd.as_fd(), Some(*mtu))
+                        let macs = Some((mac.0, peer_mac.0));
+                        rtnl.add_veth(name, peer, peer_fd.as_fd(), Some(*mtu), macs)
                             .await?;
                     }
                     Ok::<_, anyhow::Error>(())
@@ -335,6 +357,8 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
         }
     })?;
 
+    timings.lap("marks and veths");
+
     // Tunnels: kernel links, or the userspace dataplane's devices.
     let probe = plan.namespaces().next().unwrap_or_default().to_owned();
     let (ends, notes) = choose_backends(plan, backend, &probe)?;
@@ -343,6 +367,7 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
         .filter(|(_, b)| *b == Backend::Userspace)
         .map(|(e, _)| e.clone())
         .collect();
+    timings.lap("backend probe");
     let mut pid = None;
     if !user.is_empty() {
         let dir = state::lab_dir(&plan.lab);
@@ -355,6 +380,8 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
         journal.dataplane = Some(p);
         pid = Some(p);
     }
+
+    timings.lap("dataplane start");
 
     // Phase 3, per namespace: kernel tunnels, marks, sysctls, addresses, up, routes.
     let mut jobs: Vec<Configure> = vec![Configure::default(); index.len()];
@@ -403,6 +430,7 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
         let mark = &mark;
         async move { configure(&rtnl, mark, &job).await }
     })?;
+    timings.lap("configure");
 
     let backends = ends
         .iter()
@@ -457,6 +485,11 @@ async fn configure(rtnl: &Rtnl, mark: &str, job: &Configure) -> Result<()> {
     .await?;
     try_join_all(steps.iter().filter_map(|s| match s {
         Step::Up { dev, .. } => Some(rtnl.set_up(dev)),
+        _ => None,
+    }))
+    .await?;
+    try_join_all(steps.iter().filter_map(|s| match s {
+        Step::Neighbor { dev, addr, mac, .. } => Some(rtnl.add_neighbor(dev, *addr, mac.0)),
         _ => None,
     }))
     .await?;

@@ -453,6 +453,8 @@ impl Engine {
             epoll: epoll_create()?,
         };
         let mut biggest = 1500;
+        // Until setup is complete, devices made so far are removed on failure.
+        let mut transient = Transient(Vec::new());
         for end in &spec.tunnels {
             let what = format!("tunnel `{}` in namespace `{}`", end.name, end.netns);
             let v6 = end.kind.is_ipv6();
@@ -477,6 +479,7 @@ impl Engine {
             let l2 = end.kind.is_l2();
             let dev =
                 tun::open(&end.name, l2, end.mtu).with_context(|| format!("setting up {what}"))?;
+            transient.0.push(dev.as_raw_fd());
             let sock = match sock_of.get(&(end.netns.as_str(), v6)) {
                 Some(&i) => i,
                 None => {
@@ -527,6 +530,7 @@ impl Engine {
         for (i, s) in engine.socks.iter().enumerate() {
             epoll_add(&engine.epoll, s.fd.as_raw_fd(), SOCK_TOKEN + i as u64)?;
         }
+        transient.0.clear();
         Ok(engine)
     }
 
@@ -909,6 +913,19 @@ fn ipv4_header(
     h[10..12].fill(0);
     h[12..16].copy_from_slice(&src.octets());
     h[16..20].copy_from_slice(&dst.octets());
+}
+
+/// Devices of a setup in progress: dropped (setup failed) while their
+/// descriptors are still open, it makes them non-persistent, so they go
+/// with the descriptors.
+struct Transient(Vec<std::os::fd::RawFd>);
+
+impl Drop for Transient {
+    fn drop(&mut self) {
+        for fd in &self.0 {
+            let _ = tun::set_persist(*fd, false);
+        }
+    }
 }
 
 /// Outer source, destination and GRE bytes of a received IPv4 packet.

@@ -75,13 +75,16 @@ pub struct TunnelEnd {
 pub enum Step {
     /// A named network namespace for a node.
     Namespace { ns: String },
-    /// A veth pair: `name` in `ns`, its peer created directly in `peer_ns`.
+    /// A veth pair: `name` in `ns`, its peer created directly in `peer_ns`,
+    /// with fixed MAC addresses so that captures read the same every run.
     Veth {
         ns: String,
         name: String,
         peer_ns: String,
         peer: String,
         mtu: u32,
+        mac: Mac,
+        peer_mac: Mac,
     },
     /// A sysctl written inside the namespace.
     Sysctl {
@@ -105,6 +108,69 @@ pub enum Step {
         to: Destination,
         via: IpAddr,
     },
+    /// A permanent neighbour entry: large labs skip ARP/ND on their veths, so
+    /// the kernel's neighbour table (shared by all namespaces, 1024 entries
+    /// by default, settable only in the host's namespace) cannot overflow.
+    Neighbor {
+        ns: String,
+        dev: String,
+        addr: IpAddr,
+        mac: Mac,
+    },
+}
+
+/// Labs with this many links or more get permanent neighbour entries.
+pub const STATIC_NEIGHBORS_FROM: usize = 128;
+
+/// An Ethernet address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    /// A locally administered unicast address derived from `parts`.
+    pub fn derive(parts: &[&str]) -> Mac {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for p in parts {
+            for b in p.bytes().chain([0]) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        let b = h.to_be_bytes();
+        Mac([0x02, b[1], b[2], b[3], b[4], b[5]])
+    }
+}
+
+impl std::fmt::Display for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let mut m = [0u8; 6];
+        let mut parts = s.split(':');
+        for b in &mut m {
+            *b = parts
+                .next()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a MAC address")))?;
+        }
+        Ok(Mac(m))
+    }
 }
 
 impl Step {
@@ -116,7 +182,8 @@ impl Step {
             | Step::Sysctl { ns, .. }
             | Step::Address { ns, .. }
             | Step::Up { ns, .. }
-            | Step::Route { ns, .. } => ns,
+            | Step::Route { ns, .. }
+            | Step::Neighbor { ns, .. } => ns,
             Step::Tunnel { end, .. } => &end.netns,
         }
     }
@@ -180,15 +247,34 @@ pub fn build(topo: &Topology, prefix: Option<&str>) -> Plan {
         .map(|n| Step::Namespace { ns: n.ns.clone() })
         .collect();
 
+    let lab = format!("{prefix}{}", topo.name.value);
+    let mac = |ep: &crate::topology::Endpoint| Mac::derive(&[&lab, &ep.node, &ep.iface]);
+    let mut neighbors = Vec::new();
+    let static_neighbors = topo.links.len() >= STATIC_NEIGHBORS_FROM;
     for link in &topo.links {
         let [a, b] = &link.endpoints.value;
+        let (a, b) = (&a.value, &b.value);
         steps.push(Step::Veth {
-            ns: ns(&a.value.node),
-            name: a.value.iface.clone(),
-            peer_ns: ns(&b.value.node),
-            peer: b.value.iface.clone(),
+            ns: ns(&a.node),
+            name: a.iface.clone(),
+            peer_ns: ns(&b.node),
+            peer: b.iface.clone(),
             mtu: link.mtu(),
+            mac: mac(a),
+            peer_mac: mac(b),
         });
+        if static_neighbors {
+            for (me, j, other) in [(a, 1, b), (b, 0, a)] {
+                for addr in link.addresses(j) {
+                    neighbors.push(Step::Neighbor {
+                        ns: ns(&me.node),
+                        dev: me.iface.clone(),
+                        addr: addr.addr,
+                        mac: mac(other),
+                    });
+                }
+            }
+        }
     }
 
     // Per-namespace work: sysctls, tunnels, addresses, links up, routes.
@@ -285,6 +371,7 @@ pub fn build(topo: &Topology, prefix: Option<&str>) -> Plan {
     }
     steps.append(&mut addresses);
     steps.append(&mut ups);
+    steps.append(&mut neighbors);
     for (name, node) in &topo.nodes.0 {
         for r in &node.routes {
             steps.push(Step::Route {
@@ -295,7 +382,7 @@ pub fn build(topo: &Topology, prefix: Option<&str>) -> Plan {
         }
     }
     Plan {
-        lab: format!("{prefix}{}", topo.name.value),
+        lab,
         nodes,
         steps,
         checks: topo.checks.iter().map(|c| c.value.clone()).collect(),
@@ -385,6 +472,8 @@ impl Plan {
                     peer_ns,
                     peer,
                     mtu,
+                    mac,
+                    peer_mac,
                 } => {
                     head(
                         &mut out,
@@ -396,7 +485,7 @@ impl Plan {
                         format!(" mtu {mtu}")
                     };
                     out.push_str(&format!(
-                        "ip -n {ns} link add {name}{mtu} type veth peer name {peer}{mtu} netns {peer_ns}\n"
+                        "ip -n {ns} link add {name}{mtu} address {mac} type veth peer name {peer}{mtu} address {peer_mac} netns {peer_ns}\n"
                     ));
                 }
                 Step::Sysctl { ns, key, value } => {
@@ -433,6 +522,15 @@ impl Plan {
                 Step::Up { ns, dev } => {
                     head(&mut out, "Interfaces up.");
                     out.push_str(&format!("ip -n {ns} link set {dev} up\n"));
+                }
+                Step::Neighbor { ns, dev, addr, mac } => {
+                    head(
+                        &mut out,
+                        "Permanent neighbours: a lab this large would overflow the host-wide neighbour table.",
+                    );
+                    out.push_str(&format!(
+                        "ip -n {ns} neigh replace {addr} lladdr {mac} dev {dev} nud permanent\n"
+                    ));
                 }
                 Step::Route { ns, to, via } => {
                     head(&mut out, "Routes.");

@@ -19,6 +19,7 @@ use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, GreIOFlags, In6AddrGenMode, InfoData, InfoGre, InfoGre6, InfoVeth,
     LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
+use netlink_packet_route::neighbour::NeighbourState;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType, RouteVia,
 };
@@ -123,6 +124,7 @@ impl Rtnl {
         peer: &str,
         peer_ns: BorrowedFd<'_>,
         mtu: Option<u32>,
+        macs: Option<([u8; 6], [u8; 6])>,
     ) -> Result<()> {
         let doing = format!("creating veth `{name}` with peer `{peer}`");
         check_name(name, &doing)?;
@@ -132,6 +134,10 @@ impl Rtnl {
         if let Some(mtu) = mtu {
             peer_msg = peer_msg.mtu(mtu);
             builder = builder.mtu(mtu);
+        }
+        if let Some((mine, theirs)) = macs {
+            peer_msg = peer_msg.address(theirs.to_vec());
+            builder = builder.address(mine.to_vec());
         }
         let msg = builder
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
@@ -271,6 +277,21 @@ impl Rtnl {
     }
 
     /// Deletes link `name`; a link that does not exist is fine.
+    /// A permanent neighbour entry: `addr` is at `mac` on `name`.
+    pub async fn add_neighbor(&self, name: &str, addr: IpAddr, mac: [u8; 6]) -> Result<()> {
+        let doing = format!("adding neighbour {addr} at `{name}`");
+        let index = self.link_index(name).await.with_context(|| doing.clone())?;
+        self.handle
+            .neighbours()
+            .add(index, addr)
+            .link_layer_address(&mac)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| explain_nl(e, &doing, Some(Target::Link(name))))
+    }
+
     pub async fn del_link(&self, name: &str) -> Result<()> {
         let doing = format!("deleting interface `{name}`");
         check_name(name, &doing)?;
@@ -787,7 +808,8 @@ mod tests {
     fn veth_pair(a: &TestNs, b: &TestNs) {
         let peer_ns = netns::open(&b.0).unwrap();
         run(a, move |r| async move {
-            r.add_veth("va0", "vb0", peer_ns.as_fd(), None).await?;
+            r.add_veth("va0", "vb0", peer_ns.as_fd(), None, None)
+                .await?;
             r.set_addrgenmode_none("va0").await?;
             r.set_up("va0").await
         })
@@ -808,7 +830,7 @@ mod tests {
         let (a, b) = (TestNs::new("veth-a"), TestNs::new("veth-b"));
         let peer_ns = netns::open(&b.0).unwrap();
         let (links_a, index) = run(&a, move |r| async move {
-            r.add_veth("va0", "vb0", peer_ns.as_fd(), Some(1400))
+            r.add_veth("va0", "vb0", peer_ns.as_fd(), Some(1400), None)
                 .await?;
             r.set_alias("va0", "grelab:test").await?;
             r.set_up("va0").await?;
@@ -880,11 +902,11 @@ mod tests {
         let peer_ns = netns::open(&b.0).unwrap();
         let (here, there, links) = run(&a, move |r| async move {
             let here = r
-                .add_veth("va0", "vz0", peer_ns.as_fd(), None)
+                .add_veth("va0", "vz0", peer_ns.as_fd(), None, None)
                 .await
                 .unwrap_err();
             let there = r
-                .add_veth("vq0", "vb0", peer_ns.as_fd(), None)
+                .add_veth("vq0", "vb0", peer_ns.as_fd(), None, None)
                 .await
                 .unwrap_err();
             Ok((here, there, r.links().await?))
@@ -910,7 +932,7 @@ mod tests {
         let peer_ns = netns::open(&b.0).unwrap();
         let (err, links) = run(&a, move |r| async move {
             let err = r
-                .add_veth("abcdefghijklmnop", "ok0", peer_ns.as_fd(), None)
+                .add_veth("abcdefghijklmnop", "ok0", peer_ns.as_fd(), None, None)
                 .await
                 .unwrap_err();
             Ok((err, r.links().await?))

@@ -784,9 +784,10 @@ fn prefix_renames_namespaces_and_lab_only() {
     }
     let script = plan.script();
     assert!(
-        script.contains(
-            "ip -n ci1-host1 link add veth0 type veth peer name veth1 netns ci1-internet\n"
-        )
+        script.contains("ip -n ci1-host1 link add veth0 address 02:")
+            && script.contains(" type veth peer name veth1 address 02:")
+            && script.contains(" netns ci1-internet\n"),
+        "{script}"
     );
     assert!(
         !script.contains(" host1 "),

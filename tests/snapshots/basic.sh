@@ -10,8 +10,8 @@ ip netns add internet
 ip netns add host2
 
 # Links: veth pairs, the peer created directly in its namespace.
-ip -n host1 link add veth0 type veth peer name veth1 netns internet
-ip -n internet link add veth2 type veth peer name veth3 netns host2
+ip -n host1 link add veth0 address 02:f4:29:c9:f4:9a type veth peer name veth1 address 02:a7:39:8e:36:65 netns internet
+ip -n internet link add veth2 address 02:a3:d3:8e:36:63 type veth peer name veth3 address 02:8c:ab:ac:a8:f3 netns host2
 
 # Sysctls, inside the namespace (forwarding makes a router).
 ip netns exec internet sysctl -qw net.ipv4.ip_forward=1

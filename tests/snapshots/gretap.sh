@@ -10,8 +10,8 @@ ip netns add internet
 ip netns add host2
 
 # Links: veth pairs, the peer created directly in its namespace.
-ip -n host1 link add veth0 type veth peer name veth1 netns internet
-ip -n internet link add veth2 type veth peer name veth3 netns host2
+ip -n host1 link add veth0 address 02:07:5c:90:bc:7d type veth peer name veth1 address 02:44:de:d4:52:5e netns internet
+ip -n internet link add veth2 address 02:3a:ac:d4:52:56 type veth peer name veth3 address 02:20:a1:9c:49:e6 netns host2
 
 # Sysctls, inside the namespace (forwarding makes a router).
 ip netns exec internet sysctl -qw net.ipv4.ip_forward=1

@@ -10,8 +10,8 @@ ip netns add internet
 ip netns add host2
 
 # Links: veth pairs, the peer created directly in its namespace.
-ip -n host1 link add veth0 type veth peer name veth1 netns internet
-ip -n internet link add veth2 type veth peer name veth3 netns host2
+ip -n host1 link add veth0 address 02:b7:4d:cf:53:a3 type veth peer name veth1 address 02:f2:82:2d:e7:40 netns internet
+ip -n internet link add veth2 address 02:fc:b4:2d:e7:49 type veth peer name veth3 address 02:01:67:78:6c:d1 netns host2
 
 # Sysctls, inside the namespace (forwarding makes a router).
 ip netns exec internet sysctl -qw net.ipv4.ip_forward=1

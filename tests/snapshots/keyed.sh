@@ -10,8 +10,8 @@ ip netns add internet
 ip netns add host2
 
 # Links: veth pairs, the peer created directly in its namespace.
-ip -n host1 link add veth0 type veth peer name veth1 netns internet
-ip -n internet link add veth2 type veth peer name veth3 netns host2
+ip -n host1 link add veth0 address 02:22:e1:88:9b:bd type veth peer name veth1 address 02:85:c5:70:dd:d1 netns internet
+ip -n internet link add veth2 address 02:82:5f:70:dd:ce type veth peer name veth3 address 02:bb:63:6b:50:15 netns host2
 
 # Sysctls, inside the namespace (forwarding makes a router).
 ip netns exec internet sysctl -qw net.ipv4.ip_forward=1
