@@ -100,7 +100,8 @@ fn a_healthy_lab_passes_every_check_within_a_second() {
         "flags [DF]",
         "proto GRE (47)",
         "172.16.10.2 > 152.16.10.2: GREv0",
-        "192.168.50.1 > 192.168.50.2: ICMP echo request",
+        // Request or reply: which packet the check shows is the next test's.
+        "192.168.50.1 > 192.168.50.2: ICMP echo",
     ] {
         assert!(
             packet.contains(want),
@@ -117,11 +118,11 @@ fn a_healthy_lab_passes_every_check_within_a_second() {
 
 #[test]
 fn the_encap_check_shows_its_own_probe_as_the_seed_saw_it() {
-    // The encap check pings once and shows the packet it captured; the seed
-    // capture of that ping is 108 bytes long. Other checks send probes across
-    // the same tunnel at the same time (the mtu check's is 1500 bytes), and
-    // the encap check must not report one of theirs. Several runs, since
-    // which probe goes first is a race.
+    // The encap check pings and shows the packet it captured; the seed
+    // capture of such a ping is a 108-byte echo request. Other checks cross
+    // the same tunnel at the same time (the mtu check's 1500-byte probe,
+    // host1's echo replies to host2's tunnel ping), and the encap check must
+    // not report one of theirs. Several runs, since which goes first is a race.
     let s = Scope::new();
     let lab = s.example("basic.yaml");
     lab.start();
