@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::os::fd::AsFd;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -22,27 +23,49 @@ use crate::topology::Backend;
 
 /// Runs `work` once per job, each inside its namespace with a netlink
 /// connection of that namespace, on a pool of threads. Returns the first
-/// error, naming the namespace.
+/// error, naming the namespace, and stops taking jobs after it.
 pub fn in_namespaces<T, F, Fut>(jobs: Vec<(String, T)>, work: F) -> Result<()>
 where
     T: Send,
     F: Fn(Rtnl, T) -> Fut + Sync,
     Fut: Future<Output = Result<()>>,
 {
+    match pool(jobs, work, true).into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Like [`in_namespaces`], but goes on past failures and returns them all.
+pub fn each_namespace<T, F, Fut>(jobs: Vec<(String, T)>, work: F) -> Vec<anyhow::Error>
+where
+    T: Send,
+    F: Fn(Rtnl, T) -> Fut + Sync,
+    Fut: Future<Output = Result<()>>,
+{
+    pool(jobs, work, false)
+}
+
+fn pool<T, F, Fut>(jobs: Vec<(String, T)>, work: F, stop_on_error: bool) -> Vec<anyhow::Error>
+where
+    T: Send,
+    F: Fn(Rtnl, T) -> Fut + Sync,
+    Fut: Future<Output = Result<()>>,
+{
     if jobs.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
     // Netlink work is mostly kernel time, short waits included: a few
     // threads per core keep the cores busy without thrashing.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let threads = jobs.len().min(cores * 2).max(1);
     let queue = Mutex::new(jobs.into_iter().rev().collect::<Vec<_>>());
-    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 loop {
-                    if first_error.lock().map_or(true, |e| e.is_some()) {
+                    if stop_on_error && errors.lock().map_or(true, |e| !e.is_empty()) {
                         return;
                     }
                     let Some((ns, job)) = queue.lock().ok().and_then(|mut q| q.pop()) else {
@@ -50,21 +73,19 @@ where
                     };
                     let result = run_in_ns(&ns, |rtnl| work(rtnl, job))
                         .with_context(|| format!("in namespace `{ns}`"));
-                    if let Err(e) = result {
-                        if let Ok(mut slot) = first_error.lock() {
-                            slot.get_or_insert(e);
-                        }
-                        return;
+                    DONE.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = result
+                        && let Ok(mut all) = errors.lock()
+                    {
+                        all.push(e);
                     }
                 }
             });
         }
     });
-    match first_error.into_inner() {
-        Ok(Some(e)) => Err(e),
-        Ok(None) => Ok(()),
-        Err(_) => Err(anyhow!("a namespace worker panicked")),
-    }
+    errors
+        .into_inner()
+        .unwrap_or_else(|_| vec![anyhow!("a namespace worker panicked")])
 }
 
 /// Enters `ns` on this (pool) thread and runs `f` with a connection there.
@@ -181,7 +202,9 @@ pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Resul
 
     if let Some(old) = state::load(&plan.lab).ok().flatten() {
         let healthy = old.plan.namespaces().all(netns::exists)
-            && old.dataplane_pid.is_none_or(dataplane::is_running);
+            && old
+                .dataplane_pid
+                .is_none_or(|p| dataplane::is_running(p, &state::lab_dir(&plan.lab)));
         if old.digest == digest && healthy {
             return Ok(Outcome {
                 elapsed: start.elapsed(),
@@ -266,7 +289,7 @@ impl Journal {
     fn undo(&mut self, lab: &str) -> Vec<String> {
         let mut failures = Vec::new();
         if let Some(pid) = self.dataplane.take()
-            && let Err(e) = dataplane::stop(pid)
+            && let Err(e) = dataplane::stop(pid, &state::lab_dir(lab))
         {
             failures.push(format!("stopping dataplane {pid}: {e:#}"));
         }
@@ -299,14 +322,88 @@ impl Timings {
     }
 }
 
+/// Namespace jobs finished in the current phase, for the progress line.
+static DONE: AtomicUsize = AtomicUsize::new(0);
+
+/// A progress line on a terminal for large labs (quiet otherwise): the
+/// phase, namespaces done, rate and time left.
+struct Progress {
+    shared: Option<Arc<(Mutex<&'static str>, AtomicBool)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        use std::io::IsTerminal;
+        if total < 50 || !std::io::stderr().is_terminal() {
+            return Progress {
+                shared: None,
+                thread: None,
+            };
+        }
+        let shared = Arc::new((Mutex::new("namespaces"), AtomicBool::new(false)));
+        let s = shared.clone();
+        let thread = std::thread::spawn(move || {
+            let mut phase_start = (String::new(), Instant::now());
+            while !s.1.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                let phase = s.0.lock().map_or("", |p| *p);
+                if phase_start.0 != phase {
+                    phase_start = (phase.to_owned(), Instant::now());
+                }
+                let done = DONE.load(Ordering::Relaxed).min(total);
+                let secs = phase_start.1.elapsed().as_secs_f64();
+                let rate = done as f64 / secs.max(1e-3);
+                let eta = if done > 0 {
+                    (total - done) as f64 / rate
+                } else {
+                    0.0
+                };
+                eprint!(
+                    "\r\x1b[K  {phase}: {done}/{total} namespaces ({rate:.0}/s, {eta:.1} s left)"
+                );
+            }
+            eprint!("\r\x1b[K");
+        });
+        Progress {
+            shared: Some(shared),
+            thread: Some(thread),
+        }
+    }
+
+    fn phase(&self, name: &'static str) {
+        DONE.store(0, Ordering::Relaxed);
+        if let Some(s) = &self.shared
+            && let Ok(mut p) = s.0.lock()
+        {
+            *p = name;
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(s) = &self.shared {
+            s.1.store(true, Ordering::Relaxed);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result<Built> {
     let mark = state::mark(&plan.lab);
     let mut timings = Timings::new();
+    let progress = Progress::new(plan.nodes.len());
+    progress.phase("creating namespaces");
     for ns in plan.namespaces() {
         netns::create(ns)?;
         journal.namespaces.push(ns.to_owned());
+        DONE.fetch_add(1, Ordering::Relaxed);
     }
     timings.lap("namespaces");
+    progress.phase("creating links");
 
     // Phase 2: mark each namespace (its lo), create veths from their first end.
     let index: HashMap<&str, usize> = plan
@@ -368,6 +465,7 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
         .map(|(e, _)| e.clone())
         .collect();
     timings.lap("backend probe");
+    progress.phase("starting the dataplane");
     let mut pid = None;
     if !user.is_empty() {
         let dir = state::lab_dir(&plan.lab);
@@ -382,6 +480,7 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
     }
 
     timings.lap("dataplane start");
+    progress.phase("configuring");
 
     // Phase 3, per namespace: kernel tunnels, marks, sysctls, addresses, up, routes.
     let mut jobs: Vec<Configure> = vec![Configure::default(); index.len()];

@@ -214,6 +214,8 @@ pub enum Inner {
         /// Don't Fragment (IPv4; false for IPv6).
         df: bool,
         len: usize,
+        /// The identifier, when it is an ICMP or ICMPv6 echo request.
+        echo_id: Option<u16>,
     },
     /// An Ethernet frame (gretap, ip6gretap), with its IP addresses and protocol if IP.
     Ethernet {
@@ -221,6 +223,8 @@ pub enum Inner {
         dst_mac: [u8; 6],
         ethertype: u16,
         ip: Option<(IpAddr, IpAddr, u8)>,
+        /// The identifier, when the IP packet is an ICMP or ICMPv6 echo request.
+        echo_id: Option<u16>,
     },
     /// A payload not decoded: another protocol type, or too short to read.
     Other(u16),
@@ -249,6 +253,8 @@ pub fn decode(frame: &[u8]) -> Option<Encap> {
                 src_mac: mac_at(payload, 6),
                 ethertype,
                 ip: Ip::parse(ethertype, &payload[ETH_HLEN..]).map(|i| (i.src, i.dst, i.proto)),
+                echo_id: Ip::parse(ethertype, &payload[ETH_HLEN..])
+                    .and_then(|i| i.echo_request_id()),
             }
         }
         p => match Ip::parse(p, payload) {
@@ -259,6 +265,7 @@ pub fn decode(frame: &[u8]) -> Option<Encap> {
                 ttl: i.ttl,
                 df: i.df,
                 len: i.len,
+                echo_id: i.echo_request_id(),
             },
             None => Inner::Other(p),
         },
@@ -391,6 +398,18 @@ struct Ip<'a> {
 }
 
 impl<'a> Ip<'a> {
+    /// The identifier of an ICMP or ICMPv6 echo request.
+    fn echo_request_id(&self) -> Option<u16> {
+        let request = match self.proto {
+            1 => 8,
+            58 => 128,
+            _ => return None,
+        };
+        (self.offset == 0 && self.payload.first() == Some(&request))
+            .then(|| be16(self.payload, 4))
+            .flatten()
+    }
+
     fn parse(ethertype: u16, b: &'a [u8]) -> Option<Ip<'a>> {
         match ethertype {
             gre::ETHERTYPE_IPV4 => Self::parse4(b),
@@ -1106,6 +1125,9 @@ mod tests {
     }
 
     /// The seed lab's ping: 192.168.50.1 > .2 inside 172.16.10.2 > 152.16.10.2.
+    const ECHO_ID: u16 = 43241;
+    const ECHO_ID6: u16 = 0x1234;
+
     fn inner_ping() -> Vec<u8> {
         let data: Vec<u8> = (0..56).collect();
         ipv4(
@@ -1320,6 +1342,7 @@ mod tests {
             ttl: 64,
             df: true,
             len: 84,
+            echo_id: Some(ECHO_ID),
         };
         assert_eq!(e.inner, inner);
     }
@@ -1369,6 +1392,7 @@ mod tests {
             dst_mac: [2, 0, 0, 0, 0, 0xa],
             ethertype: 0x0800,
             ip: Some((TUN1.into(), TUN2.into(), 1)),
+            echo_id: Some(ECHO_ID),
         };
         assert_eq!(e.inner, inner);
         assert_eq!(e.gre.key, Some(5));
@@ -1398,6 +1422,7 @@ mod tests {
             ttl: 64,
             df: false,
             len: 64,
+            echo_id: Some(ECHO_ID6),
         };
         assert_eq!(e.inner, inner);
     }
@@ -1712,7 +1737,8 @@ mod tests {
                     proto: 1,
                     ttl: 64,
                     df: true,
-                    len: 84
+                    len: 84,
+                    echo_id: Some(ECHO_ID),
                 }
             );
             let text = describe(&f.data);

@@ -375,7 +375,7 @@ fn run(cli: Cli) -> Result<()> {
             let s = record(&lab)?;
             if let Some(pid) = s
                 .dataplane_pid
-                .filter(|p| !crate::dataplane::is_running(*p))
+                .filter(|p| !crate::dataplane::is_running(*p, &crate::state::lab_dir(&lab)))
             {
                 eprintln!(
                     "warning: the lab's userspace dataplane (pid {pid}) is not running; `grelab up` restarts it"
@@ -506,9 +506,12 @@ fn status(format: Format) -> Result<()> {
                     .namespaces()
                     .filter(|n| !crate::netns::exists(n))
                     .collect();
-                let dataplane = s
-                    .dataplane_pid
-                    .map(|p| (p, crate::dataplane::is_running(p)));
+                let dataplane = s.dataplane_pid.map(|p| {
+                    (
+                        p,
+                        crate::dataplane::is_running(p, &crate::state::lab_dir(&lab)),
+                    )
+                });
                 let health = if !missing.is_empty() {
                     format!("broken: namespaces gone: {}", missing.join(", "))
                 } else if let Some((pid, false)) = dataplane {
@@ -658,6 +661,14 @@ fn exec(lab: Option<String>, node: &str, cmd: &[String]) -> Result<()> {
 
 /// Runs grelab with the process arguments and returns the exit code.
 pub fn main() -> i32 {
+    // A closed pipe (`grelab plan | head`) ends output quietly, as for any
+    // Unix tool; the dataplane keeps Rust's default and handles its own signals.
+    if std::env::args().nth(1).as_deref() != Some("dataplane") {
+        // SAFETY: resetting a signal disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => 0,

@@ -278,10 +278,11 @@ fn read_line(fd: OwnedFd, timeout: Duration) -> Result<Option<String>> {
     }
 }
 
-/// Stops the dataplane `pid`: SIGTERM, then SIGKILL after 3 s.
-pub fn stop(pid: u32) -> Result<()> {
+/// Stops the dataplane `pid` of the lab in `lab_dir`: SIGTERM, then
+/// SIGKILL after 3 s.
+pub fn stop(pid: u32, lab_dir: &Path) -> Result<()> {
     use nix::sys::signal::{Signal, kill};
-    if !is_running(pid) {
+    if !is_running(pid, lab_dir) {
         return Ok(());
     }
     let target = nix::unistd::Pid::from_raw(pid as i32);
@@ -305,10 +306,27 @@ pub fn stop(pid: u32) -> Result<()> {
     }
 }
 
-/// Whether `pid` is a live dataplane process (not a recycled pid).
-pub fn is_running(pid: u32) -> bool {
+/// Whether `pid` is a live dataplane serving the lab in `lab_dir`: its
+/// command line names that lab's spec, so a recycled pid, or another lab's
+/// dataplane, is never taken for it.
+pub fn is_running(pid: u32, lab_dir: &Path) -> bool {
+    let spec = lab_dir.join("dataplane.json");
+    let spec = spec.as_os_str().as_encoded_bytes();
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    !gone(pid) && cmdline.windows(9).any(|w| w == b"dataplane")
+    let mut args = cmdline.split(|b| *b == 0);
+    !gone(pid) && args.any(|a| a == spec)
+}
+
+/// Dataplane processes serving the lab in `lab_dir`, found through /proc
+/// (for when the lab's record is lost).
+pub fn find(lab_dir: &Path) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| is_running(*pid, lab_dir))
+        .collect()
 }
 
 /// Whether `pid` has exited (no such process, or a zombie).
@@ -1821,14 +1839,14 @@ mod tests {
             tunnels: vec![a.clone(), b],
         };
         let pid = launch_test_child(&lab, &spec).unwrap();
-        struct Kill(u32);
+        struct Kill(u32, PathBuf);
         impl Drop for Kill {
             fn drop(&mut self) {
-                let _ = stop(self.0);
+                let _ = stop(self.0, &self.1);
             }
         }
-        let _guard = Kill(pid);
-        assert!(is_running(pid));
+        let _guard = Kill(pid, lab.dir.clone());
+        assert!(is_running(pid, &lab.dir));
         ip(&lab.a, "addr add 192.168.50.1/30 dev tun0");
         ip(&lab.b, "addr add 192.168.50.2/30 dev tun0");
         ping(&lab.a, "192.168.50.2", 3)
@@ -1839,17 +1857,20 @@ mod tests {
             .find(|l| l.starts_with("VmRSS"))
             .unwrap_or("VmRSS: ?");
         eprintln!("dataplane process serving the basic lab (2 ends, in the test binary): {rss}");
-        stop(pid).unwrap();
-        assert!(!is_running(pid) && gone(pid));
+        stop(pid, &lab.dir).unwrap();
+        assert!(!is_running(pid, &lab.dir) && gone(pid));
         let s = read_stats(&lab.dir.join("dataplane-stats.json")).unwrap();
         assert!(
             stat(&s, &lab.b, "tun0").rx_packets >= 3,
             "stats written at exit: {s:?}"
         );
+        // Devices are persistent: they outlive the process (deleting the
+        // lab's namespaces removes them in one batch).
         assert!(
-            !ip(&lab.a, "-o link show").contains("tun0"),
-            "the device must go with the process"
+            ip(&lab.a, "-o link show").contains("tun0"),
+            "the persistent device must outlive the process"
         );
+        ip(&lab.a, "link del tun0");
 
         let mut bad = a;
         bad.netns = format!("{}-missing", lab.a);
@@ -1866,7 +1887,7 @@ mod tests {
             msg.contains("failed to start") && msg.contains("-missing"),
             "{msg}"
         );
-        assert!(!is_running(u32::MAX / 2));
+        assert!(!is_running(u32::MAX / 2, &lab.dir));
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct PingOptions {
     pub dont_fragment: bool,
     /// IPv4 TTL / IPv6 hop limit; `None` keeps the kernel default.
     pub ttl: Option<u8>,
+    /// The echo identifier; `None` picks a fresh one ([`next_id`]). A caller
+    /// that captures its own probe on the wire sets it to recognise it.
+    pub ident: Option<u16>,
 }
 
 impl Default for PingOptions {
@@ -50,6 +53,7 @@ impl Default for PingOptions {
             payload: 56,
             dont_fragment: false,
             ttl: None,
+            ident: None,
         }
     }
 }
@@ -249,7 +253,8 @@ const MAX_PAYLOAD: usize = 65535 - ICMP_HDR;
 /// Identifiers for this process's pings: start at the pid, one more per call.
 static NEXT_ID: AtomicU16 = AtomicU16::new(0);
 
-fn next_id() -> u16 {
+/// A fresh echo identifier for this process.
+pub fn next_id() -> u16 {
     (std::process::id() as u16).wrapping_add(NEXT_ID.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -275,7 +280,7 @@ pub fn ping(target: IpAddr, opts: &PingOptions) -> Result<PingReport, PingError>
         return Err(PingError::MessageTooLong { mtu: None });
     }
     let sock = open(target, opts)?;
-    let id = next_id();
+    let id = opts.ident.unwrap_or_else(next_id);
     let count = opts.count as usize;
 
     let mut packet = vec![0u8; ICMP_HDR + opts.payload];

@@ -299,32 +299,6 @@ pub fn build(topo: &Topology, prefix: Option<&str>) -> Plan {
             dev: ep.iface.clone(),
         });
     }
-    for (name, node) in &topo.nodes.0 {
-        let has_v6 = topo
-            .link_ends()
-            .any(|(ep, addrs, _)| ep.node == name.value && addrs.iter().any(|a| a.addr.is_ipv6()))
-            || topo.tunnels.iter().any(|t| {
-                t.endpoints.value.iter().any(|e| {
-                    e.node.value == name.value && e.addresses().iter().any(|a| a.addr.is_ipv6())
-                })
-            });
-        let mut sysctl = |key: &str, value: &str| {
-            steps.push(Step::Sysctl {
-                ns: ns(&name.value),
-                key: key.into(),
-                value: value.into(),
-            })
-        };
-        if node.forwarding {
-            sysctl("net.ipv4.ip_forward", "1");
-            if has_v6 {
-                sysctl("net.ipv6.conf.all.forwarding", "1");
-            }
-        }
-        for (k, v) in &node.sysctls.0 {
-            sysctl(&k.value, &v.0);
-        }
-    }
     for t in &topo.tunnels {
         let [a, b] = &t.endpoints.value;
         for (i, (me, other)) in [(a, b), (b, a)].into_iter().enumerate() {
@@ -367,6 +341,33 @@ pub fn build(topo: &Topology, prefix: Option<&str>) -> Plan {
                 end,
                 backend: me.backend.unwrap_or(t.backend),
             });
+        }
+    }
+    // Sysctls after the tunnels, so per-device keys of tunnels can be set.
+    for (name, node) in &topo.nodes.0 {
+        let has_v6 = topo
+            .link_ends()
+            .any(|(ep, addrs, _)| ep.node == name.value && addrs.iter().any(|a| a.addr.is_ipv6()))
+            || topo.tunnels.iter().any(|t| {
+                t.endpoints.value.iter().any(|e| {
+                    e.node.value == name.value && e.addresses().iter().any(|a| a.addr.is_ipv6())
+                })
+            });
+        let mut sysctl = |key: &str, value: &str| {
+            steps.push(Step::Sysctl {
+                ns: ns(&name.value),
+                key: key.into(),
+                value: value.into(),
+            })
+        };
+        if node.forwarding {
+            sysctl("net.ipv4.ip_forward", "1");
+            if has_v6 {
+                sysctl("net.ipv6.conf.all.forwarding", "1");
+            }
+        }
+        for (k, v) in &node.sysctls.0 {
+            sysctl(&k.value, &v.0);
         }
     }
     steps.append(&mut addresses);

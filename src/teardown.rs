@@ -7,16 +7,18 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 
-use crate::apply::in_namespaces;
+use crate::apply::each_namespace;
 use crate::dataplane;
 use crate::netns;
 use crate::state::{self, State};
 
-/// The mark on each of `namespaces`' `lo` (None when unmarked or unreadable).
+/// The mark on each of `namespaces`' `lo` (None when unmarked or
+/// unreadable: a namespace that vanished or is half made is no lab's).
 pub fn marks(namespaces: Vec<String>) -> Result<Vec<(String, Option<String>)>> {
     let found: Mutex<Vec<(String, Option<String>)>> = Mutex::new(Vec::new());
     let jobs = namespaces.into_iter().map(|ns| (ns.clone(), ns)).collect();
-    in_namespaces(jobs, |rtnl, ns| {
+    // Failures only mean "not marked": other namespaces come and go.
+    let _unreadable = each_namespace(jobs, |rtnl, ns| {
         let found = &found;
         async move {
             let links = rtnl.links().await?;
@@ -30,7 +32,7 @@ pub fn marks(namespaces: Vec<String>) -> Result<Vec<(String, Option<String>)>> {
                 .push((ns, alias));
             Ok(())
         }
-    })?;
+    });
     Ok(found.into_inner().unwrap_or_default())
 }
 
@@ -54,30 +56,6 @@ pub fn marked_labs() -> Result<Vec<String>> {
     Ok(labs)
 }
 
-/// Dataplane processes serving lab `lab`, found through /proc when the
-/// record is lost.
-fn orphan_dataplanes(lab: &str) -> Vec<u32> {
-    let spec = state::lab_dir(lab).join("dataplane.json");
-    let spec = spec.to_string_lossy();
-    let mut pids = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-                let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-                if args.iter().any(|a| *a == b"dataplane")
-                    && args.iter().any(|a| *a == spec.as_bytes())
-                {
-                    pids.push(pid);
-                }
-            }
-        }
-    }
-    pids
-}
-
 /// What `down` removed.
 #[derive(Debug, Default)]
 pub struct Removed {
@@ -94,18 +72,13 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
     let mut removed = Removed::default();
     let mut failures = Vec::new();
 
-    let mut pids: Vec<u32> = record.and_then(|s| s.dataplane_pid).into_iter().collect();
-    for p in orphan_dataplanes(lab) {
-        if !pids.contains(&p) {
-            pids.push(p);
-        }
-    }
-    for pid in pids {
-        if dataplane::is_running(pid) {
-            match dataplane::stop(pid) {
-                Ok(()) => removed.dataplane = true,
-                Err(e) => failures.push(format!("stopping dataplane {pid}: {e:#}")),
-            }
+    // By /proc, not the record's pid: it finds a dataplane whose record is
+    // lost, and never one of another lab's whose pid was recycled.
+    let dir = state::lab_dir(lab);
+    for pid in dataplane::find(&dir) {
+        match dataplane::stop(pid, &dir) {
+            Ok(()) => removed.dataplane = true,
+            Err(e) => failures.push(format!("stopping dataplane {pid}: {e:#}")),
         }
     }
 

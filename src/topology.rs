@@ -27,11 +27,11 @@ pub struct Topology {
     #[serde(default)]
     pub prefix: Option<Spanned<String>>,
     pub nodes: Ordered<Node>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub links: Vec<Link>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub tunnels: Vec<Tunnel>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub checks: Vec<Spanned<Check>>,
 }
 
@@ -42,7 +42,7 @@ pub struct Node {
     /// IP forwarding (IPv4, and IPv6 when the node has IPv6 addresses).
     #[serde(default)]
     pub forwarding: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub routes: Vec<Route>,
     /// Extra sysctls under /proc/sys, written inside the namespace.
     #[serde(default)]
@@ -434,7 +434,7 @@ impl<T> OneOrMany<T> {
 }
 
 /// A sysctl value: YAML scalars of any type, kept as text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scalar(pub String);
 
 impl<'de> Deserialize<'de> for Scalar {
@@ -462,6 +462,11 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
+/// `key:` with nothing after it reads as the empty default, like an absent key.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// A YAML mapping that keeps the file's order and each key's location.
 #[derive(Debug)]
 pub struct Ordered<V>(pub Vec<(Spanned<String>, V)>);
@@ -472,10 +477,10 @@ impl<V> Default for Ordered<V> {
     }
 }
 
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for Ordered<V> {
+impl<'de, V: Deserialize<'de> + Default> Deserialize<'de> for Ordered<V> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct OrderedVisitor<V>(std::marker::PhantomData<V>);
-        impl<'de, V: Deserialize<'de>> Visitor<'de> for OrderedVisitor<V> {
+        impl<'de, V: Deserialize<'de> + Default> Visitor<'de> for OrderedVisitor<V> {
             type Value = Ordered<V>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a mapping")
@@ -486,7 +491,8 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Ordered<V> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ordered<V>, A::Error> {
                 let mut out = Vec::new();
                 while let Some(k) = map.next_key::<Spanned<String>>()? {
-                    out.push((k, map.next_value()?));
+                    // `host1:` with nothing under it is an empty node.
+                    out.push((k, map.next_value::<Option<V>>()?.unwrap_or_default()));
                 }
                 Ok(Ordered(out))
             }

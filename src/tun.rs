@@ -50,6 +50,9 @@ pub fn open(name: &str, l2: bool, mtu: u32) -> Result<File> {
         return Err(io::Error::last_os_error())
             .with_context(|| format!("setting MTU {mtu} on `{name}`: is it within 68..=65535?"));
     }
+    // No IPv6 link-local address, so no autoconfiguration chatter crosses the
+    // tunnel: set before the device comes up (IPv6 may be off: no matter).
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/addr_gen_mode"), "1");
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write an ifreq.
     unsafe {
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {

@@ -67,6 +67,10 @@ pub fn iface_name_problem(name: &str) -> Option<String> {
         Some(format!(
             "`{name}` is not a valid interface name (letters, digits, `.`, `_` and `-` only; not `.` or `..`)"
         ))
+    } else if name == "all" || name == "default" {
+        Some(format!(
+            "`{name}` cannot name an interface: it is reserved (net.ipv4.conf.{name})"
+        ))
     } else if name == "lo" {
         Some("`lo` exists in every namespace already; pick another name".into())
     } else {
@@ -165,8 +169,15 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
         if let Some(p) = name_problem("node name", &name.value, 200 - prefix_len) {
             c.err(Loc::of(name), p, "node names become namespace names");
         }
-        for (key, _) in &node.sysctls.0 {
+        for (key, value) in &node.sysctls.0 {
             let k = &key.value;
+            if value.0.is_empty() {
+                c.err(
+                    Loc::of(key),
+                    format!("sysctl `{k}` has no value"),
+                    "write it as `key: value`",
+                );
+            }
             if !k.starts_with("net.")
                 || k.contains("..")
                 || k.ends_with('.')
@@ -528,7 +539,7 @@ fn check_tunnel(
                 "ttl 0 is not allowed",
                 "omit `ttl` to inherit the inner packet's TTL",
             );
-        } else if !t.pmtudisc() {
+        } else if !t.pmtudisc() && !kind.is_ipv6() {
             c.err(
                 Loc::of(ttl),
                 format!(

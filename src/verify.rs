@@ -357,7 +357,7 @@ fn execute(job: Job) -> Result<Outcome> {
             Ok(match expect {
                 Expect::Success if got == count => pass(summary, details),
                 Expect::Success => fail(
-                    format!("{summary}: {to} is not reachable as expected"),
+                    format!("{summary}: {to} did not answer every echo request"),
                     details,
                 ),
                 Expect::Failure if got == 0 => {
@@ -529,6 +529,8 @@ fn encap(
     let (ns, iface, end) = (ns.to_owned(), iface.to_owned(), end.clone());
     netns::run_in(&ns.clone(), move || {
         let mut cap = capture::Capture::open(&iface)?;
+        // Its own echo identifier: other checks' probes cross the same tunnel.
+        let ident = icmp::next_id();
         let pinger = {
             let ns = ns.clone();
             std::thread::spawn(move || {
@@ -536,6 +538,7 @@ fn encap(
                     let opts = PingOptions {
                         count: 2,
                         timeout,
+                        ident: Some(ident),
                         ..PingOptions::default()
                     };
                     icmp::ping(to, &opts).map_err(|e| anyhow!("{e}"))
@@ -549,17 +552,20 @@ fn encap(
                 continue;
             }
             if let Some(e) = capture::decode(&frame.data) {
-                let inner_ip = match &e.inner {
-                    capture::Inner::Ip { src, dst, .. } => Some((*src, *dst)),
+                let inner = match &e.inner {
+                    capture::Inner::Ip {
+                        src, dst, echo_id, ..
+                    } => Some((*src, *dst, *echo_id)),
                     capture::Inner::Ethernet {
                         ip: Some((src, dst, _)),
+                        echo_id,
                         ..
-                    } => Some((*src, *dst)),
+                    } => Some((*src, *dst, *echo_id)),
                     _ => None,
                 };
                 if e.outer_src == end.local
                     && e.outer_dst == end.remote
-                    && inner_ip == Some((from, to))
+                    && inner == Some((from, to, Some(ident)))
                 {
                     found = Some((e, capture::describe(&frame.data)));
                     break;
@@ -601,7 +607,12 @@ fn encap(
             ));
         }
         if e.gre.key != end.okey {
-            wrong.push(format!("GRE key {:?} (expected {:?})", e.gre.key, end.okey));
+            let show = |k: Option<u32>| k.map_or("none".to_owned(), |k| k.to_string());
+            wrong.push(format!(
+                "GRE key {} (expected {})",
+                show(e.gre.key),
+                show(end.okey)
+            ));
         }
         if e.gre.checksum != end.checksum {
             wrong.push(format!(

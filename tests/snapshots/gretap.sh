@@ -13,9 +13,6 @@ ip netns add host2
 ip -n host1 link add veth0 address 02:07:5c:90:bc:7d type veth peer name veth1 address 02:44:de:d4:52:5e netns internet
 ip -n internet link add veth2 address 02:3a:ac:d4:52:56 type veth peer name veth3 address 02:20:a1:9c:49:e6 netns host2
 
-# Sysctls, inside the namespace (forwarding makes a router).
-ip netns exec internet sysctl -qw net.ipv4.ip_forward=1
-
 # Tunnels: each end points at the other end's underlay address.
 # gtap0 on host1: MTU 1462 = underlay - (IPv4 20 + GRE 4 + inner Ethernet 14)
 ip -n host1 link add gtap0 mtu 1462 type gretap local 172.16.10.2 remote 152.16.10.2 ttl 255
@@ -23,6 +20,9 @@ ip -n host1 link set gtap0 addrgenmode none
 # gtap0 on host2: MTU 1462 = underlay - (IPv4 20 + GRE 4 + inner Ethernet 14)
 ip -n host2 link add gtap0 mtu 1462 type gretap local 152.16.10.2 remote 172.16.10.2 ttl 255
 ip -n host2 link set gtap0 addrgenmode none
+
+# Sysctls, inside the namespace (forwarding makes a router).
+ip netns exec internet sysctl -qw net.ipv4.ip_forward=1
 
 # Addresses.
 ip -n host1 addr add 172.16.10.2/24 dev veth0

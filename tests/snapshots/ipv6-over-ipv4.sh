@@ -13,9 +13,6 @@ ip netns add host2
 ip -n host1 link add veth0 address 02:b7:4d:cf:53:a3 type veth peer name veth1 address 02:f2:82:2d:e7:40 netns internet
 ip -n internet link add veth2 address 02:fc:b4:2d:e7:49 type veth peer name veth3 address 02:01:67:78:6c:d1 netns host2
 
-# Sysctls, inside the namespace (forwarding makes a router).
-ip netns exec internet sysctl -qw net.ipv4.ip_forward=1
-
 # Tunnels: each end points at the other end's underlay address.
 # tun6 on host1: MTU 1476 = underlay - (IPv4 20 + GRE 4)
 ip -n host1 link add tun6 mtu 1476 type gre local 172.16.10.2 remote 152.16.10.2 ttl 255
@@ -23,6 +20,9 @@ ip -n host1 link set tun6 addrgenmode none
 # tun6 on host2: MTU 1476 = underlay - (IPv4 20 + GRE 4)
 ip -n host2 link add tun6 mtu 1476 type gre local 152.16.10.2 remote 172.16.10.2 ttl 255
 ip -n host2 link set tun6 addrgenmode none
+
+# Sysctls, inside the namespace (forwarding makes a router).
+ip netns exec internet sysctl -qw net.ipv4.ip_forward=1
 
 # Addresses.
 ip -n host1 addr add 172.16.10.2/24 dev veth0

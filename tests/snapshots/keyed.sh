@@ -13,9 +13,6 @@ ip netns add host2
 ip -n host1 link add veth0 address 02:22:e1:88:9b:bd type veth peer name veth1 address 02:85:c5:70:dd:d1 netns internet
 ip -n internet link add veth2 address 02:82:5f:70:dd:ce type veth peer name veth3 address 02:bb:63:6b:50:15 netns host2
 
-# Sysctls, inside the namespace (forwarding makes a router).
-ip netns exec internet sysctl -qw net.ipv4.ip_forward=1
-
 # Tunnels: each end points at the other end's underlay address.
 # tun0 on host1: MTU 1472 = underlay - (IPv4 20 + GRE 8 with key)
 ip -n host1 link add tun0 mtu 1472 type gre local 172.16.10.2 remote 152.16.10.2 ttl 255 ikey 1 okey 1
@@ -29,6 +26,9 @@ ip -n host1 link set tun1 addrgenmode none
 # tun1 on host2: MTU 1472 = underlay - (IPv4 20 + GRE 8 with key)
 ip -n host2 link add tun1 mtu 1472 type gre local 152.16.10.2 remote 172.16.10.2 ttl 255 ikey 2 okey 2
 ip -n host2 link set tun1 addrgenmode none
+
+# Sysctls, inside the namespace (forwarding makes a router).
+ip netns exec internet sysctl -qw net.ipv4.ip_forward=1
 
 # Addresses.
 ip -n host1 addr add 172.16.10.2/24 dev veth0
