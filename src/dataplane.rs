@@ -1824,6 +1824,9 @@ mod tests {
                 "--nocapture",
                 "--test-threads=1",
             ]);
+            // Named on the command line as `grelab dataplane` names it, so
+            // is_running() knows the process (a --skip filter matching nothing).
+            cmd.arg("--skip").arg(spec_path);
             cmd.env("GRELAB_DP_SPEC", spec_path)
                 .env("GRELAB_DP_STATS", stats_path);
             cmd

@@ -389,11 +389,12 @@ fn a_wrong_key_at_one_end_fails_the_encap_check() {
         assert!(ready, "the restarted dataplane made no devices in {ns}");
         let i = if node == "host1" { 1 } else { 2 };
         for (dev, net) in [("tun0", 50), ("tun1", 51)] {
+            // The devices are persistent: their addresses may have survived.
             ip(&[
                 "-n",
                 &ns,
                 "addr",
-                "add",
+                "replace",
                 &format!("192.168.{net}.{i}/30"),
                 "dev",
                 dev,
