@@ -325,7 +325,18 @@ fn run(cli: Cli) -> Result<()> {
             {
                 vec![load_plan(file.as_deref(), naming.prefix.as_deref())?.lab]
             } else {
-                vec![the_lab(None)?]
+                // The one lab up: by its record, or (record lost) by its marks.
+                let mut labs = crate::state::labs()?;
+                if labs.is_empty() {
+                    labs = crate::teardown::marked_labs()?;
+                }
+                if labs.len() > 1 {
+                    return Err(bad_input(format!(
+                        "several labs are up ({}); say which with --lab NAME, or --all",
+                        labs.join(", ")
+                    )));
+                }
+                labs
             };
             crate::netns::check_privileges().map_err(|e| error::environment(format!("{e:#}")))?;
             if labs.is_empty() {
