@@ -322,6 +322,43 @@ impl Timings {
     }
 }
 
+/// Creates the plan's namespaces on a few threads: (those created, the first
+/// error). Namespace creation waits on the kernel, not the CPU.
+fn create_namespaces(plan: &Plan) -> (Vec<String>, Result<()>) {
+    let queue = Mutex::new(plan.namespaces().rev().collect::<Vec<_>>());
+    let created = Mutex::new(Vec::new());
+    let error = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..4.min(plan.nodes.len()) {
+            s.spawn(|| {
+                while let Some(ns) = queue.lock().ok().and_then(|mut q| q.pop()) {
+                    if error.lock().map_or(true, |e| e.is_some()) {
+                        return;
+                    }
+                    match netns::create(ns) {
+                        Ok(()) => {
+                            if let Ok(mut c) = created.lock() {
+                                c.push(ns.to_owned());
+                            }
+                            DONE.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            if let Ok(mut slot) = error.lock() {
+                                slot.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let created = created.into_inner().unwrap_or_default();
+    match error.into_inner() {
+        Ok(Some(e)) => (created, Err(e)),
+        _ => (created, Ok(())),
+    }
+}
+
 /// Namespace jobs finished in the current phase, for the progress line.
 static DONE: AtomicUsize = AtomicUsize::new(0);
 
@@ -397,13 +434,24 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
     let mut timings = Timings::new();
     let progress = Progress::new(plan.nodes.len());
     progress.phase("creating namespaces");
-    for ns in plan.namespaces() {
-        netns::create(ns)?;
-        journal.namespaces.push(ns.to_owned());
-        DONE.fetch_add(1, Ordering::Relaxed);
-    }
+    let created = create_namespaces(plan);
+    journal.namespaces = created.0;
+    created.1?;
     timings.lap("namespaces");
+
+    // Backends first: the dataplane then makes its devices while the veths
+    // are being created.
+    let probe = plan.namespaces().next().unwrap_or_default().to_owned();
+    let (ends, notes) = choose_backends(plan, backend, &probe)?;
+    let user: Vec<TunnelEnd> = ends
+        .iter()
+        .filter(|(_, b)| *b == Backend::Userspace)
+        .map(|(e, _)| e.clone())
+        .collect();
+    timings.lap("backend probe");
     progress.phase("creating links");
+    let dir = state::lab_dir(&plan.lab);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
     // Phase 2: mark each namespace (its lo), create veths from their first end.
     let index: HashMap<&str, usize> = plan
@@ -424,62 +472,64 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
         }
     }
     let phase2 = plan.namespaces().map(str::to_owned).zip(veths).collect();
-    in_namespaces(phase2, |rtnl, steps| {
-        let mark = &mark;
-        async move {
-            rtnl.set_alias("lo", mark).await?;
-            try_join_all(steps.into_iter().map(|s| {
-                let rtnl = &rtnl;
-                async move {
-                    if let Step::Veth {
-                        name,
-                        peer_ns,
-                        peer,
-                        mtu,
-                        mac,
-                        peer_mac,
-                        ..
-                    } = s
-                    {
-                        let peer_fd = netns::open(peer_ns)?;
-                        let macs = Some((mac.0, peer_mac.0));
-                        rtnl.add_veth(name, peer, peer_fd.as_fd(), Some(*mtu), macs)
-                            .await?;
+    let (veths, pid) = std::thread::scope(|s| {
+        let dataplane = (!user.is_empty()).then(|| {
+            s.spawn(|| {
+                let spec = dataplane::Spec {
+                    lab: plan.lab.clone(),
+                    tunnels: user,
+                };
+                dataplane::start(&dir, &spec).context("starting the userspace GRE dataplane")
+            })
+        });
+        let veths = in_namespaces(phase2, |rtnl, steps| {
+            let mark = &mark;
+            async move {
+                rtnl.set_alias("lo", mark).await?;
+                try_join_all(steps.into_iter().map(|s| {
+                    let rtnl = &rtnl;
+                    async move {
+                        if let Step::Veth {
+                            name,
+                            peer_ns,
+                            peer,
+                            mtu,
+                            mac,
+                            peer_mac,
+                            ..
+                        } = s
+                        {
+                            let peer_fd = netns::open(peer_ns)?;
+                            let macs = Some((mac.0, peer_mac.0));
+                            rtnl.add_veth(name, peer, peer_fd.as_fd(), Some(*mtu), macs)
+                                .await?;
+                        }
+                        Ok::<_, anyhow::Error>(())
                     }
-                    Ok::<_, anyhow::Error>(())
-                }
-            }))
-            .await?;
-            Ok(())
+                }))
+                .await?;
+                Ok(())
+            }
+        });
+        let pid = dataplane.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow!("the dataplane starter panicked")))
+        });
+        (veths, pid.transpose())
+    });
+    // Journal the dataplane before reporting any error, so it is undone.
+    let pid = match pid {
+        Ok(p) => {
+            journal.dataplane = p;
+            p
         }
-    })?;
-
-    timings.lap("marks and veths");
-
-    // Tunnels: kernel links, or the userspace dataplane's devices.
-    let probe = plan.namespaces().next().unwrap_or_default().to_owned();
-    let (ends, notes) = choose_backends(plan, backend, &probe)?;
-    let user: Vec<TunnelEnd> = ends
-        .iter()
-        .filter(|(_, b)| *b == Backend::Userspace)
-        .map(|(e, _)| e.clone())
-        .collect();
-    timings.lap("backend probe");
-    progress.phase("starting the dataplane");
-    let mut pid = None;
-    if !user.is_empty() {
-        let dir = state::lab_dir(&plan.lab);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let spec = dataplane::Spec {
-            lab: plan.lab.clone(),
-            tunnels: user,
-        };
-        let p = dataplane::start(&dir, &spec).context("starting the userspace GRE dataplane")?;
-        journal.dataplane = Some(p);
-        pid = Some(p);
-    }
-
-    timings.lap("dataplane start");
+        Err(e) => {
+            veths?;
+            return Err(e);
+        }
+    };
+    veths?;
+    timings.lap("links and the dataplane's devices");
     progress.phase("configuring");
 
     // Phase 3, per namespace: kernel tunnels, marks, sysctls, addresses, up, routes.
@@ -495,6 +545,16 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
             });
         }
     }
+    let v6_ifaces: std::collections::HashSet<(&str, &str)> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Address { ns, dev, addr } if addr.addr.is_ipv6() => {
+                Some((ns.as_str(), dev.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
     // Where a userspace end checks GRE checksums, the veths leading to its
     // node must carry real checksums (see rtnl::disable_tx_checksum).
     let csum_ns: Vec<&str> = ends
@@ -514,6 +574,14 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
             } => {
                 jobs[slot(ns)?].marks.push(name.clone());
                 jobs[slot(peer_ns)?].marks.push(peer.clone());
+                // IPv4-only veths make no IPv6 link-local address either:
+                // no autoconfiguration chatter, whose multicast neighbour
+                // entries would fill the host-wide table in large labs.
+                for (n, dev) in [(ns, name), (peer_ns, peer)] {
+                    if !v6_ifaces.contains(&(n.as_str(), dev.as_str())) {
+                        jobs[slot(n)?].no_ipv6ll.push(dev.clone());
+                    }
+                }
                 if csum_ns.contains(&peer_ns.as_str()) {
                     jobs[slot(ns)?].no_tx_csum.push(name.clone());
                 }
@@ -555,6 +623,8 @@ struct Configure {
     tunnels: Vec<String>,
     /// Veths whose transmit checksum offload must be off.
     no_tx_csum: Vec<String>,
+    /// Veths without IPv6 addresses: no link-local address either.
+    no_ipv6ll: Vec<String>,
 }
 
 /// One namespace's configuration, independent requests in flight together.
@@ -571,7 +641,13 @@ async fn configure(rtnl: &Rtnl, mark: &str, job: &Configure) -> Result<()> {
     }
     // No IPv6 link-local autoconfiguration chatter across tunnels: at scale
     // it overflows the (host-global) neighbour table.
-    try_join_all(job.tunnels.iter().map(|t| rtnl.set_addrgenmode_none(t))).await?;
+    try_join_all(
+        job.tunnels
+            .iter()
+            .chain(&job.no_ipv6ll)
+            .map(|t| rtnl.set_addrgenmode_none(t)),
+    )
+    .await?;
     for s in steps {
         if let Step::Sysctl { key, value, .. } = s {
             sysctl(key, value)?;
