@@ -578,7 +578,9 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
                 // no autoconfiguration chatter, whose multicast neighbour
                 // entries would fill the host-wide table in large labs.
                 for (n, dev) in [(ns, name), (peer_ns, peer)] {
-                    if !v6_ifaces.contains(&(n.as_str(), dev.as_str())) {
+                    if v6_ifaces.contains(&(n.as_str(), dev.as_str())) {
+                        jobs[slot(n)?].no_dad.push(dev.clone());
+                    } else {
                         jobs[slot(n)?].no_ipv6ll.push(dev.clone());
                     }
                 }
@@ -625,6 +627,10 @@ struct Configure {
     no_tx_csum: Vec<String>,
     /// Veths without IPv6 addresses: no link-local address either.
     no_ipv6ll: Vec<String>,
+    /// Veths with IPv6 addresses: their link-local is usable at once (no
+    /// DAD), since a router solicits neighbours from it; addresses are
+    /// added with `nodad` likewise.
+    no_dad: Vec<String>,
 }
 
 /// One namespace's configuration, independent requests in flight together.
@@ -638,6 +644,9 @@ async fn configure(rtnl: &Rtnl, mark: &str, job: &Configure) -> Result<()> {
     try_join_all(job.marks.iter().map(|i| rtnl.set_alias(i, mark))).await?;
     for dev in &job.no_tx_csum {
         crate::rtnl::disable_tx_checksum(dev)?;
+    }
+    for dev in &job.no_dad {
+        sysctl(&format!("net.ipv6.conf.{dev}.accept_dad"), "0")?;
     }
     // No IPv6 link-local autoconfiguration chatter across tunnels: at scale
     // it overflows the (host-global) neighbour table.

@@ -1265,6 +1265,14 @@ mod tests {
             ] {
                 ip(ns, &format!("addr add {v4} dev {dev}"));
                 ip(ns, &format!("addr add {v6} dev {dev} nodad"));
+                // Link-local usable at once: a router sends neighbour
+                // solicitations from it, and DAD would hold them ~2 s.
+                let dad = format!("net.ipv6.conf.{dev}.accept_dad=0");
+                let ok = Command::new("ip")
+                    .args(["netns", "exec", ns, "sysctl", "-qw", &dad])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "setting {dad} in {ns}");
                 ip(ns, &format!("link set {dev} up"));
                 ip(ns, "link set lo up");
             }
