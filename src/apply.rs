@@ -325,6 +325,9 @@ impl Timings {
 /// Creates the plan's namespaces on a few threads: (those created, the first
 /// error). Namespace creation waits on the kernel, not the CPU.
 fn create_namespaces(plan: &Plan) -> (Vec<String>, Result<()>) {
+    if let Err(e) = netns::prepare() {
+        return (Vec::new(), Err(e));
+    }
     let queue = Mutex::new(plan.namespaces().rev().collect::<Vec<_>>());
     let created = Mutex::new(Vec::new());
     let error = Mutex::new(None);
@@ -335,7 +338,9 @@ fn create_namespaces(plan: &Plan) -> (Vec<String>, Result<()>) {
                     if error.lock().map_or(true, |e| e.is_some()) {
                         return;
                     }
-                    match netns::create(ns) {
+                    // These threads are ours: each moves into every
+                    // namespace it makes, and ends.
+                    match netns::create_here(ns) {
                         Ok(()) => {
                             if let Ok(mut c) = created.lock() {
                                 c.push(ns.to_owned());

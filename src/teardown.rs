@@ -72,10 +72,17 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
     let mut removed = Removed::default();
     let mut failures = Vec::new();
 
-    // By /proc, not the record's pid: it finds a dataplane whose record is
-    // lost, and never one of another lab's whose pid was recycled.
+    // Without a record, by /proc: it finds the dataplane by its lab's spec
+    // path, never another lab's through a recycled pid.
     let dir = state::lab_dir(lab);
-    for pid in dataplane::find(&dir) {
+    let pids = match record.map(|s| s.dataplane_pid) {
+        // No userspace tunnels: nothing to look for.
+        Some(None) => Vec::new(),
+        // The record's pid, if it is still that lab's dataplane.
+        Some(Some(p)) if dataplane::is_running(p, &dir) => vec![p],
+        _ => dataplane::find(&dir),
+    };
+    for pid in pids {
         match dataplane::stop(pid, &dir) {
             Ok(()) => removed.dataplane = true,
             Err(e) => failures.push(format!("stopping dataplane {pid}: {e:#}")),
