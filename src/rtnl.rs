@@ -135,6 +135,13 @@ impl Rtnl {
             peer_msg = peer_msg.mtu(mtu);
             builder = builder.mtu(mtu);
         }
+        // One queue each way (the default is one per CPU): a lab's veths
+        // carry little, and each extra queue costs the kernel an RCU grace
+        // period when the device is registered.
+        for q in [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)] {
+            peer_msg = peer_msg.append_extra_attribute(q.clone());
+            builder = builder.append_extra_attribute(q);
+        }
         if let Some((mine, theirs)) = macs {
             peer_msg = peer_msg.address(theirs.to_vec());
             builder = builder.address(mine.to_vec());
