@@ -649,20 +649,8 @@ fn capture(
 /// Replaces grelab with `cmd` inside the namespace of `node`.
 fn exec(lab: Option<String>, node: &str, cmd: &[String]) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let lab = the_lab(lab)?;
-    let s = record(&lab)?;
-    let ns = s.plan.ns_of(node).ok_or_else(|| {
-        bad_input(format!(
-            "lab `{lab}` has no node `{node}`; nodes: {}",
-            s.plan
-                .nodes
-                .iter()
-                .map(|n| n.node.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
-    crate::netns::enter(&crate::netns::open(ns)?)?;
+    let ns = node_ns(lab, node)?;
+    crate::netns::enter(&crate::netns::open(&ns)?)?;
     let err = std::process::Command::new(&cmd[0]).args(&cmd[1..]).exec();
     Err(error::environment(format!(
         "running `{}` in node `{node}`: {err}",
