@@ -68,6 +68,12 @@ pub struct TunnelStats {
     /// Decapsulated packets the device refused.
     #[serde(default)]
     pub rx_errors: u64,
+    /// TCP super-packets read from the device and cut into segments (TSO).
+    #[serde(default)]
+    pub tx_gso: u64,
+    /// Device writes that joined several received TCP segments (GRO).
+    #[serde(default)]
+    pub rx_gro: u64,
 }
 
 /// GRE packets received per socket per wakeup.
@@ -604,6 +610,7 @@ impl Rx {
             if w == (tun::VNET_HDR_LEN + r.len) as isize {
                 st.rx_packets += r.count as u64;
                 st.rx_bytes += r.bytes as u64;
+                st.rx_gro += u64::from(r.count > 1);
             } else {
                 st.rx_errors += r.count as u64;
             }
@@ -711,6 +718,7 @@ impl Tx {
             st.tx_errors += 1;
             return;
         };
+        st.tx_gso += 1;
         for i in 0..g.segs {
             if self.n == TX_MSGS {
                 self.send(sock, st);
@@ -1815,6 +1823,355 @@ mod offload {
     pub fn has_psh(pkt: &[u8], t: &Tcp) -> bool {
         t.flags(pkt) & TCP_PSH != 0
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::gre::internet_checksum;
+        use proptest::prelude::*;
+
+        /// Bytes from a xorshift generator: payloads that differ everywhere.
+        fn noise(seed: u64, len: usize) -> Vec<u8> {
+            let mut x = seed | 1;
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        }
+
+        const ACK_PSH: u8 = TCP_ACK | TCP_PSH;
+
+        /// A TCP packet (IPv4 with DF, or IPv6) with a 12-byte timestamp
+        /// option, behind an Ethernet header if `l2`; checksums valid
+        /// unless `partial`, which leaves the pseudo-header sum in the TCP
+        /// checksum field as the kernel hands it to a device.
+        fn tcp_packet(v6: bool, l2: bool, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+            tcp_packet_from(40000, v6, l2, seq, flags, payload)
+        }
+
+        fn tcp_packet_from(
+            port: u16,
+            v6: bool,
+            l2: bool,
+            seq: u32,
+            flags: u8,
+            payload: &[u8],
+        ) -> Vec<u8> {
+            let mut p = Vec::new();
+            if l2 {
+                p.extend([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2]);
+                p.extend(if v6 { [0x86, 0xdd] } else { [0x08, 0x00] });
+            }
+            let l3 = p.len();
+            let tcp_len = 32 + payload.len();
+            if v6 {
+                p.extend([0x60, 0, 0, 0]);
+                p.extend((tcp_len as u16).to_be_bytes());
+                p.extend([IPPROTO_TCP, 64]);
+                p.extend([0xfd, 0, 0, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+                p.extend([0xfd, 0, 0, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+            } else {
+                p.extend([0x45, 0]);
+                p.extend(((20 + tcp_len) as u16).to_be_bytes());
+                p.extend([0x12, 0x34, 0x40, 0, 64, IPPROTO_TCP, 0, 0]);
+                p.extend([192, 168, 50, 1, 192, 168, 50, 2]);
+                let sum = internet_checksum(&p[l3..]);
+                p[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
+            }
+            let l4 = p.len();
+            p.extend(port.to_be_bytes());
+            p.extend([0x13, 0x89]);
+            p.extend(seq.to_be_bytes());
+            p.extend(0x0102_0304u32.to_be_bytes());
+            p.extend([0x80, flags, 0x01, 0xf5, 0, 0, 0, 0]);
+            p.extend([1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
+            p.extend(payload);
+            let t = tcp_layout(&p, l2).expect("a TCP packet");
+            let sum = !csum_fold(csum_add(t.pseudo(&p, tcp_len), &p[l4..]));
+            p[l4 + 16..l4 + 18].copy_from_slice(&sum.to_be_bytes());
+            p
+        }
+
+        /// Checks every header field of `seg` as segment `i` of `whole`
+        /// (cut at `mss`), and its payload.
+        fn check_segment(whole: &[u8], l2: bool, mss: usize, segs: usize, i: usize, seg: &[u8]) {
+            let t = tcp_layout(seg, l2).expect("segment is TCP");
+            let w = tcp_layout(whole, l2).unwrap();
+            let payload = &whole[w.end..][i * mss..((i + 1) * mss).min(whole.len() - w.end)];
+            assert_eq!(&seg[t.end..], payload, "segment {i} payload");
+            assert_eq!(seg[..t.l3], whole[..t.l3], "link header");
+            if t.v6 {
+                let plen = u16::from_be_bytes([seg[t.l3 + 4], seg[t.l3 + 5]]);
+                assert_eq!(usize::from(plen), seg.len() - t.l3 - 40);
+            } else {
+                let h = &seg[t.l3..t.l4];
+                assert_eq!(internet_checksum(h), 0, "segment {i} IPv4 header checksum");
+                assert_eq!(
+                    usize::from(u16::from_be_bytes([h[2], h[3]])),
+                    seg.len() - t.l3
+                );
+                assert_eq!(u16::from_be_bytes([h[4], h[5]]), 0x1234 + i as u16, "ip id");
+            }
+            let seq0 = t.seq(whole);
+            assert_eq!(
+                t.seq(seg),
+                seq0.wrapping_add((i * mss) as u32),
+                "seq of {i}"
+            );
+            let (f, f0) = (seg[t.l4 + 13], whole[t.l4 + 13]);
+            let last = i + 1 == segs;
+            assert_eq!(
+                f & (TCP_FIN | TCP_PSH),
+                if last { f0 & (TCP_FIN | TCP_PSH) } else { 0 }
+            );
+            assert_eq!(f & TCP_CWR, if i == 0 { f0 & TCP_CWR } else { 0 });
+            assert_eq!(f & TCP_ACK, f0 & TCP_ACK);
+            assert_eq!(
+                seg[t.l4 + 14..t.l4 + 16],
+                whole[t.l4 + 14..t.l4 + 16],
+                "window"
+            );
+            assert_eq!(seg[t.l4 + 18..t.end], whole[t.l4 + 18..w.end], "options");
+            // The TCP checksum, verified from scratch over the pseudo-header.
+            let mut pseudo = Vec::new();
+            if t.v6 {
+                pseudo.extend(&seg[t.l3 + 8..t.l3 + 40]);
+                pseudo.extend(((seg.len() - t.l4) as u32).to_be_bytes());
+                pseudo.extend([0, 0, 0, IPPROTO_TCP]);
+            } else {
+                pseudo.extend(&seg[t.l3 + 12..t.l3 + 20]);
+                pseudo.extend([0, IPPROTO_TCP]);
+                pseudo.extend(((seg.len() - t.l4) as u16).to_be_bytes());
+            }
+            pseudo.extend(&seg[t.l4..]);
+            assert_eq!(internet_checksum(&pseudo), 0, "segment {i} TCP checksum");
+        }
+
+        /// Cuts `whole` as the dataplane does; each segment made contiguous.
+        fn cut(whole: &[u8], l2: bool, vh: &VnetHdr) -> Vec<Vec<u8>> {
+            let g = gso_layout(whole, l2, vh, 220).expect("a valid super-packet");
+            (0..g.segs)
+                .map(|i| {
+                    let mut hdr = [0u8; 220];
+                    let r = segment(whole, &g, i, &mut hdr);
+                    let mut seg = hdr[..g.tcp.end].to_vec();
+                    seg.extend(&whole[r]);
+                    seg
+                })
+                .collect()
+        }
+
+        fn tso_hdr(v6: bool, l2: bool, mss: u16) -> VnetHdr {
+            let l4 = if l2 { 14 } else { 0 } + if v6 { 40 } else { 20 };
+            VnetHdr {
+                flags: NEEDS_CSUM,
+                gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+                hdr_len: (l4 + 32) as u16,
+                gso_size: mss,
+                csum_start: l4 as u16,
+                csum_offset: 16,
+            }
+        }
+
+        #[test]
+        fn vnet_header_round_trip() {
+            let vh = tso_hdr(true, false, 1400);
+            let mut b = [0u8; 10];
+            vh.emit(&mut b);
+            assert_eq!(b[..2], [NEEDS_CSUM, GSO_TCPV6]);
+            assert_eq!(VnetHdr::parse(&b), vh);
+        }
+
+        #[test]
+        fn segments_of_ipv4_ipv6_and_ethernet_super_packets() {
+            let payload = noise(7, 3500);
+            for (v6, l2) in [(false, false), (true, false), (false, true), (true, true)] {
+                // The sequence number wraps within the packet.
+                let flags = TCP_ACK | TCP_PSH | TCP_FIN | TCP_CWR;
+                let whole = tcp_packet(v6, l2, 0xffff_fc00, flags, &payload);
+                let segs = cut(&whole, l2, &tso_hdr(v6, l2, 1000));
+                assert_eq!(segs.len(), 4, "v6 {v6} l2 {l2}");
+                for (i, seg) in segs.iter().enumerate() {
+                    check_segment(&whole, l2, 1000, 4, i, seg);
+                }
+                assert_eq!(segs[3].len() - tcp_layout(&segs[3], l2).unwrap().end, 500);
+            }
+        }
+
+        #[test]
+        fn super_packets_that_cannot_be_cut_are_refused() {
+            let whole = tcp_packet(false, false, 1, TCP_ACK, &noise(1, 3000));
+            let vh = tso_hdr(false, false, 1000);
+            assert!(gso_layout(&whole, false, &vh, 220).is_some());
+            assert!(gso_layout(&whole, false, &VnetHdr { gso_size: 0, ..vh }, 220).is_none());
+            assert!(
+                gso_layout(&whole, false, &tso_hdr(true, false, 1000), 220).is_none(),
+                "v6 type, v4 packet"
+            );
+            assert!(
+                gso_layout(&whole, false, &VnetHdr { gso_type: 3, ..vh }, 220).is_none(),
+                "UDP"
+            );
+            assert!(
+                gso_layout(&whole, false, &vh, 40).is_none(),
+                "headers beyond the room"
+            );
+            assert!(
+                gso_layout(&whole[..45], false, &vh, 220).is_none(),
+                "cut short"
+            );
+            let mut udp = whole.clone();
+            udp[9] = 17;
+            assert!(gso_layout(&udp, false, &vh, 220).is_none());
+        }
+
+        #[test]
+        fn partial_checksums_are_finished() {
+            // A UDP datagram as the kernel leaves it: the pseudo-header sum
+            // (length 12, protocol 17) in the checksum field.
+            let mut p = vec![
+                0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+            ];
+            p.extend([0x30, 0x39, 0x00, 0x35, 0, 12, 0, 0, b'h', b'e', b'l', b'o']);
+            let pseudo = csum_fold(csum_add(17 + 12, &p[12..20]));
+            p[26..28].copy_from_slice(&pseudo.to_be_bytes());
+            assert!(finish_checksum(&mut p, 20, 6));
+            let mut check = p[12..20].to_vec();
+            check.extend([0, 17, 0, 12]);
+            check.extend(&p[20..]);
+            assert_eq!(internet_checksum(&check), 0);
+            assert!(
+                !finish_checksum(&mut p, 20, 11),
+                "checksum field beyond the end"
+            );
+            assert!(!finish_checksum(&mut p, 32, 0), "start beyond the end");
+        }
+
+        #[test]
+        fn joined_segments_cut_again_give_the_same_segments() {
+            for (v6, l2) in [(false, false), (true, false), (false, true), (true, true)] {
+                let whole = tcp_packet(v6, l2, 77, ACK_PSH, &noise(3, 5000));
+                let segs = cut(&whole, l2, &tso_hdr(v6, l2, 1400));
+                let t = tcp_layout(&segs[0], l2).unwrap();
+                for s in &segs {
+                    assert!(mergeable(s, &t), "v6 {v6} l2 {l2}");
+                }
+                for w in segs.windows(2) {
+                    assert!(same_flow(&w[0], &t, &w[1], &t) && continues(&w[0], &w[1], &t));
+                }
+                // Join as the receive side does: first packet whole, then payloads.
+                let mut joined = segs[0].clone();
+                for s in &segs[1..] {
+                    joined.extend(&s[t.end..]);
+                }
+                let len = joined.len();
+                let psh = has_psh(segs.last().unwrap(), &t);
+                let vh = seal(&mut joined, &t, len, 1400, psh);
+                assert_eq!(
+                    (vh.gso_type, vh.gso_size, usize::from(vh.hdr_len)),
+                    (if v6 { GSO_TCPV6 } else { GSO_TCPV4 }, 1400, t.end)
+                );
+                // The kernel finishes a partial checksum: do it here.
+                let mut whole_again = joined.clone();
+                assert!(finish_checksum(&mut whole_again, t.l4, 16));
+                let mut again = whole_again.clone();
+                again[t.l4 + 13] = ACK_PSH;
+                assert_eq!(
+                    &again[t.l3..],
+                    &whole[t.l3..],
+                    "the joined packet is the original"
+                );
+                assert_eq!(cut(&joined, l2, &vh), segs, "v6 {v6} l2 {l2}");
+            }
+        }
+
+        #[test]
+        fn segments_that_must_not_be_joined() {
+            let segs = cut(
+                &tcp_packet(false, false, 5, TCP_ACK, &noise(4, 3000)),
+                false,
+                &tso_hdr(false, false, 1000),
+            );
+            let t = tcp_layout(&segs[0], false).unwrap();
+            assert!(!continues(&segs[0], &segs[2], &t), "a gap in the sequence");
+            assert!(!continues(&segs[1], &segs[0], &t), "going back");
+            let mut bad = segs[1].clone();
+            bad[t.end + 5] ^= 1;
+            assert!(!mergeable(&bad, &t), "corrupt payload");
+            let mut ttl = segs[1].clone();
+            ttl[8] = 63;
+            ttl[10..12].fill(0);
+            let sum = internet_checksum(&ttl[..20]);
+            ttl[10..12].copy_from_slice(&sum.to_be_bytes());
+            assert!(!continues(&segs[0], &ttl, &t), "another TTL");
+            let fin = tcp_packet(false, false, 5, TCP_ACK | TCP_FIN, b"bye");
+            assert!(!mergeable(&fin, &tcp_layout(&fin, false).unwrap()), "FIN");
+            let ack = tcp_packet(false, false, 5, TCP_ACK, b"");
+            assert!(
+                !mergeable(&ack, &tcp_layout(&ack, false).unwrap()),
+                "no payload"
+            );
+            let mut no_df = segs[1].clone();
+            no_df[6] = 0;
+            assert!(!mergeable(&no_df, &t), "no DF (checksum now wrong too)");
+            let mut other = segs[1].clone();
+            other[t.l4] ^= 1;
+            assert!(!same_flow(&segs[0], &t, &other, &t), "another port");
+        }
+
+        #[test]
+        fn received_segments_join_per_flow_in_order() {
+            let vh = tso_hdr(false, false, 1400);
+            let a = cut(
+                &tcp_packet(false, false, 100, ACK_PSH, &noise(1, 4200)),
+                false,
+                &vh,
+            );
+            let b = cut(
+                &tcp_packet_from(40001, false, false, 9, TCP_ACK, &noise(2, 4200)),
+                false,
+                &vh,
+            );
+            let a4 = tcp_packet(false, false, 4300, TCP_ACK, &noise(5, 1400));
+            let b4 = tcp_packet_from(40001, false, false, 9 + 4200, TCP_ACK, &noise(6, 1400));
+            let icmp = [
+                0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 1, 0, 0, 192, 168, 50, 1, 192, 168, 50, 2,
+            ];
+            // a1 b1 a2 b2 a3(PSH) a4 icmp b4 (b3 lost): runs a1-a3, b1-b2, a4, icmp, b4.
+            let order: [&[u8]; 8] = [&a[0], &b[0], &a[1], &b[1], &a[2], &a4, &icmp, &b4];
+            for gro in [true, false] {
+                let mut rx = super::super::Rx::new(2048);
+                for (k, pkt) in order.iter().enumerate() {
+                    let start = k * 2048 + 16;
+                    rx.data[start..start + pkt.len()].copy_from_slice(pkt);
+                }
+                for (k, pkt) in order.iter().enumerate() {
+                    rx.add(0, false, k * 2048 + 16, k * 2048 + 16 + pkt.len(), gro);
+                }
+                let runs: Vec<(usize, usize)> = rx.runs.iter().map(|r| (r.head, r.count)).collect();
+                if gro {
+                    assert_eq!(runs, [(0, 3), (1, 2), (5, 1), (6, 1), (7, 1)]);
+                    let r = rx.runs[0];
+                    assert_eq!((r.len, r.mss), (a[0].len() + 2800, 1400));
+                } else {
+                    assert_eq!(runs, (0..8).map(|k| (k, 1)).collect::<Vec<_>>());
+                }
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn pieces_sum_like_the_whole(data in proptest::collection::vec(any::<u8>(), 0..300), cut in 0usize..150) {
+                let cut = (cut * 2).min(data.len() & !1);
+                let sum = csum_add(csum_add(0, &data[..cut]), &data[cut..]);
+                prop_assert_eq!(!csum_fold(sum), internet_checksum(&data));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1976,6 +2333,11 @@ mod tests {
 
     impl Dp {
         fn start(lab: &Lab, tunnels: Vec<TunnelEnd>) -> Dp {
+            Dp::start_with(lab, tunnels, true)
+        }
+
+        /// A dataplane with device offloads on or off.
+        fn start_with(lab: &Lab, tunnels: Vec<TunnelEnd>, offload: bool) -> Dp {
             let spec = Spec {
                 lab: "test".into(),
                 tunnels,
@@ -1984,7 +2346,9 @@ mod tests {
             let stop = Arc::new(AtomicBool::new(false));
             let (tx, rx) = mpsc::channel();
             let (s, p) = (stop.clone(), stats.clone());
-            let handle = std::thread::spawn(move || run(&spec, &p, || tx.send(()).unwrap(), &s));
+            let handle = std::thread::spawn(move || {
+                run_with(&spec, &p, || tx.send(()).unwrap(), &s, offload)
+            });
             if rx.recv_timeout(Duration::from_secs(10)).is_err() {
                 stop.store(true, Ordering::Relaxed);
                 panic!("the dataplane did not become ready: {:?}", handle.join());
@@ -2185,6 +2549,156 @@ mod tests {
                 "{t:?}"
             );
         }
+    }
+
+    /// Bytes from a xorshift generator, the same for sender and receiver.
+    struct Noise(u64);
+
+    impl Noise {
+        fn fill(&mut self, buf: &mut [u8]) {
+            for b in buf {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                *b = self.0 as u8;
+            }
+        }
+    }
+
+    /// Sends `len` bytes of noise over TCP from namespace `from` to `to`
+    /// (in namespace `to_ns`) in writes of many sizes, and checks that every
+    /// byte arrived, in order, within 30 s (retransmissions alone would get
+    /// packets with bad checksums through, slowly). Returns how long the
+    /// transfer took.
+    fn tcp_transfer(from: &str, to_ns: &str, to: IpAddr, len: usize) -> Duration {
+        use std::net::{TcpListener, TcpStream};
+        let listener = netns::run_in(to_ns, move || Ok(TcpListener::bind((to, 0))?)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let server = std::thread::spawn(move || -> Result<usize> {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut s = loop {
+                match listener.accept() {
+                    Ok((s, _)) => break s,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        anyhow::ensure!(Instant::now() < deadline, "no connection within 10 s");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            s.set_nonblocking(false)?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let (mut expect, mut buf, mut want) =
+                (Noise(42), vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+            let mut got = 0;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                anyhow::ensure!(Instant::now() < deadline, "only {got} bytes within 30 s");
+                let n = s.read(&mut buf).context("receiving")?;
+                if n == 0 {
+                    return Ok(got);
+                }
+                expect.fill(&mut want[..n]);
+                if let Some(i) = (0..n).find(|&i| buf[i] != want[i]) {
+                    anyhow::bail!("byte {} of the stream differs", got + i);
+                }
+                got += n;
+            }
+        });
+        let start = Instant::now();
+        let sent = netns::run_in(from, move || {
+            let mut s = TcpStream::connect_timeout(&(to, port).into(), Duration::from_secs(5))?;
+            s.set_write_timeout(Some(Duration::from_secs(10)))?;
+            let (mut noise, mut buf) = (Noise(42), vec![0u8; 200_000]);
+            let mut sent = 0;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            // Small, odd and large writes: short segments, PSH, super-packets.
+            for size in [1, 1448, 7, 65536, 200_000, 100, 3000].into_iter().cycle() {
+                let n = size.min(len - sent);
+                noise.fill(&mut buf[..n]);
+                s.write_all(&buf[..n]).context("sending")?;
+                anyhow::ensure!(Instant::now() < deadline, "only {sent} bytes within 30 s");
+                sent += n;
+                if sent == len {
+                    return Ok(sent);
+                }
+            }
+            unreachable!("the cycle ends the loop")
+        });
+        let received = server.join().expect("the receiving thread panicked");
+        let elapsed = start.elapsed();
+        let sent = sent.unwrap_or_else(|e| panic!("sending to {to}: {e:#}"));
+        let received = received.unwrap_or_else(|e| panic!("receiving at {to}: {e:#}"));
+        assert_eq!((sent, received), (len, len), "bytes sent and received");
+        elapsed
+    }
+
+    #[test]
+    fn tcp_streams_arrive_intact_through_gre_and_gretap() {
+        let lab = Lab::new("tcp");
+        let (a, b) = pair(&lab, "tun0", TunnelKind::Gre);
+        let (mut ka, mut kb) = pair(&lab, "kcs0", TunnelKind::Gre);
+        for e in [&mut ka, &mut kb] {
+            (e.ikey, e.okey, e.checksum, e.sequence) = (Some(5), Some(5), true, true);
+        }
+        let (ta, tb) = pair(&lab, "tap0", TunnelKind::Gretap);
+        let dp = Dp::start(&lab, vec![a, b, ka, kb, ta, tb]);
+        for (dev, net) in [("tun0", "50"), ("kcs0", "51"), ("tap0", "52")] {
+            ip(&lab.a, &format!("addr add 192.168.{net}.1/24 dev {dev}"));
+            ip(&lab.b, &format!("addr add 192.168.{net}.2/24 dev {dev}"));
+        }
+        ip(&lab.a, "addr add fd00:51::1/64 dev kcs0 nodad");
+        ip(&lab.b, "addr add fd00:51::2/64 dev kcs0 nodad");
+        const LEN: usize = 8 << 20;
+        for (dev, to) in [
+            ("tun0", "192.168.50.2"),
+            ("kcs0 (key, checksum, sequence; inner IPv6)", "fd00:51::2"),
+            ("tap0", "192.168.52.2"),
+        ] {
+            let took = tcp_transfer(&lab.a, &lab.b, to.parse().unwrap(), LEN);
+            eprintln!("{dev}: 8 MiB in {took:?}");
+        }
+        // And back: the other end cuts and the first joins.
+        tcp_transfer(&lab.b, &lab.a, "192.168.52.1".parse().unwrap(), LEN);
+        let s = dp.finish();
+        for t in &s.tunnels {
+            assert_eq!(
+                (t.tx_errors, t.rx_errors, t.drop_checksum, t.drop_sequence),
+                (0, 0, 0, 0),
+                "{t:?}"
+            );
+            // Both ends send data on tap0; on the others, a sends and b receives.
+            if t.netns == lab.a || t.name == "tap0" {
+                assert!(
+                    t.tx_gso > 0,
+                    "the device handed over no super-packet: {t:?}"
+                );
+            }
+            if t.netns == lab.b || t.name == "tap0" {
+                assert!(t.rx_bytes >= LEN as u64, "{t:?}");
+                assert!(t.rx_gro > 0, "no received segments were joined: {t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn tcp_stream_arrives_intact_without_offloads() {
+        let lab = Lab::new("tcpoff");
+        let (a, b) = pair(&lab, "tun0", TunnelKind::Gre);
+        let dp = Dp::start_with(&lab, vec![a, b], false);
+        ip(&lab.a, "addr add 192.168.50.1/30 dev tun0");
+        ip(&lab.b, "addr add 192.168.50.2/30 dev tun0");
+        tcp_transfer(&lab.a, &lab.b, "192.168.50.2".parse().unwrap(), 4 << 20);
+        let s = dp.finish();
+        for t in &s.tunnels {
+            assert_eq!(
+                (t.tx_gso, t.rx_gro, t.tx_errors, t.rx_errors),
+                (0, 0, 0, 0),
+                "{t:?}"
+            );
+        }
+        assert!(stat(&s, &lab.b, "tun0").rx_bytes >= 4 << 20);
     }
 
     #[test]
