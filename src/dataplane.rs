@@ -68,12 +68,33 @@ pub struct TunnelStats {
     /// Decapsulated packets the device refused.
     #[serde(default)]
     pub rx_errors: u64,
+    /// TCP super-packets read from the device and cut into segments (TSO).
+    #[serde(default)]
+    pub tx_gso: u64,
+    /// Device writes that joined several received TCP segments (GRO).
+    #[serde(default)]
+    pub rx_gro: u64,
 }
 
-/// Packets handled per descriptor per wakeup.
+/// GRE packets received per socket per wakeup.
 const BATCH: usize = 64;
-/// Room before the payload in a buffer: outer IPv4 header plus GRE header.
-const HEADROOM: usize = 20 + gre::MAX_HEADER_LEN;
+/// Room in front of each received packet for the virtio header.
+const RX_HEADROOM: usize = 16;
+/// Open runs a received TCP segment looks back over for its flow's.
+const GRO_SCAN: usize = 8;
+/// Device reads per wakeup, so one busy tunnel does not starve the others.
+const READS: usize = 64;
+/// The longest device read: virtio header, Ethernet header with a VLAN
+/// tag, and a 64 KiB super-packet.
+const READ_MAX: usize = tun::VNET_HDR_LEN + 18 + 65536;
+/// Device reads buffered for one send batch.
+const ARENA: usize = 4 * READ_MAX;
+/// GRE packets per sendmmsg.
+const TX_MSGS: usize = 256;
+/// Header room per sent message: outer IPv4 and GRE headers, then the
+/// inner headers of a segment (starting at INNER_AT).
+const HDR_BLOCK: usize = 256;
+const INNER_AT: usize = 20 + gre::MAX_HEADER_LEN;
 /// Space for the IPv6 control messages of one packet (8-byte words).
 const CTRL_WORDS: usize = 16;
 const EPOLL_TIMEOUT_MS: i32 = 200;
@@ -91,7 +112,20 @@ pub fn run(
     on_ready: impl FnOnce(),
     stop: &AtomicBool,
 ) -> Result<()> {
-    let mut engine = Engine::new(spec)?;
+    // GRELAB_DP_OFFLOAD=0 turns offloads off, to measure or rule them out.
+    let offload = std::env::var_os("GRELAB_DP_OFFLOAD").is_none_or(|v| v != "0");
+    run_with(spec, stats_path, on_ready, stop, offload)
+}
+
+/// `run`, with device offloads (TSO, checksums, GRO) on or off.
+fn run_with(
+    spec: &Spec,
+    stats_path: &Path,
+    on_ready: impl FnOnce(),
+    stop: &AtomicBool,
+    offload: bool,
+) -> Result<()> {
+    let mut engine = Engine::new(spec, offload)?;
     write_stats(stats_path, &engine.stats)?;
     on_ready();
     let served = engine.serve(stats_path, stop);
@@ -373,47 +407,382 @@ struct Sock {
 /// Receive lookup: (socket, outer destination, outer source, key, carries Ethernet).
 type Route = (usize, IpAddr, IpAddr, Option<u32>, bool);
 
-/// Buffers for one batch of packets, allocated once.
-struct Batch {
+/// Buffers for receiving a batch of GRE packets and writing their payloads
+/// to devices, allocated once.
+struct Rx {
     slot: usize,
     data: Vec<u8>,
-    /// Start and length of each message in its slot.
-    span: [(usize, usize); BATCH],
-    ok: [bool; BATCH],
     iov: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
     names: Vec<libc::sockaddr_in6>,
     ctrl: Vec<[u64; CTRL_WORDS]>,
+    /// Accepted packets of the batch, in order.
+    pkts: Vec<RxPkt>,
+    /// What is written to the devices: single packets or joined runs.
+    runs: Vec<Run>,
+    wiov: Vec<libc::iovec>,
 }
 
-impl Batch {
+/// An accepted packet: its inner bytes in `Rx::data`, and the next packet
+/// of its run.
+#[derive(Clone, Copy)]
+struct RxPkt {
+    start: usize,
+    end: usize,
+    next: usize,
+}
+
+/// Packets for one device write: one, or TCP segments of a flow joined.
+#[derive(Clone, Copy)]
+struct Run {
+    tunnel: usize,
+    head: usize,
+    tail: usize,
+    count: usize,
+    /// Inner bytes of the packets as received, and as written.
+    bytes: usize,
+    len: usize,
+    /// Layout of the packets, if TCP that may take more segments.
+    tcp: Option<offload::Tcp>,
+    /// Payload length of the first segment: the most a next may carry.
+    mss: usize,
+    open: bool,
+}
+
+const NO_PKT: usize = usize::MAX;
+
+impl Rx {
     fn new(slot: usize) -> Self {
         // SAFETY: these C structs are plain data; zero is a valid value.
         let (iov, msg, name) = unsafe { (zeroed(), zeroed(), zeroed()) };
-        Batch {
+        Rx {
             slot,
             data: vec![0; slot * BATCH],
-            span: [(0, 0); BATCH],
-            ok: [false; BATCH],
             iov: vec![iov; BATCH],
             msgs: vec![msg; BATCH],
             names: vec![name; BATCH],
             ctrl: vec![[0; CTRL_WORDS]; BATCH],
+            pkts: Vec::with_capacity(BATCH),
+            runs: Vec::with_capacity(BATCH),
+            wiov: vec![iov; BATCH],
         }
     }
 
-    /// Points message `i` at its span, `name` and, if `ctrl_len` > 0, its control buffer.
-    fn prepare(&mut self, i: usize, name: (*mut libc::c_void, libc::socklen_t), ctrl_len: usize) {
-        let (start, len) = self.span[i];
-        self.iov[i] = libc::iovec {
-            iov_base: self.data[i * self.slot + start..].as_mut_ptr().cast(),
-            iov_len: len,
+    /// Receives up to a batch from raw socket `fd`; returns the count.
+    fn receive(&mut self, fd: RawFd, v6: bool) -> usize {
+        for i in 0..BATCH {
+            // Headroom in front of each packet takes the virtio header later.
+            self.iov[i] = libc::iovec {
+                iov_base: self.data[i * self.slot + RX_HEADROOM..].as_mut_ptr().cast(),
+                iov_len: self.slot - RX_HEADROOM,
+            };
+            let h = &mut self.msgs[i].msg_hdr;
+            h.msg_iov = &mut self.iov[i];
+            h.msg_iovlen = 1;
+            h.msg_flags = 0;
+            if v6 {
+                h.msg_name = std::ptr::addr_of_mut!(self.names[i]).cast();
+                h.msg_namelen = size_of::<libc::sockaddr_in6>() as u32;
+                h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+                h.msg_controllen = CTRL_WORDS * 8;
+            } else {
+                h.msg_name = std::ptr::null_mut();
+                h.msg_namelen = 0;
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            }
+        }
+        // SAFETY: every message points at buffers owned by `self`.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
+        // Errors are EAGAIN or ones ICMP left on the socket; reading clears them.
+        n.max(0) as usize
+    }
+
+    /// Queues the accepted inner packet at `start..end` for tunnel `tunnel`
+    /// (a TAP device if `l2`), joining it to an open run of its TCP flow
+    /// when it continues it (with `gro`).
+    fn add(&mut self, tunnel: usize, l2: bool, start: usize, end: usize, gro: bool) {
+        let k = self.pkts.len();
+        self.pkts.push(RxPkt {
+            start,
+            end,
+            next: NO_PKT,
+        });
+        let pkt = &self.data[start..end];
+        let tcp = if gro {
+            offload::tcp_layout(pkt, l2)
+        } else {
+            None
+        };
+        let mergeable = tcp.is_some_and(|t| offload::mergeable(pkt, &t));
+        if let Some(t) = tcp {
+            // The newest open run of this flow: join it or close it, so a
+            // later segment never jumps ahead of this packet.
+            for r in self.runs.iter_mut().rev().take(GRO_SCAN) {
+                let Some(rt) = r.tcp.filter(|_| r.open && r.tunnel == tunnel) else {
+                    continue;
+                };
+                let last = &self.data[self.pkts[r.tail].start..self.pkts[r.tail].end];
+                if !offload::same_flow(last, &rt, pkt, &t) {
+                    continue;
+                }
+                let payload = pkt.len() - t.end;
+                if mergeable
+                    && rt == t
+                    && payload <= r.mss
+                    && r.len - t.l3 + payload <= 65535
+                    && offload::continues(last, pkt, &t)
+                {
+                    self.pkts[r.tail].next = k;
+                    r.tail = k;
+                    r.count += 1;
+                    r.bytes += pkt.len();
+                    r.len += payload;
+                    r.open = payload == r.mss && !offload::has_psh(pkt, &t);
+                    return;
+                }
+                r.open = false;
+                break;
+            }
+        }
+        let open = mergeable && tcp.is_some_and(|t| !offload::has_psh(pkt, &t));
+        self.runs.push(Run {
+            tunnel,
+            head: k,
+            tail: k,
+            count: 1,
+            bytes: pkt.len(),
+            len: pkt.len(),
+            tcp: tcp.filter(|_| open),
+            mss: tcp.map_or(0, |t| pkt.len() - t.end),
+            open,
+        });
+    }
+
+    /// Writes every queued run to its device, led by its virtio header,
+    /// counting the packets delivered or refused.
+    fn write_all(&mut self, tunnels: &[Tunnel], stats: &mut [TunnelStats]) {
+        for r in &self.runs {
+            let t = &tunnels[r.tunnel];
+            let st = &mut stats[r.tunnel];
+            let head = self.pkts[r.head];
+            let vh = match r.tcp.filter(|_| r.count > 1) {
+                Some(tcp) => {
+                    let last = self.pkts[r.tail];
+                    let psh = offload::has_psh(&self.data[last.start..last.end], &tcp);
+                    offload::seal(
+                        &mut self.data[head.start..head.end],
+                        &tcp,
+                        r.len,
+                        r.mss,
+                        psh,
+                    )
+                }
+                None => offload::VnetHdr::default(),
+            };
+            let at = head.start - tun::VNET_HDR_LEN;
+            vh.emit(&mut self.data[at..head.start]);
+            self.wiov[0] = libc::iovec {
+                iov_base: self.data[at..].as_mut_ptr().cast(),
+                iov_len: head.end - at,
+            };
+            let (mut k, mut n) = (head.next, 1);
+            while k != NO_PKT {
+                let p = self.pkts[k];
+                let skip = r.tcp.map_or(0, |t| t.end);
+                self.wiov[n] = libc::iovec {
+                    iov_base: self.data[p.start + skip..].as_mut_ptr().cast(),
+                    iov_len: p.end - p.start - skip,
+                };
+                (k, n) = (p.next, n + 1);
+            }
+            // SAFETY: the iovecs point into `self.data`. A TUN/TAP write
+            // takes the whole packet or fails.
+            let w = unsafe { libc::writev(t.dev.as_raw_fd(), self.wiov.as_ptr(), n as i32) };
+            if w == (tun::VNET_HDR_LEN + r.len) as isize {
+                st.rx_packets += r.count as u64;
+                st.rx_bytes += r.bytes as u64;
+                st.rx_gro += u64::from(r.count > 1);
+            } else {
+                st.rx_errors += r.count as u64;
+            }
+        }
+        self.runs.clear();
+        self.pkts.clear();
+    }
+}
+
+/// Device reads and the GRE packets made of them, for one sendmmsg,
+/// allocated once.
+struct Tx {
+    /// Packets read from the device, each led by its virtio header.
+    arena: Vec<u8>,
+    /// Per message: outer IPv4 header, GRE header, then the inner headers
+    /// of a segment, ending at INNER_AT + their length.
+    hdrs: Vec<[u8; HDR_BLOCK]>,
+    iov: Vec<[libc::iovec; 2]>,
+    msgs: Vec<libc::mmsghdr>,
+    ctrl: Vec<[u64; CTRL_WORDS]>,
+    /// Inner bytes of each message, and whether it was sent.
+    inner: Vec<usize>,
+    ok: Vec<bool>,
+    n: usize,
+}
+
+/// How to wrap the packets of one device read.
+struct Outer {
+    protocol: u16,
+    ttl: u8,
+    tos: u8,
+    df: bool,
+}
+
+impl Tx {
+    fn new() -> Self {
+        // SAFETY: these C structs are plain data; zero is a valid value.
+        let (iov, msg) = unsafe { (zeroed(), zeroed()) };
+        Tx {
+            arena: vec![0; ARENA],
+            hdrs: vec![[0; HDR_BLOCK]; TX_MSGS],
+            iov: vec![[iov; 2]; TX_MSGS],
+            msgs: vec![msg; TX_MSGS],
+            ctrl: vec![[0; CTRL_WORDS]; TX_MSGS],
+            inner: vec![0; TX_MSGS],
+            ok: vec![false; TX_MSGS],
+            n: 0,
+        }
+    }
+
+    /// Wraps the packet in `arena[at..end]` (read from `t`'s device, with
+    /// virtio header `vh`) in GRE: as it is, after finishing its checksum,
+    /// or cut into segments first.
+    fn encapsulate(
+        &mut self,
+        t: &mut Tunnel,
+        st: &mut TunnelStats,
+        sock: &Sock,
+        vh: offload::VnetHdr,
+        at: usize,
+        end: usize,
+    ) {
+        let inner = &self.arena[at..end];
+        let protocol = if t.l2 {
+            gre::ETHERTYPE_TEB
+        } else {
+            match inner[0] >> 4 {
+                4 => gre::ETHERTYPE_IPV4,
+                6 => gre::ETHERTYPE_IPV6,
+                _ => {
+                    st.tx_errors += 1;
+                    return;
+                }
+            }
+        };
+        let (ttl, tos) = outer_fields(&t.end, t.l2, inner);
+        // As ip_gre: without pmtudisc the outer DF copies an IPv4 inner DF.
+        let inner_df = !t.l2
+            && inner.first().is_some_and(|b| b >> 4 == 4)
+            && inner.get(6).is_some_and(|b| b & 0x40 != 0);
+        let outer = Outer {
+            protocol,
+            ttl,
+            tos,
+            df: t.end.pmtudisc || inner_df,
+        };
+        if vh.gso_type == offload::GSO_NONE {
+            if vh.flags & offload::NEEDS_CSUM != 0
+                && !offload::finish_checksum(
+                    &mut self.arena[at..end],
+                    usize::from(vh.csum_start),
+                    usize::from(vh.csum_offset),
+                )
+            {
+                st.tx_errors += 1;
+                return;
+            }
+            if self.n == TX_MSGS {
+                self.send(sock, st);
+            }
+            self.push(t, &outer, 0, at..end);
+            return;
+        }
+        let Some(g) = offload::gso_layout(inner, t.l2, &vh, HDR_BLOCK - INNER_AT) else {
+            st.tx_errors += 1;
+            return;
+        };
+        st.tx_gso += 1;
+        for i in 0..g.segs {
+            if self.n == TX_MSGS {
+                self.send(sock, st);
+            }
+            let payload = offload::segment(
+                &self.arena[at..end],
+                &g,
+                i,
+                &mut self.hdrs[self.n][INNER_AT..],
+            );
+            self.push(t, &outer, g.tcp.end, at + payload.start..at + payload.end);
+        }
+    }
+
+    /// Adds a message: outer and GRE headers in front of `hl` inner header
+    /// bytes already in place, then `payload` from the arena.
+    fn push(&mut self, t: &mut Tunnel, o: &Outer, hl: usize, payload: std::ops::Range<usize>) {
+        let i = self.n;
+        let sequence = t.end.sequence.then(|| {
+            t.tx_seq = t.tx_seq.wrapping_add(1);
+            t.tx_seq
+        });
+        let repr = gre::Repr {
+            protocol: o.protocol,
+            checksum: t.end.checksum,
+            key: t.end.okey,
+            sequence,
+        };
+        let g = INNER_AT - t.hlen;
+        let block = &mut self.hdrs[i];
+        // The header alone fits: emit cannot fail.
+        let _ = repr.emit(&mut block[g..INNER_AT]);
+        if t.end.checksum {
+            // The sum covers the inner packet too, in two pieces.
+            block[g + 4..g + 6].fill(0);
+            let sum = offload::csum_add(0, &block[g..INNER_AT + hl]);
+            let sum = !offload::csum_fold(offload::csum_add(sum, &self.arena[payload.clone()]));
+            block[g + 4..g + 6].copy_from_slice(&sum.to_be_bytes());
+        }
+        let inner = hl + payload.len();
+        let (start, ctrl_len) = match (t.end.local, t.end.remote) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let total = 20 + t.hlen + inner;
+                ipv4_header(&mut block[g - 20..g], total, o.tos, o.ttl, o.df, src, dst);
+                (g - 20, 0)
+            }
+            (IpAddr::V6(src), _) => (g, ipv6_control(&mut self.ctrl[i], src, o.ttl, o.tos)),
+            _ => unreachable!("address families are checked at setup"),
+        };
+        self.iov[i] = [
+            libc::iovec {
+                iov_base: block[start..].as_mut_ptr().cast(),
+                iov_len: INNER_AT + hl - start,
+            },
+            libc::iovec {
+                iov_base: self.arena[payload.start..].as_mut_ptr().cast(),
+                iov_len: payload.len(),
+            },
+        ];
         let h = &mut self.msgs[i].msg_hdr;
-        h.msg_name = name.0;
-        h.msg_namelen = name.1;
-        h.msg_iov = &mut self.iov[i];
-        h.msg_iovlen = 1;
+        h.msg_name = std::ptr::addr_of_mut!(t.remote.0).cast();
+        h.msg_namelen = t.remote.1;
+        h.msg_iov = self.iov[i].as_mut_ptr();
+        h.msg_iovlen = 2;
         h.msg_control = if ctrl_len > 0 {
             self.ctrl[i].as_mut_ptr().cast()
         } else {
@@ -421,7 +790,22 @@ impl Batch {
         };
         h.msg_controllen = ctrl_len;
         h.msg_flags = 0;
-        self.msgs[i].msg_len = 0;
+        self.inner[i] = inner;
+        self.n += 1;
+    }
+
+    /// Sends the queued messages on `sock`, counting them on `st`.
+    fn send(&mut self, sock: &Sock, st: &mut TunnelStats) {
+        let n = std::mem::take(&mut self.n);
+        send_batch(sock.fd.as_raw_fd(), &mut self.msgs, &mut self.ok, n);
+        for i in 0..n {
+            if self.ok[i] {
+                st.tx_packets += 1;
+                st.tx_bytes += self.inner[i] as u64;
+            } else {
+                st.tx_errors += 1;
+            }
+        }
     }
 }
 
@@ -435,7 +819,10 @@ struct Engine {
     pairs: HashMap<(usize, IpAddr, IpAddr), usize>,
     stats: Stats,
     dirty: bool,
-    batch: Batch,
+    rx: Rx,
+    tx: Tx,
+    /// Whether received TCP segments are joined for the devices.
+    gro: bool,
     epoll: OwnedFd,
 }
 
@@ -451,7 +838,7 @@ impl Drop for Home {
 }
 
 impl Engine {
-    fn new(spec: &Spec) -> Result<Engine> {
+    fn new(spec: &Spec, offload_on: bool) -> Result<Engine> {
         raise_fd_limit();
         let home = Home(
             File::open("/proc/thread-self/ns/net")
@@ -467,7 +854,9 @@ impl Engine {
             pairs: HashMap::new(),
             stats: Stats::default(),
             dirty: false,
-            batch: Batch::new(0),
+            rx: Rx::new(0),
+            tx: Tx::new(),
+            gro: offload_on,
             epoll: epoll_create()?,
         };
         let mut biggest = 1500;
@@ -498,6 +887,11 @@ impl Engine {
             let dev =
                 tun::open(&end.name, l2, end.mtu).with_context(|| format!("setting up {what}"))?;
             transient.0.push(dev.as_raw_fd());
+            if offload_on {
+                let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+                tun::set_offload(dev.as_raw_fd(), flags)
+                    .with_context(|| format!("setting up {what}"))?;
+            }
             let sock = match sock_of.get(&(end.netns.as_str(), v6)) {
                 Some(&i) => i,
                 None => {
@@ -541,7 +935,8 @@ impl Engine {
         drop(home);
         // Room for the outer IPv4 header with options and a GRE header
         // around the biggest payload; round to a cache line.
-        engine.batch = Batch::new((HEADROOM + 60 + biggest).next_multiple_of(64));
+        engine.rx =
+            Rx::new((RX_HEADROOM + 60 + gre::MAX_HEADER_LEN + biggest).next_multiple_of(64));
         for (i, t) in engine.tunnels.iter().enumerate() {
             epoll_add(&engine.epoll, t.dev.as_raw_fd(), i as u64)?;
         }
@@ -598,33 +993,40 @@ impl Engine {
         Ok(())
     }
 
-    /// Reads up to a batch of packets from tunnel `ti`'s device, wraps them
-    /// in GRE (and an outer IPv4 header) in place, and sends them.
+    /// Reads up to READS packets from tunnel `ti`'s device, wraps them (or
+    /// their segments) in GRE and an outer header, and sends them in batches.
     fn encapsulate(&mut self, ti: usize) {
         let Engine {
             tunnels,
             socks,
             stats,
-            batch,
+            tx,
             epoll,
             dirty,
             ..
         } = self;
         let t = &mut tunnels[ti];
         let st = &mut stats.tunnels[ti];
-        if !t.alive {
-            return;
-        }
-        let v6 = socks[t.sock].v6;
-        let start = HEADROOM - t.hlen - if v6 { 0 } else { 20 };
-        let mut n = 0;
-        while n < BATCH {
-            let slot = &mut batch.data[n * batch.slot..(n + 1) * batch.slot];
-            let len = match (&t.dev).read(&mut slot[HEADROOM..]) {
+        let sock = &socks[t.sock];
+        let mut pos = 0;
+        let mut reads = 0;
+        while t.alive && reads < READS {
+            if tx.arena.len() - pos < READ_MAX {
+                tx.send(sock, st);
+                pos = 0;
+            }
+            let len = match (&t.dev).read(&mut tx.arena[pos..pos + READ_MAX]) {
                 Ok(0) => break,
                 Ok(len) => len,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The kernel dropped a packet it could not hand over.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EFAULT)) => {
+                    st.tx_errors += 1;
+                    *dirty = true;
+                    reads += 1;
+                    continue;
+                }
                 Err(e) => {
                     eprintln!(
                         "dataplane: reading device `{}` in `{}` failed, no longer serving it: {e}",
@@ -635,79 +1037,24 @@ impl Engine {
                     break;
                 }
             };
-            let inner = &slot[HEADROOM..HEADROOM + len];
-            let protocol = if t.l2 {
-                gre::ETHERTYPE_TEB
-            } else {
-                match inner[0] >> 4 {
-                    4 => gre::ETHERTYPE_IPV4,
-                    6 => gre::ETHERTYPE_IPV6,
-                    _ => {
-                        st.tx_errors += 1;
-                        *dirty = true;
-                        continue;
-                    }
-                }
-            };
-            let (ttl, tos) = outer_fields(&t.end, t.l2, inner);
-            // As ip_gre: without pmtudisc the outer DF copies an IPv4 inner DF.
-            let inner_df = !t.l2
-                && inner.first().is_some_and(|b| b >> 4 == 4)
-                && inner.get(6).is_some_and(|b| b & 0x40 != 0);
-            let sequence = t.end.sequence.then(|| {
-                t.tx_seq = t.tx_seq.wrapping_add(1);
-                t.tx_seq
-            });
-            let repr = gre::Repr {
-                protocol,
-                checksum: t.end.checksum,
-                key: t.end.okey,
-                sequence,
-            };
-            let outer = HEADROOM - t.hlen;
-            if repr.emit(&mut slot[outer..HEADROOM + len]).is_err() {
+            reads += 1;
+            *dirty = true;
+            if len <= tun::VNET_HDR_LEN {
                 st.tx_errors += 1;
-                *dirty = true;
                 continue;
             }
-            let ctrl_len = match (t.end.local, t.end.remote) {
-                (IpAddr::V4(src), IpAddr::V4(dst)) => {
-                    ipv4_header(
-                        &mut slot[start..outer],
-                        HEADROOM + len - start,
-                        tos,
-                        ttl,
-                        t.end.pmtudisc || inner_df,
-                        src,
-                        dst,
-                    );
-                    0
-                }
-                (IpAddr::V6(src), _) => ipv6_control(&mut batch.ctrl[n], src, ttl, tos),
-                _ => unreachable!("address families are checked at setup"),
-            };
-            batch.span[n] = (start, HEADROOM + len - start);
-            let name = (std::ptr::addr_of_mut!(t.remote.0).cast(), t.remote.1);
-            batch.prepare(n, name, ctrl_len);
-            n += 1;
+            let vh = offload::VnetHdr::parse(&tx.arena[pos..]);
+            let (at, end) = (pos + tun::VNET_HDR_LEN, pos + len);
+            pos = end.next_multiple_of(16);
+            tx.encapsulate(t, st, sock, vh, at, end);
         }
-        if n == 0 {
-            return;
+        if tx.n > 0 {
+            tx.send(sock, st);
         }
-        send_batch(socks[t.sock].fd.as_raw_fd(), batch, n);
-        for i in 0..n {
-            if batch.ok[i] {
-                st.tx_packets += 1;
-                st.tx_bytes += (batch.span[i].1 - (HEADROOM - batch.span[i].0)) as u64;
-            } else {
-                st.tx_errors += 1;
-            }
-        }
-        *dirty = true;
     }
 
-    /// Receives up to a batch of GRE packets on socket `si` and delivers each
-    /// to its tunnel's device, or counts why not.
+    /// Receives up to a batch of GRE packets on socket `si` and delivers
+    /// their payloads to their tunnels' devices, or counts why not.
     fn decapsulate(&mut self, si: usize) {
         let Engine {
             tunnels,
@@ -715,41 +1062,21 @@ impl Engine {
             routes,
             pairs,
             stats,
-            batch,
+            rx,
             dirty,
+            gro,
             ..
         } = self;
         let sock = &socks[si];
-        for i in 0..BATCH {
-            batch.span[i] = (0, batch.slot);
-            if sock.v6 {
-                let name = (
-                    std::ptr::addr_of_mut!(batch.names[i]).cast(),
-                    size_of::<libc::sockaddr_in6>() as u32,
-                );
-                batch.prepare(i, name, CTRL_WORDS * 8);
-            } else {
-                batch.prepare(i, (std::ptr::null_mut(), 0), 0);
-            }
-        }
-        // SAFETY: every message points at buffers owned by `batch`.
-        let n = unsafe {
-            libc::recvmmsg(
-                sock.fd.as_raw_fd(),
-                batch.msgs.as_mut_ptr(),
-                BATCH as u32,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        // Errors are EAGAIN or ones ICMP left on the socket; reading clears them.
-        if n <= 0 {
+        let n = rx.receive(sock.fd.as_raw_fd(), sock.v6);
+        if n == 0 {
             return;
         }
         *dirty = true;
-        for i in 0..n as usize {
-            let m = &batch.msgs[i];
-            let data = &batch.data[i * batch.slot..i * batch.slot + m.msg_len as usize];
+        for i in 0..n {
+            let m = &rx.msgs[i];
+            let base = i * rx.slot + RX_HEADROOM;
+            let data = &rx.data[base..base + m.msg_len as usize];
             if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 stats.malformed += 1;
                 continue;
@@ -757,16 +1084,16 @@ impl Engine {
             let parsed = if sock.v6 {
                 // SAFETY: the kernel filled the control buffer `m` points at.
                 let dst = unsafe { pktinfo_dst(&m.msg_hdr) };
-                let src = Ipv6Addr::from(batch.names[i].sin6_addr.s6_addr);
-                dst.map(|dst| (IpAddr::V6(src), IpAddr::V6(dst), data))
+                let src = Ipv6Addr::from(rx.names[i].sin6_addr.s6_addr);
+                dst.map(|dst| (IpAddr::V6(src), IpAddr::V6(dst), 0..data.len()))
             } else {
                 parse_ipv4(data)
             };
-            let Some((src, dst, gre_bytes)) = parsed else {
+            let Some((src, dst, gre_at)) = parsed else {
                 stats.malformed += 1;
                 continue;
             };
-            deliver(
+            let accepted = accept(
                 tunnels,
                 &mut stats.tunnels,
                 &mut stats.unmatched,
@@ -776,16 +1103,21 @@ impl Engine {
                 si,
                 src,
                 dst,
-                gre_bytes,
+                &data[gre_at.clone()],
             );
+            if let Some((ti, inner)) = accepted {
+                let l2 = tunnels[ti].l2;
+                rx.add(ti, l2, base + gre_at.start + inner, base + gre_at.end, *gro);
+            }
         }
+        rx.write_all(tunnels, &mut stats.tunnels);
     }
 }
 
-/// Checks one received GRE packet against the tunnels and writes its
-/// payload to the matching device, or counts the reason it is dropped.
+/// Checks one received GRE packet against the tunnels: returns its tunnel
+/// and where in `bytes` its payload starts, or counts why it is dropped.
 #[allow(clippy::too_many_arguments)]
-fn deliver(
+fn accept(
     tunnels: &mut [Tunnel],
     stats: &mut [TunnelStats],
     unmatched: &mut u64,
@@ -796,10 +1128,10 @@ fn deliver(
     src: IpAddr,
     dst: IpAddr,
     bytes: &[u8],
-) {
+) -> Option<(usize, usize)> {
     let Ok(packet) = gre::Packet::new_checked(bytes) else {
         *malformed += 1;
-        return;
+        return None;
     };
     let protocol = packet.protocol();
     let l2 = protocol == gre::ETHERTYPE_TEB;
@@ -813,18 +1145,18 @@ fn deliver(
         } else {
             *unmatched += 1;
         }
-        return;
+        return None;
     };
     let t = &mut tunnels[ti];
     let st = &mut stats[ti];
     if !l2 && protocol != gre::ETHERTYPE_IPV4 && protocol != gre::ETHERTYPE_IPV6 {
         st.drop_protocol += 1;
-        return;
+        return None;
     }
     // As ip_gre: checksum presence must match the config, and be valid.
     if packet.checksum_present() != t.end.checksum || !packet.verify_checksum() {
         st.drop_checksum += 1;
-        return;
+        return None;
     }
     if t.end.sequence {
         match packet.sequence() {
@@ -833,39 +1165,35 @@ fn deliver(
             }
             _ => {
                 st.drop_sequence += 1;
-                return;
+                return None;
             }
         }
     }
-    let payload = packet.payload();
-    if !t.alive {
-        return;
-    }
-    // A TUN/TAP write takes the whole packet or fails.
-    match (&t.dev).write(payload) {
-        Ok(n) if n == payload.len() => {
-            st.rx_packets += 1;
-            st.rx_bytes += payload.len() as u64;
+    // An empty payload is no packet for the device.
+    if !t.alive || packet.header_len() >= bytes.len() {
+        if t.alive {
+            st.rx_errors += 1;
         }
-        _ => st.rx_errors += 1,
+        return None;
     }
+    Some((ti, packet.header_len()))
 }
 
-/// Sends messages 0..n of `batch`, setting `batch.ok` for each.
-fn send_batch(fd: RawFd, batch: &mut Batch, n: usize) {
+/// Sends messages 0..n of `msgs`, setting `ok` for each.
+fn send_batch(fd: RawFd, msgs: &mut [libc::mmsghdr], ok: &mut [bool], n: usize) {
     let mut i = 0;
     while i < n {
-        // SAFETY: messages i..n point at buffers owned by `batch`.
+        // SAFETY: messages i..n point at buffers their owner keeps alive.
         let r = unsafe {
             libc::sendmmsg(
                 fd,
-                batch.msgs[i..].as_mut_ptr(),
+                msgs[i..].as_mut_ptr(),
                 (n - i) as u32,
                 libc::MSG_DONTWAIT,
             )
         };
         if r > 0 {
-            batch.ok[i..i + r as usize].fill(true);
+            ok[i..i + r as usize].fill(true);
             i += r as usize;
             continue;
         }
@@ -873,12 +1201,12 @@ fn send_batch(fd: RawFd, batch: &mut Batch, n: usize) {
             Some(libc::EINTR) => continue,
             // A full socket buffer: the rest of the batch is lost too.
             Some(libc::EAGAIN | libc::ENOBUFS) => {
-                batch.ok[i..n].fill(false);
+                ok[i..n].fill(false);
                 return;
             }
             // This message failed (no route, too big): skip it.
             _ => {
-                batch.ok[i] = false;
+                ok[i] = false;
                 i += 1;
             }
         }
@@ -946,15 +1274,16 @@ impl Drop for Transient {
     }
 }
 
-/// Outer source, destination and GRE bytes of a received IPv4 packet.
-fn parse_ipv4(p: &[u8]) -> Option<(IpAddr, IpAddr, &[u8])> {
+/// Outer source, destination and where the GRE bytes are in a received
+/// IPv4 packet.
+fn parse_ipv4(p: &[u8]) -> Option<(IpAddr, IpAddr, std::ops::Range<usize>)> {
     let ihl = usize::from(*p.first()? & 0x0f) * 4;
     if p[0] >> 4 != 4 || ihl < 20 || p.len() < ihl {
         return None;
     }
     let total = usize::from(u16::from_be_bytes([p[2], p[3]])).clamp(ihl, p.len());
     let addr = |i: usize| IpAddr::V4(Ipv4Addr::new(p[i], p[i + 1], p[i + 2], p[i + 3]));
-    Some((addr(12), addr(16), &p[ihl..total]))
+    Some((addr(12), addr(16), ihl..total))
 }
 
 /// Fills `buf` with IPV6_PKTINFO (source), IPV6_HOPLIMIT and IPV6_TCLASS
@@ -1143,6 +1472,708 @@ fn raise_fd_limit() {
     }
 }
 
+/// Packet surgery for device offloads, allocation-free and testable alone:
+/// the virtio_net_hdr, splitting TCP super-packets read from a device into
+/// MTU-sized segments (the kernel's TSO, done here), finishing checksums
+/// the kernel left to the device, and joining consecutive TCP segments of
+/// one flow into a super-packet for the device (GRO).
+mod offload {
+    use std::ops::Range;
+
+    /// virtio_net_hdr flag: the checksum from `csum_start` is left to us.
+    pub const NEEDS_CSUM: u8 = 1;
+    pub const GSO_NONE: u8 = 0;
+    pub const GSO_TCPV4: u8 = 1;
+    pub const GSO_TCPV6: u8 = 4;
+    /// Flag bit of `gso_type`: the super-packet has CWR set (TSO_ECN).
+    pub const GSO_ECN: u8 = 0x80;
+    const TCP_FIN: u8 = 0x01;
+    const TCP_PSH: u8 = 0x08;
+    const TCP_ACK: u8 = 0x10;
+    const TCP_CWR: u8 = 0x80;
+    const IPPROTO_TCP: u8 = 6;
+
+    /// The `virtio_net_hdr` in front of every packet on a device (fields in
+    /// host byte order, as TUN uses them without TUNSETVNETBE/LE).
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct VnetHdr {
+        pub flags: u8,
+        pub gso_type: u8,
+        pub hdr_len: u16,
+        pub gso_size: u16,
+        pub csum_start: u16,
+        pub csum_offset: u16,
+    }
+
+    impl VnetHdr {
+        pub fn parse(b: &[u8]) -> VnetHdr {
+            let w = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+            VnetHdr {
+                flags: b[0],
+                gso_type: b[1],
+                hdr_len: w(2),
+                gso_size: w(4),
+                csum_start: w(6),
+                csum_offset: w(8),
+            }
+        }
+
+        pub fn emit(&self, b: &mut [u8]) {
+            b[0] = self.flags;
+            b[1] = self.gso_type;
+            for (i, w) in [
+                self.hdr_len,
+                self.gso_size,
+                self.csum_start,
+                self.csum_offset,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                b[2 + 2 * i..4 + 2 * i].copy_from_slice(&w.to_ne_bytes());
+            }
+        }
+    }
+
+    /// Adds the 16-bit big-endian words of `data` to a one's-complement
+    /// accumulator. Pieces summed into one accumulator must have even
+    /// lengths, but for the last.
+    pub fn csum_add(mut acc: u64, data: &[u8]) -> u64 {
+        // 32-bit halves into 64 bits: no carry is lost (2^32 words needed),
+        // and a 32-bit word is congruent to the sum of its 16-bit halves.
+        let mut chunks = data.chunks_exact(8);
+        for c in &mut chunks {
+            let v = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            acc += (v >> 32) + (v & 0xffff_ffff);
+        }
+        let mut pairs = chunks.remainder().chunks_exact(2);
+        for p in &mut pairs {
+            acc += u64::from(u16::from_be_bytes([p[0], p[1]]));
+        }
+        if let [b] = pairs.remainder() {
+            acc += u64::from(*b) << 8;
+        }
+        acc
+    }
+
+    /// The accumulator folded to 16 bits (not complemented).
+    pub fn csum_fold(mut acc: u64) -> u16 {
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u16
+    }
+
+    /// Completes a checksum the kernel left to the device: the one's
+    /// complement of the sum from `start` to the end, written at
+    /// `start + offset` (which holds the pseudo-header sum). A result of 0 is
+    /// sent as 0xffff, as the kernel's `skb_checksum_help` does (UDP's "no
+    /// checksum" is 0). False if the offsets lie outside the packet.
+    pub fn finish_checksum(pkt: &mut [u8], start: usize, offset: usize) -> bool {
+        let at = start + offset;
+        if start >= pkt.len() || at + 2 > pkt.len() {
+            return false;
+        }
+        let sum = !csum_fold(csum_add(0, &pkt[start..]));
+        let sum = if sum == 0 { 0xffff } else { sum };
+        pkt[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+        true
+    }
+
+    /// Where the IP header starts and its version: at 0 on a TUN device;
+    /// after the Ethernet header (and one VLAN tag) on a TAP device.
+    fn l3(pkt: &[u8], l2: bool) -> Option<(usize, u8)> {
+        let at = if !l2 {
+            0
+        } else {
+            match pkt.get(12..14)? {
+                [0x81, 0x00] => match pkt.get(16..18)? {
+                    [0x08, 0x00] | [0x86, 0xdd] => 18,
+                    _ => return None,
+                },
+                [0x08, 0x00] | [0x86, 0xdd] => 14,
+                _ => return None,
+            }
+        };
+        Some((at, pkt.get(at)? >> 4))
+    }
+
+    /// Offsets of a TCP packet's IP header, TCP header and payload.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Tcp {
+        pub l3: usize,
+        pub l4: usize,
+        /// End of the headers: where the payload starts.
+        pub end: usize,
+        pub v6: bool,
+    }
+
+    impl Tcp {
+        /// The pseudo-header sum for a TCP segment of `tcp_len` bytes.
+        fn pseudo(&self, pkt: &[u8], tcp_len: usize) -> u64 {
+            let addrs = if self.v6 {
+                &pkt[self.l3 + 8..self.l3 + 40]
+            } else {
+                &pkt[self.l3 + 12..self.l3 + 20]
+            };
+            csum_add(u64::from(IPPROTO_TCP) + tcp_len as u64, addrs)
+        }
+
+        fn flags(&self, pkt: &[u8]) -> u8 {
+            pkt[self.l4 + 13]
+        }
+
+        fn seq(&self, pkt: &[u8]) -> u32 {
+            let b = &pkt[self.l4 + 4..self.l4 + 8];
+            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        }
+
+        /// Sets the IP length fields for a packet of `len` bytes in all.
+        fn set_ip_len(&self, pkt: &mut [u8], len: usize) {
+            let l3 = self.l3;
+            if self.v6 {
+                let plen = (len - l3 - 40) as u16;
+                pkt[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+            } else {
+                pkt[l3 + 2..l3 + 4].copy_from_slice(&((len - l3) as u16).to_be_bytes());
+                pkt[l3 + 10..l3 + 12].fill(0);
+                let sum = !csum_fold(csum_add(0, &pkt[l3..self.l4]));
+                pkt[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
+            }
+        }
+    }
+
+    /// The layout of a TCP packet over IPv4 (no fragment) or IPv6 (no
+    /// extension header) whose headers fit `pkt`; None for anything else.
+    pub fn tcp_layout(pkt: &[u8], l2: bool) -> Option<Tcp> {
+        let (l3, version) = l3(pkt, l2)?;
+        let (l4, v6) = match version {
+            4 => {
+                let h = pkt.get(l3..l3 + 20)?;
+                let frag = u16::from_be_bytes([h[6], h[7]]) & 0x3fff;
+                if h[9] != IPPROTO_TCP || frag != 0 || h[0] & 0x0f < 5 {
+                    return None;
+                }
+                (l3 + usize::from(h[0] & 0x0f) * 4, false)
+            }
+            6 if *pkt.get(l3 + 6)? == IPPROTO_TCP => (l3 + 40, true),
+            _ => return None,
+        };
+        let end = l4 + usize::from(*pkt.get(l4 + 12)? >> 4) * 4;
+        if end < l4 + 20 || end > pkt.len() {
+            return None;
+        }
+        Some(Tcp { l3, l4, end, v6 })
+    }
+
+    /// A TCP super-packet from a device, ready to be cut into `segs`
+    /// segments of `mss` payload bytes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Gso {
+        pub tcp: Tcp,
+        pub mss: usize,
+        pub segs: usize,
+    }
+
+    /// Checks a super-packet against its virtio header: TCP over the IP
+    /// version the header announces, headers within `max_hdr` bytes.
+    pub fn gso_layout(pkt: &[u8], l2: bool, vh: &VnetHdr, max_hdr: usize) -> Option<Gso> {
+        let (l3, version) = l3(pkt, l2)?;
+        let tcp = match (vh.gso_type & !GSO_ECN, version) {
+            (GSO_TCPV4, 4) => tcp_layout(pkt, l2)?,
+            // Extension headers are allowed: the kernel says where TCP is.
+            (GSO_TCPV6, 6) => {
+                let l4 = usize::from(vh.csum_start);
+                let end = l4 + usize::from(*pkt.get(l4 + 12)? >> 4) * 4;
+                if l4 < l3 + 40 || end < l4 + 20 || end > pkt.len() {
+                    return None;
+                }
+                Tcp {
+                    l3,
+                    l4,
+                    end,
+                    v6: true,
+                }
+            }
+            _ => return None,
+        };
+        let mss = usize::from(vh.gso_size);
+        if mss == 0 || tcp.end > max_hdr {
+            return None;
+        }
+        let segs = (pkt.len() - tcp.end).div_ceil(mss).max(1);
+        Some(Gso { tcp, mss, segs })
+    }
+
+    /// Writes the headers of segment `i` of super-packet `pkt` into `out`
+    /// (`g.tcp.end` bytes) and returns the range of its payload in `pkt`:
+    /// lengths, IPv4 id (+i) and checksum, sequence number, flags (FIN and
+    /// PSH on the last segment only, CWR on the first only) and the full
+    /// TCP checksum, as the kernel's software TSO does.
+    pub fn segment(pkt: &[u8], g: &Gso, i: usize, out: &mut [u8]) -> Range<usize> {
+        let t = &g.tcp;
+        let start = t.end + i * g.mss;
+        let stop = (start + g.mss).min(pkt.len());
+        let hdr = &mut out[..t.end];
+        hdr.copy_from_slice(&pkt[..t.end]);
+        if !t.v6 {
+            let id = u16::from_be_bytes([pkt[t.l3 + 4], pkt[t.l3 + 5]]).wrapping_add(i as u16);
+            hdr[t.l3 + 4..t.l3 + 6].copy_from_slice(&id.to_be_bytes());
+        }
+        t.set_ip_len(hdr, t.end + stop - start);
+        let seq = t.seq(pkt).wrapping_add((i * g.mss) as u32);
+        hdr[t.l4 + 4..t.l4 + 8].copy_from_slice(&seq.to_be_bytes());
+        if i + 1 < g.segs {
+            hdr[t.l4 + 13] &= !(TCP_FIN | TCP_PSH);
+        }
+        if i > 0 {
+            hdr[t.l4 + 13] &= !TCP_CWR;
+        }
+        hdr[t.l4 + 16..t.l4 + 18].fill(0);
+        let tcp_len = t.end - t.l4 + stop - start;
+        let sum = csum_add(t.pseudo(hdr, tcp_len), &hdr[t.l4..]);
+        let sum = !csum_fold(csum_add(sum, &pkt[start..stop]));
+        hdr[t.l4 + 16..t.l4 + 18].copy_from_slice(&sum.to_be_bytes());
+        start..stop
+    }
+
+    /// Whether a received TCP packet may join a super-packet: payload, ACK
+    /// and at most PSH among the flags, no IPv4 options, DF set (so its id
+    /// need not be kept), and valid IPv4 header and TCP checksums (a joined
+    /// packet is trusted by the kernel, so the checks happen here).
+    pub fn mergeable(pkt: &[u8], t: &Tcp) -> bool {
+        let ip_len = if t.v6 {
+            usize::from(u16::from_be_bytes([pkt[t.l3 + 4], pkt[t.l3 + 5]])) + 40
+        } else {
+            usize::from(u16::from_be_bytes([pkt[t.l3 + 2], pkt[t.l3 + 3]]))
+        };
+        if t.flags(pkt) & !TCP_PSH != TCP_ACK || pkt.len() <= t.end || t.l3 + ip_len != pkt.len() {
+            return false;
+        }
+        if !t.v6
+            && (t.l4 != t.l3 + 20
+                || pkt[t.l3 + 6] & 0x40 == 0
+                || csum_fold(csum_add(0, &pkt[t.l3..t.l4])) != 0xffff)
+        {
+            return false;
+        }
+        let sum = csum_add(t.pseudo(pkt, pkt.len() - t.l4), &pkt[t.l4..]);
+        csum_fold(sum) == 0xffff
+    }
+
+    /// Whether TCP packets `a` and `b` belong to one connection in one
+    /// direction.
+    pub fn same_flow(a: &[u8], ta: &Tcp, b: &[u8], tb: &Tcp) -> bool {
+        let addrs = |t: &Tcp| {
+            if t.v6 {
+                t.l3 + 8..t.l3 + 40
+            } else {
+                t.l3 + 12..t.l3 + 20
+            }
+        };
+        ta.v6 == tb.v6
+            && ta.l3 == tb.l3
+            && a[addrs(ta)] == b[addrs(tb)]
+            && a[ta.l4..ta.l4 + 4] == b[tb.l4..tb.l4 + 4]
+    }
+
+    /// Whether mergeable `next` directly follows mergeable `prev` (same
+    /// layout and flow) in a super-packet: identical headers but for
+    /// lengths, IPv4 id and checksum, sequence number (which must follow on),
+    /// PSH and TCP checksum.
+    pub fn continues(prev: &[u8], next: &[u8], t: &Tcp) -> bool {
+        let (l3, l4) = (t.l3, t.l4);
+        let ip_same = if t.v6 {
+            prev[l3..l3 + 4] == next[l3..l3 + 4] && prev[l3 + 6..l3 + 8] == next[l3 + 6..l3 + 8]
+        } else {
+            prev[l3..l3 + 2] == next[l3..l3 + 2] && prev[l3 + 6..l3 + 10] == next[l3 + 6..l3 + 10]
+        };
+        let seq_follows = t.seq(prev).wrapping_add((prev.len() - t.end) as u32) == t.seq(next);
+        ip_same
+            && seq_follows
+            && prev[..l3] == next[..l3]
+            && prev[l4 + 8..l4 + 13] == next[l4 + 8..l4 + 13]
+            && prev[l4 + 13] & TCP_PSH == 0
+            && prev[l4 + 14..l4 + 16] == next[l4 + 14..l4 + 16]
+            && prev[l4 + 18..t.end] == next[l4 + 18..t.end]
+    }
+
+    /// Turns the headers of the first of joined segments, in `first`, into
+    /// those of a super-packet of `len` bytes whose segments carry `mss`
+    /// payload bytes (and PSH if `psh`), and returns its virtio header: the
+    /// TCP checksum is left to the kernel, which trusts it (CHECKSUM_PARTIAL).
+    pub fn seal(first: &mut [u8], t: &Tcp, len: usize, mss: usize, psh: bool) -> VnetHdr {
+        t.set_ip_len(first, len);
+        if psh {
+            first[t.l4 + 13] |= TCP_PSH;
+        }
+        let pseudo = csum_fold(t.pseudo(first, len - t.l4));
+        first[t.l4 + 16..t.l4 + 18].copy_from_slice(&pseudo.to_be_bytes());
+        VnetHdr {
+            flags: NEEDS_CSUM,
+            gso_type: if t.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+            hdr_len: t.end as u16,
+            gso_size: mss as u16,
+            csum_start: t.l4 as u16,
+            csum_offset: 16,
+        }
+    }
+
+    /// Whether a joined super-packet's PSH must be set: the last segment's.
+    pub fn has_psh(pkt: &[u8], t: &Tcp) -> bool {
+        t.flags(pkt) & TCP_PSH != 0
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::gre::internet_checksum;
+        use proptest::prelude::*;
+
+        /// Bytes from a xorshift generator: payloads that differ everywhere.
+        fn noise(seed: u64, len: usize) -> Vec<u8> {
+            let mut x = seed | 1;
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        }
+
+        const ACK_PSH: u8 = TCP_ACK | TCP_PSH;
+
+        /// A TCP packet (IPv4 with DF, or IPv6) with a 12-byte timestamp
+        /// option, behind an Ethernet header if `l2`; checksums valid
+        /// unless `partial`, which leaves the pseudo-header sum in the TCP
+        /// checksum field as the kernel hands it to a device.
+        fn tcp_packet(v6: bool, l2: bool, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+            tcp_packet_from(40000, v6, l2, seq, flags, payload)
+        }
+
+        fn tcp_packet_from(
+            port: u16,
+            v6: bool,
+            l2: bool,
+            seq: u32,
+            flags: u8,
+            payload: &[u8],
+        ) -> Vec<u8> {
+            let mut p = Vec::new();
+            if l2 {
+                p.extend([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2]);
+                p.extend(if v6 { [0x86, 0xdd] } else { [0x08, 0x00] });
+            }
+            let l3 = p.len();
+            let tcp_len = 32 + payload.len();
+            if v6 {
+                p.extend([0x60, 0, 0, 0]);
+                p.extend((tcp_len as u16).to_be_bytes());
+                p.extend([IPPROTO_TCP, 64]);
+                p.extend([0xfd, 0, 0, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+                p.extend([0xfd, 0, 0, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+            } else {
+                p.extend([0x45, 0]);
+                p.extend(((20 + tcp_len) as u16).to_be_bytes());
+                p.extend([0x12, 0x34, 0x40, 0, 64, IPPROTO_TCP, 0, 0]);
+                p.extend([192, 168, 50, 1, 192, 168, 50, 2]);
+                let sum = internet_checksum(&p[l3..]);
+                p[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
+            }
+            let l4 = p.len();
+            p.extend(port.to_be_bytes());
+            p.extend([0x13, 0x89]);
+            p.extend(seq.to_be_bytes());
+            p.extend(0x0102_0304u32.to_be_bytes());
+            p.extend([0x80, flags, 0x01, 0xf5, 0, 0, 0, 0]);
+            p.extend([1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
+            p.extend(payload);
+            let t = tcp_layout(&p, l2).expect("a TCP packet");
+            let sum = !csum_fold(csum_add(t.pseudo(&p, tcp_len), &p[l4..]));
+            p[l4 + 16..l4 + 18].copy_from_slice(&sum.to_be_bytes());
+            p
+        }
+
+        /// Checks every header field of `seg` as segment `i` of `whole`
+        /// (cut at `mss`), and its payload.
+        fn check_segment(whole: &[u8], l2: bool, mss: usize, segs: usize, i: usize, seg: &[u8]) {
+            let t = tcp_layout(seg, l2).expect("segment is TCP");
+            let w = tcp_layout(whole, l2).unwrap();
+            let payload = &whole[w.end..][i * mss..((i + 1) * mss).min(whole.len() - w.end)];
+            assert_eq!(&seg[t.end..], payload, "segment {i} payload");
+            assert_eq!(seg[..t.l3], whole[..t.l3], "link header");
+            if t.v6 {
+                let plen = u16::from_be_bytes([seg[t.l3 + 4], seg[t.l3 + 5]]);
+                assert_eq!(usize::from(plen), seg.len() - t.l3 - 40);
+            } else {
+                let h = &seg[t.l3..t.l4];
+                assert_eq!(internet_checksum(h), 0, "segment {i} IPv4 header checksum");
+                assert_eq!(
+                    usize::from(u16::from_be_bytes([h[2], h[3]])),
+                    seg.len() - t.l3
+                );
+                assert_eq!(u16::from_be_bytes([h[4], h[5]]), 0x1234 + i as u16, "ip id");
+            }
+            let seq0 = t.seq(whole);
+            assert_eq!(
+                t.seq(seg),
+                seq0.wrapping_add((i * mss) as u32),
+                "seq of {i}"
+            );
+            let (f, f0) = (seg[t.l4 + 13], whole[t.l4 + 13]);
+            let last = i + 1 == segs;
+            assert_eq!(
+                f & (TCP_FIN | TCP_PSH),
+                if last { f0 & (TCP_FIN | TCP_PSH) } else { 0 }
+            );
+            assert_eq!(f & TCP_CWR, if i == 0 { f0 & TCP_CWR } else { 0 });
+            assert_eq!(f & TCP_ACK, f0 & TCP_ACK);
+            assert_eq!(
+                seg[t.l4 + 14..t.l4 + 16],
+                whole[t.l4 + 14..t.l4 + 16],
+                "window"
+            );
+            assert_eq!(seg[t.l4 + 18..t.end], whole[t.l4 + 18..w.end], "options");
+            // The TCP checksum, verified from scratch over the pseudo-header.
+            let mut pseudo = Vec::new();
+            if t.v6 {
+                pseudo.extend(&seg[t.l3 + 8..t.l3 + 40]);
+                pseudo.extend(((seg.len() - t.l4) as u32).to_be_bytes());
+                pseudo.extend([0, 0, 0, IPPROTO_TCP]);
+            } else {
+                pseudo.extend(&seg[t.l3 + 12..t.l3 + 20]);
+                pseudo.extend([0, IPPROTO_TCP]);
+                pseudo.extend(((seg.len() - t.l4) as u16).to_be_bytes());
+            }
+            pseudo.extend(&seg[t.l4..]);
+            assert_eq!(internet_checksum(&pseudo), 0, "segment {i} TCP checksum");
+        }
+
+        /// Cuts `whole` as the dataplane does; each segment made contiguous.
+        fn cut(whole: &[u8], l2: bool, vh: &VnetHdr) -> Vec<Vec<u8>> {
+            let g = gso_layout(whole, l2, vh, 220).expect("a valid super-packet");
+            (0..g.segs)
+                .map(|i| {
+                    let mut hdr = [0u8; 220];
+                    let r = segment(whole, &g, i, &mut hdr);
+                    let mut seg = hdr[..g.tcp.end].to_vec();
+                    seg.extend(&whole[r]);
+                    seg
+                })
+                .collect()
+        }
+
+        fn tso_hdr(v6: bool, l2: bool, mss: u16) -> VnetHdr {
+            let l4 = if l2 { 14 } else { 0 } + if v6 { 40 } else { 20 };
+            VnetHdr {
+                flags: NEEDS_CSUM,
+                gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+                hdr_len: (l4 + 32) as u16,
+                gso_size: mss,
+                csum_start: l4 as u16,
+                csum_offset: 16,
+            }
+        }
+
+        #[test]
+        fn vnet_header_round_trip() {
+            let vh = tso_hdr(true, false, 1400);
+            let mut b = [0u8; 10];
+            vh.emit(&mut b);
+            assert_eq!(b[..2], [NEEDS_CSUM, GSO_TCPV6]);
+            assert_eq!(VnetHdr::parse(&b), vh);
+        }
+
+        #[test]
+        fn segments_of_ipv4_ipv6_and_ethernet_super_packets() {
+            let payload = noise(7, 3500);
+            for (v6, l2) in [(false, false), (true, false), (false, true), (true, true)] {
+                // The sequence number wraps within the packet.
+                let flags = TCP_ACK | TCP_PSH | TCP_FIN | TCP_CWR;
+                let whole = tcp_packet(v6, l2, 0xffff_fc00, flags, &payload);
+                let segs = cut(&whole, l2, &tso_hdr(v6, l2, 1000));
+                assert_eq!(segs.len(), 4, "v6 {v6} l2 {l2}");
+                for (i, seg) in segs.iter().enumerate() {
+                    check_segment(&whole, l2, 1000, 4, i, seg);
+                }
+                assert_eq!(segs[3].len() - tcp_layout(&segs[3], l2).unwrap().end, 500);
+            }
+        }
+
+        #[test]
+        fn super_packets_that_cannot_be_cut_are_refused() {
+            let whole = tcp_packet(false, false, 1, TCP_ACK, &noise(1, 3000));
+            let vh = tso_hdr(false, false, 1000);
+            assert!(gso_layout(&whole, false, &vh, 220).is_some());
+            assert!(gso_layout(&whole, false, &VnetHdr { gso_size: 0, ..vh }, 220).is_none());
+            assert!(
+                gso_layout(&whole, false, &tso_hdr(true, false, 1000), 220).is_none(),
+                "v6 type, v4 packet"
+            );
+            assert!(
+                gso_layout(&whole, false, &VnetHdr { gso_type: 3, ..vh }, 220).is_none(),
+                "UDP"
+            );
+            assert!(
+                gso_layout(&whole, false, &vh, 40).is_none(),
+                "headers beyond the room"
+            );
+            assert!(
+                gso_layout(&whole[..45], false, &vh, 220).is_none(),
+                "cut short"
+            );
+            let mut udp = whole.clone();
+            udp[9] = 17;
+            assert!(gso_layout(&udp, false, &vh, 220).is_none());
+        }
+
+        #[test]
+        fn partial_checksums_are_finished() {
+            // A UDP datagram as the kernel leaves it: the pseudo-header sum
+            // (length 12, protocol 17) in the checksum field.
+            let mut p = vec![
+                0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+            ];
+            p.extend([0x30, 0x39, 0x00, 0x35, 0, 12, 0, 0, b'h', b'e', b'l', b'o']);
+            let pseudo = csum_fold(csum_add(17 + 12, &p[12..20]));
+            p[26..28].copy_from_slice(&pseudo.to_be_bytes());
+            assert!(finish_checksum(&mut p, 20, 6));
+            let mut check = p[12..20].to_vec();
+            check.extend([0, 17, 0, 12]);
+            check.extend(&p[20..]);
+            assert_eq!(internet_checksum(&check), 0);
+            assert!(
+                !finish_checksum(&mut p, 20, 11),
+                "checksum field beyond the end"
+            );
+            assert!(!finish_checksum(&mut p, 32, 0), "start beyond the end");
+        }
+
+        #[test]
+        fn joined_segments_cut_again_give_the_same_segments() {
+            for (v6, l2) in [(false, false), (true, false), (false, true), (true, true)] {
+                let whole = tcp_packet(v6, l2, 77, ACK_PSH, &noise(3, 5000));
+                let segs = cut(&whole, l2, &tso_hdr(v6, l2, 1400));
+                let t = tcp_layout(&segs[0], l2).unwrap();
+                for s in &segs {
+                    assert!(mergeable(s, &t), "v6 {v6} l2 {l2}");
+                }
+                for w in segs.windows(2) {
+                    assert!(same_flow(&w[0], &t, &w[1], &t) && continues(&w[0], &w[1], &t));
+                }
+                // Join as the receive side does: first packet whole, then payloads.
+                let mut joined = segs[0].clone();
+                for s in &segs[1..] {
+                    joined.extend(&s[t.end..]);
+                }
+                let len = joined.len();
+                let psh = has_psh(segs.last().unwrap(), &t);
+                let vh = seal(&mut joined, &t, len, 1400, psh);
+                assert_eq!(
+                    (vh.gso_type, vh.gso_size, usize::from(vh.hdr_len)),
+                    (if v6 { GSO_TCPV6 } else { GSO_TCPV4 }, 1400, t.end)
+                );
+                // The kernel finishes a partial checksum: do it here.
+                let mut whole_again = joined.clone();
+                assert!(finish_checksum(&mut whole_again, t.l4, 16));
+                let mut again = whole_again.clone();
+                again[t.l4 + 13] = ACK_PSH;
+                assert_eq!(
+                    &again[t.l3..],
+                    &whole[t.l3..],
+                    "the joined packet is the original"
+                );
+                assert_eq!(cut(&joined, l2, &vh), segs, "v6 {v6} l2 {l2}");
+            }
+        }
+
+        #[test]
+        fn segments_that_must_not_be_joined() {
+            let segs = cut(
+                &tcp_packet(false, false, 5, TCP_ACK, &noise(4, 3000)),
+                false,
+                &tso_hdr(false, false, 1000),
+            );
+            let t = tcp_layout(&segs[0], false).unwrap();
+            assert!(!continues(&segs[0], &segs[2], &t), "a gap in the sequence");
+            assert!(!continues(&segs[1], &segs[0], &t), "going back");
+            let mut bad = segs[1].clone();
+            bad[t.end + 5] ^= 1;
+            assert!(!mergeable(&bad, &t), "corrupt payload");
+            let mut ttl = segs[1].clone();
+            ttl[8] = 63;
+            ttl[10..12].fill(0);
+            let sum = internet_checksum(&ttl[..20]);
+            ttl[10..12].copy_from_slice(&sum.to_be_bytes());
+            assert!(!continues(&segs[0], &ttl, &t), "another TTL");
+            let fin = tcp_packet(false, false, 5, TCP_ACK | TCP_FIN, b"bye");
+            assert!(!mergeable(&fin, &tcp_layout(&fin, false).unwrap()), "FIN");
+            let ack = tcp_packet(false, false, 5, TCP_ACK, b"");
+            assert!(
+                !mergeable(&ack, &tcp_layout(&ack, false).unwrap()),
+                "no payload"
+            );
+            let mut no_df = segs[1].clone();
+            no_df[6] = 0;
+            assert!(!mergeable(&no_df, &t), "no DF (checksum now wrong too)");
+            let mut other = segs[1].clone();
+            other[t.l4] ^= 1;
+            assert!(!same_flow(&segs[0], &t, &other, &t), "another port");
+        }
+
+        #[test]
+        fn received_segments_join_per_flow_in_order() {
+            let vh = tso_hdr(false, false, 1400);
+            let a = cut(
+                &tcp_packet(false, false, 100, ACK_PSH, &noise(1, 4200)),
+                false,
+                &vh,
+            );
+            let b = cut(
+                &tcp_packet_from(40001, false, false, 9, TCP_ACK, &noise(2, 4200)),
+                false,
+                &vh,
+            );
+            let a4 = tcp_packet(false, false, 4300, TCP_ACK, &noise(5, 1400));
+            let b4 = tcp_packet_from(40001, false, false, 9 + 4200, TCP_ACK, &noise(6, 1400));
+            let icmp = [
+                0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 1, 0, 0, 192, 168, 50, 1, 192, 168, 50, 2,
+            ];
+            // a1 b1 a2 b2 a3(PSH) a4 icmp b4 (b3 lost): runs a1-a3, b1-b2, a4, icmp, b4.
+            let order: [&[u8]; 8] = [&a[0], &b[0], &a[1], &b[1], &a[2], &a4, &icmp, &b4];
+            for gro in [true, false] {
+                let mut rx = super::super::Rx::new(2048);
+                for (k, pkt) in order.iter().enumerate() {
+                    let start = k * 2048 + 16;
+                    rx.data[start..start + pkt.len()].copy_from_slice(pkt);
+                }
+                for (k, pkt) in order.iter().enumerate() {
+                    rx.add(0, false, k * 2048 + 16, k * 2048 + 16 + pkt.len(), gro);
+                }
+                let runs: Vec<(usize, usize)> = rx.runs.iter().map(|r| (r.head, r.count)).collect();
+                if gro {
+                    assert_eq!(runs, [(0, 3), (1, 2), (5, 1), (6, 1), (7, 1)]);
+                    let r = rx.runs[0];
+                    assert_eq!((r.len, r.mss), (a[0].len() + 2800, 1400));
+                } else {
+                    assert_eq!(runs, (0..8).map(|k| (k, 1)).collect::<Vec<_>>());
+                }
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn pieces_sum_like_the_whole(data in proptest::collection::vec(any::<u8>(), 0..300), cut in 0usize..150) {
+                let cut = (cut * 2).min(data.len() & !1);
+                let sum = csum_add(csum_add(0, &data[..cut]), &data[cut..]);
+                prop_assert_eq!(!csum_fold(sum), internet_checksum(&data));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -1310,6 +2341,11 @@ mod tests {
 
     impl Dp {
         fn start(lab: &Lab, tunnels: Vec<TunnelEnd>) -> Dp {
+            Dp::start_with(lab, tunnels, true)
+        }
+
+        /// A dataplane with device offloads on or off.
+        fn start_with(lab: &Lab, tunnels: Vec<TunnelEnd>, offload: bool) -> Dp {
             let spec = Spec {
                 lab: "test".into(),
                 tunnels,
@@ -1318,7 +2354,9 @@ mod tests {
             let stop = Arc::new(AtomicBool::new(false));
             let (tx, rx) = mpsc::channel();
             let (s, p) = (stop.clone(), stats.clone());
-            let handle = std::thread::spawn(move || run(&spec, &p, || tx.send(()).unwrap(), &s));
+            let handle = std::thread::spawn(move || {
+                run_with(&spec, &p, || tx.send(()).unwrap(), &s, offload)
+            });
             if rx.recv_timeout(Duration::from_secs(10)).is_err() {
                 stop.store(true, Ordering::Relaxed);
                 panic!("the dataplane did not become ready: {:?}", handle.join());
@@ -1521,6 +2559,156 @@ mod tests {
         }
     }
 
+    /// Bytes from a xorshift generator, the same for sender and receiver.
+    struct Noise(u64);
+
+    impl Noise {
+        fn fill(&mut self, buf: &mut [u8]) {
+            for b in buf {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                *b = self.0 as u8;
+            }
+        }
+    }
+
+    /// Sends `len` bytes of noise over TCP from namespace `from` to `to`
+    /// (in namespace `to_ns`) in writes of many sizes, and checks that every
+    /// byte arrived, in order, within 30 s (retransmissions alone would get
+    /// packets with bad checksums through, slowly). Returns how long the
+    /// transfer took.
+    fn tcp_transfer(from: &str, to_ns: &str, to: IpAddr, len: usize) -> Duration {
+        use std::net::{TcpListener, TcpStream};
+        let listener = netns::run_in(to_ns, move || Ok(TcpListener::bind((to, 0))?)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let server = std::thread::spawn(move || -> Result<usize> {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut s = loop {
+                match listener.accept() {
+                    Ok((s, _)) => break s,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        anyhow::ensure!(Instant::now() < deadline, "no connection within 10 s");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            s.set_nonblocking(false)?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let (mut expect, mut buf, mut want) =
+                (Noise(42), vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+            let mut got = 0;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                anyhow::ensure!(Instant::now() < deadline, "only {got} bytes within 30 s");
+                let n = s.read(&mut buf).context("receiving")?;
+                if n == 0 {
+                    return Ok(got);
+                }
+                expect.fill(&mut want[..n]);
+                if let Some(i) = (0..n).find(|&i| buf[i] != want[i]) {
+                    anyhow::bail!("byte {} of the stream differs", got + i);
+                }
+                got += n;
+            }
+        });
+        let start = Instant::now();
+        let sent = netns::run_in(from, move || {
+            let mut s = TcpStream::connect_timeout(&(to, port).into(), Duration::from_secs(5))?;
+            s.set_write_timeout(Some(Duration::from_secs(10)))?;
+            let (mut noise, mut buf) = (Noise(42), vec![0u8; 200_000]);
+            let mut sent = 0;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            // Small, odd and large writes: short segments, PSH, super-packets.
+            for size in [1, 1448, 7, 65536, 200_000, 100, 3000].into_iter().cycle() {
+                let n = size.min(len - sent);
+                noise.fill(&mut buf[..n]);
+                s.write_all(&buf[..n]).context("sending")?;
+                anyhow::ensure!(Instant::now() < deadline, "only {sent} bytes within 30 s");
+                sent += n;
+                if sent == len {
+                    return Ok(sent);
+                }
+            }
+            unreachable!("the cycle ends the loop")
+        });
+        let received = server.join().expect("the receiving thread panicked");
+        let elapsed = start.elapsed();
+        let sent = sent.unwrap_or_else(|e| panic!("sending to {to}: {e:#}"));
+        let received = received.unwrap_or_else(|e| panic!("receiving at {to}: {e:#}"));
+        assert_eq!((sent, received), (len, len), "bytes sent and received");
+        elapsed
+    }
+
+    #[test]
+    fn tcp_streams_arrive_intact_through_gre_and_gretap() {
+        let lab = Lab::new("tcp");
+        let (a, b) = pair(&lab, "tun0", TunnelKind::Gre);
+        let (mut ka, mut kb) = pair(&lab, "kcs0", TunnelKind::Gre);
+        for e in [&mut ka, &mut kb] {
+            (e.ikey, e.okey, e.checksum, e.sequence) = (Some(5), Some(5), true, true);
+        }
+        let (ta, tb) = pair(&lab, "tap0", TunnelKind::Gretap);
+        let dp = Dp::start(&lab, vec![a, b, ka, kb, ta, tb]);
+        for (dev, net) in [("tun0", "50"), ("kcs0", "51"), ("tap0", "52")] {
+            ip(&lab.a, &format!("addr add 192.168.{net}.1/24 dev {dev}"));
+            ip(&lab.b, &format!("addr add 192.168.{net}.2/24 dev {dev}"));
+        }
+        ip(&lab.a, "addr add fd00:51::1/64 dev kcs0 nodad");
+        ip(&lab.b, "addr add fd00:51::2/64 dev kcs0 nodad");
+        const LEN: usize = 8 << 20;
+        for (dev, to) in [
+            ("tun0", "192.168.50.2"),
+            ("kcs0 (key, checksum, sequence; inner IPv6)", "fd00:51::2"),
+            ("tap0", "192.168.52.2"),
+        ] {
+            let took = tcp_transfer(&lab.a, &lab.b, to.parse().unwrap(), LEN);
+            eprintln!("{dev}: 8 MiB in {took:?}");
+        }
+        // And back: the other end cuts and the first joins.
+        tcp_transfer(&lab.b, &lab.a, "192.168.52.1".parse().unwrap(), LEN);
+        let s = dp.finish();
+        for t in &s.tunnels {
+            assert_eq!(
+                (t.tx_errors, t.rx_errors, t.drop_checksum, t.drop_sequence),
+                (0, 0, 0, 0),
+                "{t:?}"
+            );
+            // Both ends send data on tap0; on the others, a sends and b receives.
+            if t.netns == lab.a || t.name == "tap0" {
+                assert!(
+                    t.tx_gso > 0,
+                    "the device handed over no super-packet: {t:?}"
+                );
+            }
+            if t.netns == lab.b || t.name == "tap0" {
+                assert!(t.rx_bytes >= LEN as u64, "{t:?}");
+                assert!(t.rx_gro > 0, "no received segments were joined: {t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn tcp_stream_arrives_intact_without_offloads() {
+        let lab = Lab::new("tcpoff");
+        let (a, b) = pair(&lab, "tun0", TunnelKind::Gre);
+        let dp = Dp::start_with(&lab, vec![a, b], false);
+        ip(&lab.a, "addr add 192.168.50.1/30 dev tun0");
+        ip(&lab.b, "addr add 192.168.50.2/30 dev tun0");
+        tcp_transfer(&lab.a, &lab.b, "192.168.50.2".parse().unwrap(), 4 << 20);
+        let s = dp.finish();
+        for t in &s.tunnels {
+            assert_eq!(
+                (t.tx_gso, t.rx_gro, t.tx_errors, t.rx_errors),
+                (0, 0, 0, 0),
+                "{t:?}"
+            );
+        }
+        assert!(stat(&s, &lab.b, "tun0").rx_bytes >= 4 << 20);
+    }
+
     #[test]
     fn gretap_resolves_arp_and_pings() {
         let lab = Lab::new("tap");
@@ -1593,6 +2781,10 @@ mod tests {
         ip(&lab.b, "addr add 192.168.60.2/30 dev g6");
         ip(&lab.a, "addr add fd00:60::1/64 dev g6 nodad");
         ip(&lab.b, "addr add fd00:60::2/64 dev g6 nodad");
+        // A fresh IPv6 underlay loses its first packets (neighbour
+        // discovery while link-local addresses are tentative): wait for it.
+        let ready = (0..5).any(|_| ping(&lab.a, "fd00:b::2", 1).is_ok());
+        assert!(ready, "the IPv6 underlay never answered a ping");
         ip(&lab.a, "addr add 192.168.61.1/30 dev t6");
         ip(&lab.b, "addr add 192.168.61.2/30 dev t6");
         ping(&lab.a, "192.168.60.2", 3)
@@ -1797,10 +2989,13 @@ mod tests {
         }
         let (a, b) = pair(&lab, "g6", TunnelKind::Ip6gre);
         ends.extend([a, b]);
-        let engine = Engine::new(&Spec {
-            lab: "test".into(),
-            tunnels: ends,
-        })
+        let engine = Engine::new(
+            &Spec {
+                lab: "test".into(),
+                tunnels: ends,
+            },
+            true,
+        )
         .unwrap();
         assert_eq!(engine.tunnels.len(), 22);
         let v6: Vec<bool> = engine.socks.iter().map(|s| s.v6).collect();

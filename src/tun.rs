@@ -4,6 +4,10 @@
 //! dataplane of thousands of devices does not unregister them one by one
 //! (each waits for an RCU grace period); deleting the lab's namespaces then
 //! removes them all in one batch. `set_persist(false)` undoes it.
+//!
+//! Every packet read or written carries a 10-byte `virtio_net_hdr` in
+//! front (IFF_VNET_HDR): with [`set_offload`] the kernel hands over
+//! unchecksummed packets and 64 KiB TCP super-packets, and takes them back.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -12,8 +16,12 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{Context, Result, bail};
 
+/// Length of the `virtio_net_hdr` that leads every packet on a device.
+pub const VNET_HDR_LEN: usize = 10;
+
 /// Opens a non-blocking TUN (IP packets) or, with `l2`, TAP (Ethernet
-/// frames) device `name` with MTU `mtu`, and brings it up.
+/// frames) device `name` with MTU `mtu`, packets led by a virtio_net_hdr,
+/// and brings it up.
 pub fn open(name: &str, l2: bool, mtu: u32) -> Result<File> {
     let mut req = ifreq(name)?;
     let file = OpenOptions::new()
@@ -23,7 +31,7 @@ pub fn open(name: &str, l2: bool, mtu: u32) -> Result<File> {
         .open("/dev/net/tun")
         .context("opening /dev/net/tun: is the tun driver available (CONFIG_TUN)?")?;
     let kind = if l2 { libc::IFF_TAP } else { libc::IFF_TUN };
-    req.ifr_ifru.ifru_flags = (kind | libc::IFF_NO_PI) as libc::c_short;
+    req.ifr_ifru.ifru_flags = (kind | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes an ifreq, which `req` is.
     if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
         let e = io::Error::last_os_error();
@@ -66,6 +74,17 @@ pub fn open(name: &str, l2: bool, mtu: u32) -> Result<File> {
         }
     }
     Ok(file)
+}
+
+/// Lets the device behind `fd` hand over packets whose checksum is left to
+/// the reader (`TUN_F_CSUM`) and TCP super-packets (`TUN_F_TSO4`/`6`, which
+/// need `TUN_F_CSUM`): `flags` is a `TUN_F_*` mask, 0 for none.
+pub fn set_offload(fd: std::os::fd::RawFd, flags: libc::c_uint) -> Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes an integer argument.
+    if unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, libc::c_ulong::from(flags)) } < 0 {
+        return Err(io::Error::last_os_error()).context("enabling offloads (TUNSETOFFLOAD)");
+    }
+    Ok(())
 }
 
 /// Makes the device behind TUN descriptor `fd` outlive it (or not).
