@@ -953,13 +953,21 @@ impl Engine {
         let mut flushed = Instant::now();
         let mut write_failed = false;
         while !stop.load(Ordering::Relaxed) {
+            // Stats are written when no packet waits (a write takes up to
+            // a millisecond): with new counters, sleep only until they are due.
+            let due = FLUSH_EVERY.saturating_sub(flushed.elapsed());
+            let timeout = if self.dirty {
+                (due.as_millis() as i32).clamp(1, EPOLL_TIMEOUT_MS)
+            } else {
+                EPOLL_TIMEOUT_MS
+            };
             // SAFETY: `events` has room for the count passed.
             let n = unsafe {
                 libc::epoll_wait(
                     self.epoll.as_raw_fd(),
                     events.as_mut_ptr(),
                     events.len() as i32,
-                    EPOLL_TIMEOUT_MS,
+                    timeout,
                 )
             };
             if n < 0 {
@@ -977,7 +985,9 @@ impl Engine {
                     self.encapsulate(token as usize);
                 }
             }
-            if self.dirty && flushed.elapsed() >= FLUSH_EVERY {
+            // Idle, or busy for long: then write anyway.
+            let since = flushed.elapsed();
+            if self.dirty && since >= FLUSH_EVERY && (n == 0 || since >= 4 * FLUSH_EVERY) {
                 match write_stats(stats_path, &self.stats) {
                     Ok(()) => write_failed = false,
                     Err(e) if !write_failed => {
