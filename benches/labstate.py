@@ -54,7 +54,9 @@ def namespace(ns):
                   "prefsrc", "metric"]
     return {
         "links": srt(
-            {**pick(l, ["ifname", "mtu", "address", "link_type", "inet6_addr_gen_mode"]),
+            # Not the IPv6 address-generation mode: grelab also turns off
+            # link-local addresses on IPv4-only veths (extra requests for it).
+            {**pick(l, ["ifname", "mtu", "address", "link_type"]),
              "up": "UP" in l["flags"], "kind": l.get("linkinfo", {}).get("info_kind")}
             for l in links
         ),
