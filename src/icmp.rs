@@ -6,6 +6,7 @@
 //! [`crate::netns::run_in`]. Each call has its own socket and identifier, so
 //! several pings may run at once in one namespace from different threads.
 
+use crate::gre::internet_checksum as checksum;
 use std::fmt;
 use std::io;
 use std::io::IoSliceMut;
@@ -534,23 +535,6 @@ fn source_ip(a: &SockaddrStorage) -> Option<IpAddr> {
         return Some(IpAddr::V4(v4.ip()));
     }
     a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-}
-
-/// RFC 1071 checksum (the `gre` module has the same as `internet_checksum`;
-/// this one is private so `icmp` stands alone).
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u64 = 0;
-    let mut words = data.chunks_exact(2);
-    for w in &mut words {
-        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [last] = words.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Opens and sets up the raw socket for one ping run.

@@ -54,14 +54,8 @@ pub struct State {
 
 /// A digest of a plan: equal plans, equal digests.
 pub fn digest(plan: &Plan) -> String {
-    // FNV-1a over the JSON form: stable, and no extra dependency.
     let json = serde_json::to_vec(plan).unwrap_or_default();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in json {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", crate::plan::fnv1a(json))
 }
 
 /// Reads lab `lab`'s record: Ok(None) when there is none.

@@ -674,10 +674,8 @@ impl Topology {
 /// Bytes a tunnel adds in front of the inner packet (outer IP + GRE [+ Ethernet]).
 pub fn overhead(kind: TunnelKind, opts: &EndOptions) -> u32 {
     let outer = if kind.is_ipv6() { 40 } else { 20 };
-    let gre = 4
-        + 4 * u32::from(opts.checksum)
-        + 4 * u32::from(opts.okey.is_some())
-        + 4 * u32::from(opts.sequence);
+    // The sent header: the kernel sizes it by the output flags.
+    let gre = crate::gre::header_len(opts.checksum, opts.okey.is_some(), opts.sequence) as u32;
     let ethernet = if kind.is_l2() { 14 } else { 0 };
     outer + gre + ethernet
 }
