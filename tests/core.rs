@@ -5,9 +5,9 @@ mod common;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{TempDir, bad_files, expect_of, good_files, root, write_huge};
+use common::{TempDir, assert_valid_shell, bad_files, expect_of, good_files, root, write_huge};
 use grelab::plan::{self, Plan, Step, TunnelKind};
 use grelab::topology::{self, EndOptions, IpNet, Loc, Topology};
 use grelab::validate::{self, validate};
@@ -643,29 +643,6 @@ fn example_scripts_match_their_snapshots() {
             p.display()
         );
     }
-}
-
-/// `sh -n`: the text parses as a shell script.
-fn assert_valid_shell(name: &str, script: &str) {
-    use std::io::Write;
-    let mut child = Command::new("sh")
-        .arg("-n")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running sh");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{name}: sh -n rejects the script: {}\n{script}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
 use grelab::plan::{self, TunnelKind};
 use grelab::topology::{self, overhead};
 use grelab::validate::{self, validate};
@@ -31,28 +29,6 @@ fn pipeline(text: &str) {
             }
         }
     }
-}
-
-fn assert_valid_shell(script: &str) {
-    use std::io::Write;
-    let mut child = Command::new("sh")
-        .arg("-n")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running sh");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "sh -n: {}\n{script}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 const EXAMPLES: [&str; 4] = [
@@ -628,6 +604,6 @@ proptest! {
             prop_assert_eq!(end.kind.is_ipv6(), matches!(end.kind, TunnelKind::Ip6gre | TunnelKind::Ip6gretap));
         }
         prop_assert_eq!((ends[0].local, ends[0].remote), (ends[1].remote, ends[1].local));
-        assert_valid_shell(&plan.script());
+        common::assert_valid_shell("generated", &plan.script());
     }
 }

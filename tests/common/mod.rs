@@ -217,3 +217,27 @@ pub fn assert_plan_sound(name: &str, plan: &grelab::plan::Plan) {
         );
     }
 }
+
+/// `sh -n`: the text parses as a shell script.
+pub fn assert_valid_shell(name: &str, script: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .arg("-n")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running sh");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: sh -n rejects the script: {}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
