@@ -17,7 +17,7 @@ use crate::dataplane;
 use crate::error;
 use crate::netns;
 use crate::plan::{Plan, Step, TunnelEnd, TunnelKind};
-use crate::rtnl::Rtnl;
+use crate::rtnl::{self, Rtnl};
 use crate::state::{self, State};
 use crate::topology::Backend;
 
@@ -30,27 +30,37 @@ where
     F: Fn(Rtnl, T) -> Fut + Sync,
     Fut: Future<Output = Result<()>>,
 {
-    match pool(jobs, work, true).into_iter().next() {
+    // One runtime per thread, whatever the number of namespaces it serves.
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting a netlink runtime")
+    };
+    let work = |rt: &tokio::runtime::Runtime, job| {
+        rt.block_on(async {
+            let rtnl = Rtnl::new()?;
+            work(rtnl, job).await
+        })
+    };
+    match pool(jobs, true, runtime, work).into_iter().next() {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
 
-/// Like [`in_namespaces`], but goes on past failures and returns them all.
-pub fn each_namespace<T, F, Fut>(jobs: Vec<(String, T)>, work: F) -> Vec<anyhow::Error>
+/// Runs `work` once per job inside its namespace on a pool of threads, each
+/// with its own `init()` state; goes on past failures (unless
+/// `stop_on_error`) and returns them all, each naming its namespace.
+pub fn pool<T, S, F>(
+    jobs: Vec<(String, T)>,
+    stop_on_error: bool,
+    init: impl Fn() -> Result<S> + Sync,
+    work: F,
+) -> Vec<anyhow::Error>
 where
     T: Send,
-    F: Fn(Rtnl, T) -> Fut + Sync,
-    Fut: Future<Output = Result<()>>,
-{
-    pool(jobs, work, false)
-}
-
-fn pool<T, F, Fut>(jobs: Vec<(String, T)>, work: F, stop_on_error: bool) -> Vec<anyhow::Error>
-where
-    T: Send,
-    F: Fn(Rtnl, T) -> Fut + Sync,
-    Fut: Future<Output = Result<()>>,
+    F: Fn(&S, T) -> Result<()> + Sync,
 {
     if jobs.is_empty() {
         return Vec::new();
@@ -61,9 +71,15 @@ where
     let threads = jobs.len().min(cores * 2).max(1);
     let queue = Mutex::new(jobs.into_iter().rev().collect::<Vec<_>>());
     let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
+    let fail = |e: anyhow::Error| {
+        if let Ok(mut all) = errors.lock() {
+            all.push(e);
+        }
+    };
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
+                let mut state = None;
                 loop {
                     if stop_on_error && errors.lock().map_or(true, |e| !e.is_empty()) {
                         return;
@@ -71,13 +87,20 @@ where
                     let Some((ns, job)) = queue.lock().ok().and_then(|mut q| q.pop()) else {
                         return;
                     };
-                    let result = run_in_ns(&ns, |rtnl| work(rtnl, job))
+                    if state.is_none() {
+                        match init() {
+                            Ok(s) => state = Some(s),
+                            Err(e) => return fail(e),
+                        }
+                    }
+                    let Some(st) = &state else { return };
+                    let result = netns::open(&ns)
+                        .and_then(|file| netns::enter(&file))
+                        .and_then(|()| work(st, job))
                         .with_context(|| format!("in namespace `{ns}`"));
                     DONE.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = result
-                        && let Ok(mut all) = errors.lock()
-                    {
-                        all.push(e);
+                    if let Err(e) = result {
+                        fail(e);
                     }
                 }
             });
@@ -86,23 +109,6 @@ where
     errors
         .into_inner()
         .unwrap_or_else(|_| vec![anyhow!("a namespace worker panicked")])
-}
-
-/// Enters `ns` on this (pool) thread and runs `f` with a connection there.
-fn run_in_ns<Fut: Future<Output = Result<()>>>(
-    ns: &str,
-    f: impl FnOnce(Rtnl) -> Fut,
-) -> Result<()> {
-    let file = netns::open(ns)?;
-    netns::enter(&file)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting a netlink runtime")?;
-    rt.block_on(async {
-        let rtnl = Rtnl::new()?;
-        f(rtnl).await
-    })
 }
 
 /// Reads a sysctl of the calling thread's namespace and writes it if different.
@@ -324,7 +330,7 @@ impl Timings {
 
 /// Creates the plan's namespaces on a few threads: (those created, the first
 /// error). Namespace creation waits on the kernel, not the CPU.
-fn create_namespaces(plan: &Plan) -> (Vec<String>, Result<()>) {
+fn create_namespaces(plan: &Plan, mark: &str) -> (Vec<String>, Result<()>) {
     if let Err(e) = netns::prepare() {
         return (Vec::new(), Err(e));
     }
@@ -340,18 +346,17 @@ fn create_namespaces(plan: &Plan) -> (Vec<String>, Result<()>) {
                     }
                     // These threads are ours: each moves into every
                     // namespace it makes, and ends.
-                    match netns::create_here(ns) {
-                        Ok(()) => {
-                            if let Ok(mut c) = created.lock() {
-                                c.push(ns.to_owned());
-                            }
-                            DONE.fetch_add(1, Ordering::Relaxed);
+                    let made = netns::create_here(ns).and_then(|()| {
+                        if let Ok(mut c) = created.lock() {
+                            c.push(ns.to_owned());
                         }
-                        Err(e) => {
-                            if let Ok(mut slot) = error.lock() {
-                                slot.get_or_insert(e);
-                            }
-                        }
+                        DONE.fetch_add(1, Ordering::Relaxed);
+                        init_namespace(mark).with_context(|| format!("in new namespace `{ns}`"))
+                    });
+                    if let Err(e) = made
+                        && let Ok(mut slot) = error.lock()
+                    {
+                        slot.get_or_insert(e);
                     }
                 }
             });
@@ -362,6 +367,21 @@ fn create_namespaces(plan: &Plan) -> (Vec<String>, Result<()>) {
         Ok(Some(e)) => (created, Err(e)),
         _ => (created, Ok(())),
     }
+}
+
+/// A new namespace's first settings, made on the thread that created it (so
+/// inside it): the lab's mark on `lo`, so that `down` finds it even if `up`
+/// dies right after, and no IPv6 link-local addresses on interfaces made
+/// later (those with IPv6 addresses get them back): at scale, their
+/// autoconfiguration chatter fills the host-wide neighbour table.
+fn init_namespace(mark: &str) -> Result<()> {
+    rtnl::mark_lo(mark)?;
+    match sysctl("net.ipv6.conf.default.addr_gen_mode", "1") {
+        // A kernel without IPv6: nothing to turn off.
+        Err(e) if !Path::new("/proc/sys/net/ipv6").exists() => drop(e),
+        r => r?,
+    }
+    Ok(())
 }
 
 /// Namespace jobs finished in the current phase, for the progress line.
@@ -439,7 +459,7 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
     let mut timings = Timings::new();
     let progress = Progress::new(plan.nodes.len());
     progress.phase("creating namespaces");
-    let created = create_namespaces(plan);
+    let created = create_namespaces(plan, &mark);
     journal.namespaces = created.0;
     created.1?;
     timings.lap("namespaces");
@@ -458,7 +478,7 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
     let dir = state::lab_dir(&plan.lab);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
-    // Phase 2: mark each namespace (its lo), create veths from their first end.
+    // Phase 2: create veths from their first end.
     let index: HashMap<&str, usize> = plan
         .namespaces()
         .enumerate()
@@ -476,7 +496,12 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
             veths[slot(ns)?].push(step);
         }
     }
-    let phase2 = plan.namespaces().map(str::to_owned).zip(veths).collect();
+    let phase2 = plan
+        .namespaces()
+        .map(str::to_owned)
+        .zip(veths)
+        .filter(|(_, steps)| !steps.is_empty())
+        .collect();
     let (veths, pid) = std::thread::scope(|s| {
         let dataplane = (!user.is_empty()).then(|| {
             s.spawn(|| {
@@ -487,34 +512,30 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
                 dataplane::start(&dir, &spec).context("starting the userspace GRE dataplane")
             })
         });
-        let veths = in_namespaces(phase2, |rtnl, steps| {
-            let mark = &mark;
-            async move {
-                rtnl.set_alias("lo", mark).await?;
-                try_join_all(steps.into_iter().map(|s| {
-                    let rtnl = &rtnl;
-                    async move {
-                        if let Step::Veth {
-                            name,
-                            peer_ns,
-                            peer,
-                            mtu,
-                            mac,
-                            peer_mac,
-                            ..
-                        } = s
-                        {
-                            let peer_fd = netns::open(peer_ns)?;
-                            let macs = Some((mac.0, peer_mac.0));
-                            rtnl.add_veth(name, peer, peer_fd.as_fd(), Some(*mtu), macs)
-                                .await?;
-                        }
-                        Ok::<_, anyhow::Error>(())
+        let veths = in_namespaces(phase2, |rtnl, steps| async move {
+            try_join_all(steps.into_iter().map(|s| {
+                let rtnl = &rtnl;
+                async move {
+                    if let Step::Veth {
+                        name,
+                        peer_ns,
+                        peer,
+                        mtu,
+                        mac,
+                        peer_mac,
+                        ..
+                    } = s
+                    {
+                        let peer_fd = netns::open(peer_ns)?;
+                        let macs = Some((mac.0, peer_mac.0));
+                        rtnl.add_veth(name, peer, peer_fd.as_fd(), Some(*mtu), macs)
+                            .await?;
                     }
-                }))
-                .await?;
-                Ok(())
-            }
+                    Ok::<_, anyhow::Error>(())
+                }
+            }))
+            .await?;
+            Ok(())
         });
         let pid = dataplane.map(|h| {
             h.join()
@@ -537,12 +558,11 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
     timings.lap("links and the dataplane's devices");
     progress.phase("configuring");
 
-    // Phase 3, per namespace: kernel tunnels, marks, sysctls, addresses, up, routes.
+    // Phase 3, per namespace: kernel tunnels, sysctls, addresses, links up (and marked), routes.
     let mut jobs: Vec<Configure> = vec![Configure::default(); index.len()];
     for (end, b) in &ends {
         let job = &mut jobs[slot(&end.netns)?];
-        job.tunnels.push(end.name.clone());
-        job.marks.push(end.name.clone());
+        job.marks.insert(end.name.clone());
         if *b == Backend::Kernel {
             job.steps.push(Step::Tunnel {
                 end: end.clone(),
@@ -577,16 +597,13 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
                 peer,
                 ..
             } => {
-                jobs[slot(ns)?].marks.push(name.clone());
-                jobs[slot(peer_ns)?].marks.push(peer.clone());
-                // IPv4-only veths make no IPv6 link-local address either:
-                // no autoconfiguration chatter, whose multicast neighbour
-                // entries would fill the host-wide table in large labs.
+                jobs[slot(ns)?].marks.insert(name.clone());
+                jobs[slot(peer_ns)?].marks.insert(peer.clone());
+                // Only veths with IPv6 addresses get a link-local one (see
+                // init_namespace).
                 for (n, dev) in [(ns, name), (peer_ns, peer)] {
                     if v6_ifaces.contains(&(n.as_str(), dev.as_str())) {
-                        jobs[slot(n)?].no_dad.push(dev.clone());
-                    } else {
-                        jobs[slot(n)?].no_ipv6ll.push(dev.clone());
+                        jobs[slot(n)?].ipv6.push(dev.clone());
                     }
                 }
                 if csum_ns.contains(&peer_ns.as_str()) {
@@ -625,17 +642,13 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
 struct Configure {
     steps: Vec<Step>,
     /// Interfaces to mark as the lab's.
-    marks: Vec<String>,
-    /// Tunnel devices (kernel or userspace).
-    tunnels: Vec<String>,
+    marks: std::collections::HashSet<String>,
     /// Veths whose transmit checksum offload must be off.
     no_tx_csum: Vec<String>,
-    /// Veths without IPv6 addresses: no link-local address either.
-    no_ipv6ll: Vec<String>,
-    /// Veths with IPv6 addresses: their link-local is usable at once (no
-    /// DAD), since a router solicits neighbours from it; addresses are
-    /// added with `nodad` likewise.
-    no_dad: Vec<String>,
+    /// Veths with IPv6 addresses: they get a link-local address, usable at
+    /// once (no DAD) since a router solicits neighbours from it; addresses
+    /// are added with `nodad` likewise.
+    ipv6: Vec<String>,
 }
 
 /// One namespace's configuration, independent requests in flight together.
@@ -646,40 +659,30 @@ async fn configure(rtnl: &Rtnl, mark: &str, job: &Configure) -> Result<()> {
             rtnl.add_tunnel(end).await?;
         }
     }
-    try_join_all(job.marks.iter().map(|i| rtnl.set_alias(i, mark))).await?;
     for dev in &job.no_tx_csum {
         crate::rtnl::disable_tx_checksum(dev)?;
     }
-    for dev in &job.no_dad {
+    for dev in &job.ipv6 {
         sysctl(&format!("net.ipv6.conf.{dev}.accept_dad"), "0")?;
+        sysctl(&format!("net.ipv6.conf.{dev}.addr_gen_mode"), "0")?;
     }
-    // No IPv6 link-local autoconfiguration chatter across tunnels: at scale
-    // it overflows the (host-global) neighbour table.
-    try_join_all(
-        job.tunnels
-            .iter()
-            .chain(&job.no_ipv6ll)
-            .map(|t| rtnl.set_addrgenmode_none(t)),
-    )
-    .await?;
     for s in steps {
         if let Step::Sysctl { key, value, .. } = s {
             sysctl(key, value)?;
         }
     }
-    try_join_all(steps.iter().filter_map(|s| match s {
-        Step::Address { dev, addr, .. } => Some(rtnl.add_address(dev, addr.addr, addr.prefix)),
-        _ => None,
-    }))
-    .await?;
-    try_join_all(steps.iter().filter_map(|s| match s {
-        Step::Up { dev, .. } => Some(rtnl.set_up(dev)),
-        _ => None,
-    }))
-    .await?;
-    try_join_all(steps.iter().filter_map(|s| match s {
-        Step::Neighbor { dev, addr, mac, .. } => Some(rtnl.add_neighbor(dev, *addr, mac.0)),
-        _ => None,
+    // Addresses, links up and neighbours do not depend on each other: one
+    // round of requests. Routes need their gateway's subnet up: the next.
+    try_join_all(steps.iter().map(|s| async move {
+        match s {
+            Step::Address { dev, addr, .. } => rtnl.add_address(dev, addr.addr, addr.prefix).await,
+            Step::Up { dev, .. } => {
+                let marked = job.marks.contains(dev).then_some(mark);
+                rtnl.set_up_marked(dev, marked).await
+            }
+            Step::Neighbor { dev, addr, mac, .. } => rtnl.add_neighbor(dev, *addr, mac.0).await,
+            _ => Ok(()),
+        }
     }))
     .await?;
     try_join_all(steps.iter().filter_map(|s| match s {

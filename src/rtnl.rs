@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use anyhow::{Context, Result, anyhow, bail};
 use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
+use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, GreIOFlags, In6AddrGenMode, InfoData, InfoGre, InfoGre6, InfoVeth,
@@ -161,22 +162,24 @@ impl Rtnl {
         Err(explain_nl(e, &doing, Some(blame)))
     }
 
-    /// Sets IFLA_IFALIAS (grelab's ownership mark) on `name`.
-    pub async fn set_alias(&self, name: &str, alias: &str) -> Result<()> {
-        let msg = LinkUnspec::new_with_name(name).alias(alias).build();
+    /// Brings `name` up.
+    pub async fn set_up(&self, name: &str) -> Result<()> {
+        self.set_up_marked(name, None).await
+    }
+
+    /// Brings `name` up, setting its alias (grelab's ownership mark) in the
+    /// same message if given.
+    pub async fn set_up_marked(&self, name: &str, alias: Option<&str>) -> Result<()> {
+        let mut msg = LinkUnspec::new_with_name(name).up();
+        if let Some(a) = alias {
+            msg = msg.alias(a);
+        }
         self.set_link(
-            msg,
-            &format!("setting alias `{alias}` on `{name}`"),
+            msg.build(),
+            &format!("bringing `{name}` up"),
             Target::Link(name),
         )
         .await
-    }
-
-    /// Brings `name` up.
-    pub async fn set_up(&self, name: &str) -> Result<()> {
-        let msg = LinkUnspec::new_with_name(name).up().build();
-        self.set_link(msg, &format!("bringing `{name}` up"), Target::Link(name))
-            .await
     }
 
     /// Brings `name` down.
@@ -619,6 +622,72 @@ fn check_name(name: &str, doing: &str) -> Result<()> {
     Ok(())
 }
 
+/// `lo` is always interface 1 of a network namespace.
+const LOOPBACK_INDEX: u32 = 1;
+
+/// Sets the alias (grelab's ownership mark) of `lo` in the calling thread's
+/// namespace. Blocking, with no runtime: it marks a namespace the moment it
+/// is made.
+pub fn mark_lo(alias: &str) -> Result<()> {
+    let msg = LinkUnspec::new_with_index(LOOPBACK_INDEX)
+        .alias(alias)
+        .build();
+    request_blocking(RouteNetlinkMessage::SetLink(msg))
+        .map(drop)
+        .with_context(|| format!("setting alias `{alias}` on `lo`"))
+}
+
+/// The alias of `lo` in the calling thread's namespace (blocking).
+pub fn lo_alias() -> Result<Option<String>> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = LOOPBACK_INDEX;
+    let replies =
+        request_blocking(RouteNetlinkMessage::GetLink(msg)).context("reading the alias of `lo`")?;
+    Ok(replies.iter().find_map(|r| match r {
+        RouteNetlinkMessage::NewLink(m) => to_link(m).alias,
+        _ => None,
+    }))
+}
+
+/// One request, acknowledged, on a blocking socket of the calling thread's
+/// namespace: the replies before the acknowledgement.
+fn request_blocking(msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
+    use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+    use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+    let socket = Socket::new(NETLINK_ROUTE).context("opening a netlink socket")?;
+    let mut req = NetlinkMessage::from(msg);
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    req.header.sequence_number = 1;
+    req.finalize();
+    let mut buf = vec![0; req.buffer_len()];
+    req.serialize(&mut buf);
+    socket
+        .send_to(&buf, &SocketAddr::new(0, 0), 0)
+        .context("sending a netlink request")?;
+    let mut replies = Vec::new();
+    loop {
+        let (data, _) = socket.recv_from_full().context("reading a netlink reply")?;
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest)
+                .map_err(|e| anyhow!("malformed netlink reply: {e}"))?;
+            let len = (reply.header.length as usize).next_multiple_of(4);
+            match reply.payload {
+                NetlinkPayload::Error(e) if e.raw_code() != 0 => {
+                    return Err(std::io::Error::from_raw_os_error(-e.raw_code()).into());
+                }
+                NetlinkPayload::Error(_) | NetlinkPayload::Done(_) => return Ok(replies),
+                NetlinkPayload::InnerMessage(m) => replies.push(m),
+                _ => {}
+            }
+            if len == 0 || len > rest.len() {
+                break;
+            }
+            rest = &rest[len..];
+        }
+    }
+}
+
 /// The errno of a kernel refusal, if that is what `e` is.
 fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
@@ -833,14 +902,30 @@ mod tests {
     }
 
     #[test]
+    fn lo_is_marked_and_its_mark_read_back_without_a_runtime() {
+        let a = TestNs::new("mark");
+        let (before, after) = netns::run_in(&a.0, || {
+            let before = lo_alias()?;
+            mark_lo("grelab:marked")?;
+            Ok((before, lo_alias()?))
+        })
+        .unwrap();
+        assert_eq!(before, None);
+        assert_eq!(after.as_deref(), Some("grelab:marked"));
+        assert!(ip(&a, &["link", "show", "lo"]).contains("alias grelab:marked"));
+        // A refusal comes back as an error, not as an empty answer.
+        let err = netns::run_in(&a.0, || mark_lo(&"x".repeat(300))).unwrap_err();
+        assert!(format!("{err:#}").contains("setting alias"), "{err:#}");
+    }
+
+    #[test]
     fn veth_peer_is_created_in_the_other_namespace_and_configured() {
         let (a, b) = (TestNs::new("veth-a"), TestNs::new("veth-b"));
         let peer_ns = netns::open(&b.0).unwrap();
         let (links_a, index) = run(&a, move |r| async move {
             r.add_veth("va0", "vb0", peer_ns.as_fd(), Some(1400), None)
                 .await?;
-            r.set_alias("va0", "grelab:test").await?;
-            r.set_up("va0").await?;
+            r.set_up_marked("va0", Some("grelab:test")).await?;
             Ok((r.links().await?, r.link_index("va0").await?))
         })
         .unwrap();

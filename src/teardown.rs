@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 
-use crate::apply::each_namespace;
+use crate::apply::pool;
 use crate::dataplane;
 use crate::netns;
+use crate::rtnl;
 use crate::state::{self, State};
 
 /// The mark on each of `namespaces`' `lo` (None when unmarked or
@@ -18,21 +19,19 @@ pub fn marks(namespaces: Vec<String>) -> Result<Vec<(String, Option<String>)>> {
     let found: Mutex<Vec<(String, Option<String>)>> = Mutex::new(Vec::new());
     let jobs = namespaces.into_iter().map(|ns| (ns.clone(), ns)).collect();
     // Failures only mean "not marked": other namespaces come and go.
-    let _unreadable = each_namespace(jobs, |rtnl, ns| {
-        let found = &found;
-        async move {
-            let links = rtnl.links().await?;
-            let alias = links
-                .into_iter()
-                .find(|l| l.name == "lo")
-                .and_then(|l| l.alias);
+    let _unreadable = pool(
+        jobs,
+        false,
+        || Ok(()),
+        |(), ns| {
+            let alias = rtnl::lo_alias()?;
             found
                 .lock()
                 .map_err(|_| anyhow!("poisoned"))?
                 .push((ns, alias));
             Ok(())
-        }
-    });
+        },
+    );
     Ok(found.into_inner().unwrap_or_default())
 }
 
