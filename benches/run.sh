@@ -59,8 +59,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 (cd "$repo" && cargo build --release --bin grelab --example floor)
-G=$CARGO_TARGET_DIR/release/grelab
-F=$CARGO_TARGET_DIR/release/examples/floor
+# .cargo/config.toml builds for the host tuple (static): target/<tuple>/release.
+out=$CARGO_TARGET_DIR/$(rustc -vV | sed -n 's/^host: //p')/release
+G=$out/grelab
+F=$out/examples/floor
 
 if [ $quick = 1 ]; then
     runs=3 big_runs=3 sizes="10 100" settle_min=0.2 per_step_max=10
