@@ -74,14 +74,14 @@ pub fn load(lab: &str) -> Result<Option<State>> {
     })
 }
 
-/// Writes lab state atomically: temporary file, fsync, rename.
+/// Writes lab state atomically: temporary file, rename. No fsync: the
+/// record describes namespaces, which a power loss removes too.
 pub fn save(state: &State) -> Result<()> {
     let dir = lab_dir(&state.plan.lab);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join("state.json.tmp");
     let mut f = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(&serde_json::to_vec_pretty(state)?)?;
-    f.sync_all()?;
     fs::rename(&tmp, dir.join("state.json")).context("renaming the lab record into place")?;
     Ok(())
 }
