@@ -28,8 +28,10 @@ for pair in iperf3:iperf3 ping:iputils-ping; do
 done
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --release -q --bin grelab --example grefloor
-g=$CARGO_TARGET_DIR/release/grelab
-floor=$CARGO_TARGET_DIR/release/examples/grefloor
+# .cargo/config.toml builds for the host tuple: target/<tuple>/release.
+out=$CARGO_TARGET_DIR/$(rustc -vV | sed -n 's/^host: //p')/release
+g=$out/grelab
+floor=$out/examples/grefloor
 topo=$(mktemp --suffix .yaml)
 
 cleanup() {
