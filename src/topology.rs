@@ -3,6 +3,7 @@
 //! Values that a later error may point at are `Spanned`, so validation can
 //! say `file:line:col`. Unknown keys are errors everywhere.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
@@ -647,7 +648,7 @@ impl Topology {
         self.nodes.0.iter().map(|(k, _)| k.value.as_str())
     }
 
-    /// The node named `name`.
+    /// The node named `name` (a scan: for many lookups, use [`Topology::index`]).
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes
             .0
@@ -663,11 +664,39 @@ impl Topology {
         })
     }
 
+    /// Lookups by name and address, built once: a scan per question would
+    /// make checking and planning quadratic in the lab's size.
+    pub fn index(&self) -> Index<'_> {
+        let mut nodes = HashMap::new();
+        for (k, n) in &self.nodes.0 {
+            nodes.entry(k.value.as_str()).or_insert(n);
+        }
+        let mut underlay = HashMap::new();
+        for (ep, addrs, mtu) in self.link_ends() {
+            for a in addrs {
+                underlay.entry((ep.node.as_str(), a.addr)).or_insert(mtu);
+            }
+        }
+        Index { nodes, underlay }
+    }
+}
+
+/// See [`Topology::index`]. Where a name or address repeats, the first in
+/// file order wins, as a scan would find it.
+pub struct Index<'a> {
+    nodes: HashMap<&'a str, &'a Node>,
+    underlay: HashMap<(&'a str, IpAddr), u32>,
+}
+
+impl<'a> Index<'a> {
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<&'a Node> {
+        self.nodes.get(name).copied()
+    }
+
     /// The MTU of the interface of `node` that holds underlay address `local`.
     pub fn underlay_mtu(&self, node: &str, local: &IpAddr) -> Option<u32> {
-        self.link_ends()
-            .find(|(ep, addrs, _)| ep.node == node && addrs.iter().any(|a| a.addr == *local))
-            .map(|(_, _, mtu)| mtu)
+        self.underlay.get(&(node, *local)).copied()
     }
 }
 
