@@ -562,7 +562,12 @@ pub fn parse(text: &str, file: &str) -> anyhow::Result<Topology> {
             "{file}:1:1: error: the file is empty; a topology needs at least `name:` and `nodes:` (see `grelab init`)"
         )));
     }
-    serde_saphyr::from_str::<Topology>(text).map_err(|e| {
+    // serde-saphyr's default budget (250k nodes, 1M events) refuses a lab of
+    // ~6700 spokes, far below MAX_FILE_BYTES; this lets the file cap decide.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! { max_nodes: 1_000_000, max_events: 2_000_000 },
+    };
+    serde_saphyr::from_str_with_options::<Topology>(text, options).map_err(|e| {
         let at = e
             .location()
             .map(|l| format!("{file}:{}:{}", l.line(), l.column()))
@@ -707,4 +712,20 @@ pub fn overhead(kind: TunnelKind, opts: &EndOptions) -> u32 {
     let gre = crate::gre::header_len(opts.checksum, opts.okey.is_some(), opts.sequence) as u32;
     let ethernet = if kind.is_l2() { 14 } else { 0 };
     outer + gre + ethernet
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_lab_under_the_file_cap_parses() {
+        // ~290k YAML nodes: over serde-saphyr's default budget of 250k.
+        let text = crate::generate::hub_spoke("big", 7_000, true, Backend::Auto);
+        assert!((text.len() as u64) < MAX_FILE_BYTES);
+        let topo = parse(&text, "big.yaml").unwrap();
+        assert_eq!(topo.nodes.0.len(), 7_001);
+        assert_eq!(topo.tunnels.len(), 7_000);
+        assert_eq!(topo.checks.len(), 7_000);
+    }
 }
