@@ -1,6 +1,7 @@
 //! The Plan: pure data derived from a valid topology, the ordered steps that
 //! `up` executes, `down` reverses and `grelab plan` prints as iproute2.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -300,11 +301,12 @@ pub fn build(topo: &Topology, prefix: Option<&str>) -> Plan {
             dev: ep.iface.clone(),
         });
     }
+    let idx = topo.index();
     for t in &topo.tunnels {
         let [a, b] = &t.endpoints.value;
         for (i, (me, other)) in [(a, b), (b, a)].into_iter().enumerate() {
             let opts = t.options(i);
-            let under = topo
+            let under = idx
                 .underlay_mtu(&me.node.value, &me.local.value)
                 .unwrap_or(1500);
             let end = TunnelEnd {
@@ -345,15 +347,21 @@ pub fn build(topo: &Topology, prefix: Option<&str>) -> Plan {
         }
     }
     // Sysctls after the tunnels, so per-device keys of tunnels can be set.
+    let has_v6 = |addrs: &[IpNet]| addrs.iter().any(|a| a.addr.is_ipv6());
+    let v6_nodes: HashSet<&str> = topo
+        .link_ends()
+        .filter(|(_, addrs, _)| has_v6(addrs))
+        .map(|(ep, _, _)| ep.node.as_str())
+        .chain(
+            topo.tunnels
+                .iter()
+                .flat_map(|t| &t.endpoints.value)
+                .filter(|e| has_v6(e.addresses()))
+                .map(|e| e.node.value.as_str()),
+        )
+        .collect();
     for (name, node) in &topo.nodes.0 {
-        let has_v6 = topo
-            .link_ends()
-            .any(|(ep, addrs, _)| ep.node == name.value && addrs.iter().any(|a| a.addr.is_ipv6()))
-            || topo.tunnels.iter().any(|t| {
-                t.endpoints.value.iter().any(|e| {
-                    e.node.value == name.value && e.addresses().iter().any(|a| a.addr.is_ipv6())
-                })
-            });
+        let has_v6 = v6_nodes.contains(name.value.as_str());
         let mut sysctl = |key: &str, value: &str| {
             steps.push(Step::Sysctl {
                 ns: ns(&name.value),

@@ -3,6 +3,7 @@
 //! Values that a later error may point at are `Spanned`, so validation can
 //! say `file:line:col`. Unknown keys are errors everywhere.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
@@ -561,7 +562,12 @@ pub fn parse(text: &str, file: &str) -> anyhow::Result<Topology> {
             "{file}:1:1: error: the file is empty; a topology needs at least `name:` and `nodes:` (see `grelab init`)"
         )));
     }
-    serde_saphyr::from_str::<Topology>(text).map_err(|e| {
+    // serde-saphyr's default budget (250k nodes, 1M events) refuses a lab of
+    // ~6700 spokes, far below MAX_FILE_BYTES; this lets the file cap decide.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! { max_nodes: 1_000_000, max_events: 2_000_000 },
+    };
+    serde_saphyr::from_str_with_options::<Topology>(text, options).map_err(|e| {
         let at = e
             .location()
             .map(|l| format!("{file}:{}:{}", l.line(), l.column()))
@@ -647,7 +653,7 @@ impl Topology {
         self.nodes.0.iter().map(|(k, _)| k.value.as_str())
     }
 
-    /// The node named `name`.
+    /// The node named `name` (a scan: for many lookups, use [`Topology::index`]).
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes
             .0
@@ -663,11 +669,39 @@ impl Topology {
         })
     }
 
+    /// Lookups by name and address, built once: a scan per question would
+    /// make checking and planning quadratic in the lab's size.
+    pub fn index(&self) -> Index<'_> {
+        let mut nodes = HashMap::new();
+        for (k, n) in &self.nodes.0 {
+            nodes.entry(k.value.as_str()).or_insert(n);
+        }
+        let mut underlay = HashMap::new();
+        for (ep, addrs, mtu) in self.link_ends() {
+            for a in addrs {
+                underlay.entry((ep.node.as_str(), a.addr)).or_insert(mtu);
+            }
+        }
+        Index { nodes, underlay }
+    }
+}
+
+/// See [`Topology::index`]. Where a name or address repeats, the first in
+/// file order wins, as a scan would find it.
+pub struct Index<'a> {
+    nodes: HashMap<&'a str, &'a Node>,
+    underlay: HashMap<(&'a str, IpAddr), u32>,
+}
+
+impl<'a> Index<'a> {
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<&'a Node> {
+        self.nodes.get(name).copied()
+    }
+
     /// The MTU of the interface of `node` that holds underlay address `local`.
     pub fn underlay_mtu(&self, node: &str, local: &IpAddr) -> Option<u32> {
-        self.link_ends()
-            .find(|(ep, addrs, _)| ep.node == node && addrs.iter().any(|a| a.addr == *local))
-            .map(|(_, _, mtu)| mtu)
+        self.underlay.get(&(node, *local)).copied()
     }
 }
 
@@ -678,4 +712,20 @@ pub fn overhead(kind: TunnelKind, opts: &EndOptions) -> u32 {
     let gre = crate::gre::header_len(opts.checksum, opts.okey.is_some(), opts.sequence) as u32;
     let ethernet = if kind.is_l2() { 14 } else { 0 };
     outer + gre + ethernet
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_lab_under_the_file_cap_parses() {
+        // ~290k YAML nodes: over serde-saphyr's default budget of 250k.
+        let text = crate::generate::hub_spoke("big", 7_000, true, Backend::Auto);
+        assert!((text.len() as u64) < MAX_FILE_BYTES);
+        let topo = parse(&text, "big.yaml").unwrap();
+        assert_eq!(topo.nodes.0.len(), 7_001);
+        assert_eq!(topo.tunnels.len(), 7_000);
+        assert_eq!(topo.checks.len(), 7_000);
+    }
 }

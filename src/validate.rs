@@ -1,11 +1,11 @@
 //! Validation: every error of a topology at once, each with its location and
 //! a hint, before anything is created.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::topology::{Check, Destination, Family, IpNet, Loc, Topology, Tunnel, overhead};
+use crate::topology::{Check, Destination, Family, Index, IpNet, Loc, Topology, Tunnel, overhead};
 
 /// One problem in a topology file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,15 +98,60 @@ pub fn name_problem(what: &str, name: &str, max: usize) -> Option<String> {
 }
 
 /// An address on an interface of a node, for cross-checks.
-struct Assigned {
-    node: String,
-    iface: String,
+struct Assigned<'a> {
+    node: &'a str,
+    iface: &'a str,
     net: IpNet,
     loc: Loc,
 }
 
+/// Subnets by owner (a node), so that "which of its subnets hold this
+/// address" costs a lookup per prefix length in use, not a scan of the lab.
+#[derive(Default)]
+struct Subnets<'a> {
+    /// (owner, network, prefix length) -> ids.
+    nets: HashMap<(&'a str, IpAddr, u8), Vec<usize>>,
+    /// The prefix lengths in use, per owner and family, shortest first.
+    lens: HashMap<(&'a str, Family), BTreeSet<u8>>,
+}
+
+impl<'a> Subnets<'a> {
+    fn insert(&mut self, owner: &'a str, net: IpNet, id: usize) {
+        self.nets
+            .entry((owner, net.network(), net.prefix))
+            .or_default()
+            .push(id);
+        self.lens
+            .entry((owner, Family::of(&net.addr)))
+            .or_default()
+            .insert(net.prefix);
+    }
+
+    /// Ids of `owner`'s subnets that contain `ip`, of prefix length `max_len` or less.
+    fn containing(&self, owner: &'a str, ip: IpAddr, max_len: u8) -> impl Iterator<Item = usize> {
+        self.lens
+            .get(&(owner, Family::of(&ip)))
+            .into_iter()
+            .flatten()
+            .take_while(move |&&len| len <= max_len)
+            .flat_map(move |&len| {
+                let net = IpNet {
+                    addr: ip,
+                    prefix: len,
+                }
+                .network();
+                self.nets
+                    .get(&(owner, net, len))
+                    .into_iter()
+                    .flatten()
+                    .copied()
+            })
+    }
+}
+
 struct Checker<'a> {
     topo: &'a Topology,
+    idx: Index<'a>,
     diags: Vec<Diagnostic>,
 }
 
@@ -120,7 +165,7 @@ impl Checker<'_> {
     }
 
     fn node_exists(&mut self, name: &str, loc: Loc) -> bool {
-        if self.topo.node(name).is_some() {
+        if self.idx.node(name).is_some() {
             return true;
         }
         let known: Vec<&str> = self.topo.node_names().collect();
@@ -137,6 +182,7 @@ impl Checker<'_> {
 pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
     let mut c = Checker {
         topo,
+        idx: topo.index(),
         diags: Vec::new(),
     };
 
@@ -224,8 +270,8 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
             let at = link.addresses.as_ref().map_or(loc, Loc::of);
             for net in link.addresses(i) {
                 assigned.push(Assigned {
-                    node: ep.value.node.clone(),
-                    iface: ep.value.iface.clone(),
+                    node: &ep.value.node,
+                    iface: &ep.value.iface,
                     net: *net,
                     loc: at,
                 });
@@ -282,6 +328,23 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
     }
 
     // Addresses: unique across the lab; subnets not overlapping within a node.
+    let mut subnets = Subnets::default();
+    for (i, a) in assigned.iter().enumerate() {
+        subnets.insert(a.node, a.net, i);
+    }
+    // Two subnets overlap when the shorter holds the longer's address: each
+    // pair is found from its longer side, and listed under the later one.
+    let mut earlier: Vec<Vec<usize>> = vec![Vec::new(); assigned.len()];
+    for (i, a) in assigned.iter().enumerate() {
+        for j in subnets.containing(a.node, a.net.addr, a.net.prefix) {
+            match j.cmp(&i) {
+                std::cmp::Ordering::Less => earlier[i].push(j),
+                std::cmp::Ordering::Greater => earlier[j].push(i),
+                std::cmp::Ordering::Equal => {}
+            }
+        }
+    }
+    let own: HashSet<(&str, IpAddr)> = assigned.iter().map(|a| (a.node, a.net.addr)).collect();
     let mut seen: HashMap<IpAddr, usize> = HashMap::new();
     for (i, a) in assigned.iter().enumerate() {
         if let Some(&j) = seen.get(&a.net.addr) {
@@ -297,8 +360,11 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
             continue;
         }
         seen.insert(a.net.addr, i);
-        for b in &assigned[..i] {
-            if b.node == a.node && b.iface != a.iface && b.net.overlaps(&a.net) {
+        let mut before = std::mem::take(&mut earlier[i]);
+        before.sort_unstable();
+        before.dedup();
+        for b in before.into_iter().map(|j| &assigned[j]) {
+            if b.iface != a.iface {
                 c.err(
                     a.loc,
                     format!(
@@ -343,9 +409,10 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
                     "",
                 );
             }
-            let connected = assigned
-                .iter()
-                .any(|a| a.node == name.value && a.net.contains(&via));
+            let connected = subnets
+                .containing(&name.value, via, u8::MAX)
+                .next()
+                .is_some();
             if !connected {
                 c.err(
                     Loc::of(&r.via),
@@ -355,10 +422,7 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
                     ),
                     "the gateway must lie in a subnet of one of the node's own addresses",
                 );
-            } else if assigned
-                .iter()
-                .any(|a| a.node == name.value && a.net.addr == via)
-            {
+            } else if own.contains(&(name.value.as_str(), via)) {
                 c.err(
                     Loc::of(&r.via),
                     format!("gateway {via} is the node's own address"),
@@ -368,16 +432,44 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
         }
     }
 
-    // Tunnel underlays: each end must reach the other's `local`.
+    // Tunnel underlays: each end must reach the other's `local`, through a
+    // connected subnet or a route (a default route is a /0).
+    let mut routes = Subnets::default();
+    for (name, node) in &topo.nodes.0 {
+        // A repeated name means its first node, the one a lookup finds.
+        if !c
+            .idx
+            .node(&name.value)
+            .is_some_and(|n| std::ptr::eq(n, node))
+        {
+            continue;
+        }
+        for r in &node.routes {
+            let net = match r.to.value {
+                Destination::Default(Family::V4) => IpNet {
+                    addr: Ipv4Addr::UNSPECIFIED.into(),
+                    prefix: 0,
+                },
+                Destination::Default(Family::V6) => IpNet {
+                    addr: Ipv6Addr::UNSPECIFIED.into(),
+                    prefix: 0,
+                },
+                Destination::Net(net) => net,
+            };
+            routes.insert(&name.value, net, 0);
+        }
+    }
     for t in &topo.tunnels {
         let [a, b] = &t.endpoints.value;
         for (from, to) in [(a, b), (b, a)] {
             let node = &from.node.value;
-            if topo.node(node).is_none() {
+            if c.idx.node(node).is_none() {
                 continue;
             }
             let dst = to.local.value;
-            if !reachable(topo, &assigned, node, &dst) {
+            let reachable = subnets.containing(node, dst, u8::MAX).next().is_some()
+                || routes.containing(node, dst, u8::MAX).next().is_some();
+            if !reachable {
                 c.err(
                     Loc::of(&to.local),
                     format!(
@@ -392,6 +484,10 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
         }
     }
 
+    let mut tunnels_by_name: HashMap<&str, &Tunnel> = HashMap::new();
+    for t in &topo.tunnels {
+        tunnels_by_name.entry(&t.name.value).or_insert(t);
+    }
     for check in &topo.checks {
         let loc = Loc::of(check);
         let timeout = |c: &mut Checker, t: f64| {
@@ -406,7 +502,7 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
         match &check.value {
             Check::Ping(p) => {
                 timeout(&mut c, p.timeout);
-                if c.node_exists(&p.from, loc) && !assigned.iter().any(|a| a.net.addr == p.to) {
+                if c.node_exists(&p.from, loc) && !seen.contains_key(&p.to) {
                     c.err(
                         loc,
                         format!("ping check target {} is no address in this lab", p.to),
@@ -419,7 +515,7 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
             }
             Check::Mtu(t) | Check::Encap(t) => {
                 timeout(&mut c, t.timeout);
-                match topo.tunnels.iter().find(|x| x.name.value == t.tunnel) {
+                match tunnels_by_name.get(t.tunnel.as_str()) {
                     None => c.err(
                         loc,
                         format!("check names unknown tunnel `{}`", t.tunnel),
@@ -466,7 +562,7 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
                         "",
                     );
                 }
-                if !assigned.iter().any(|a| a.net.addr == r.to) {
+                if !seen.contains_key(&r.to) {
                     c.err(
                         loc,
                         format!("route check target {} is no address in this lab", r.to),
@@ -499,25 +595,11 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
     }
 }
 
-/// Whether `node` can send to `dst`: a connected subnet or a route covers it.
-fn reachable(topo: &Topology, assigned: &[Assigned], node: &str, dst: &IpAddr) -> bool {
-    let connected = assigned
-        .iter()
-        .any(|a| a.node == node && a.net.contains(dst));
-    connected
-        || topo.node(node).is_some_and(|n| {
-            n.routes.iter().any(|r| match r.to.value {
-                Destination::Default(f) => f == Family::of(dst),
-                Destination::Net(net) => net.contains(dst),
-            })
-        })
-}
-
-fn check_tunnel(
-    c: &mut Checker,
-    t: &Tunnel,
-    add_iface: &mut impl FnMut(&mut Checker, &str, &str, Loc),
-    assigned: &mut Vec<Assigned>,
+fn check_tunnel<'a>(
+    c: &mut Checker<'a>,
+    t: &'a Tunnel,
+    add_iface: &mut impl FnMut(&mut Checker<'a>, &str, &str, Loc),
+    assigned: &mut Vec<Assigned<'a>>,
     ids: &mut HashMap<(String, IpAddr, IpAddr, Option<u32>), Loc>,
 ) {
     let kind = t.kind.value;
@@ -621,7 +703,7 @@ fn check_tunnel(
                 },
             );
         }
-        let underlay = c.topo.underlay_mtu(&me.node.value, &local);
+        let underlay = c.idx.underlay_mtu(&me.node.value, &local);
         match underlay {
             None => c.err(
                 Loc::of(&me.local),
@@ -656,8 +738,8 @@ fn check_tunnel(
         let at = me.address.as_ref().map_or(Loc::of(&me.node), Loc::of);
         for net in me.addresses() {
             assigned.push(Assigned {
-                node: me.node.value.clone(),
-                iface: t.name.value.clone(),
+                node: &me.node.value,
+                iface: &t.name.value,
                 net: *net,
                 loc: at,
             });
