@@ -107,6 +107,9 @@ const INNER_AT: usize = 20 + gre::MAX_HEADER_LEN;
 /// Space for the IPv6 control messages of one packet (8-byte words).
 const CTRL_WORDS: usize = 16;
 const EPOLL_TIMEOUT_MS: i32 = 200;
+/// How long a send waits for room in a full socket buffer before the rest
+/// of its batch is lost.
+const SEND_WAIT_MS: i32 = 50;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// Epoll tokens at or above this are sockets; below, tunnel devices.
 const SOCK_TOKEN: u64 = 1 << 32;
@@ -1223,7 +1226,10 @@ fn send_batch(fd: RawFd, msgs: &mut [libc::mmsghdr], ok: &mut [bool], n: usize) 
         }
         match io::Error::last_os_error().raw_os_error() {
             Some(libc::EINTR) => continue,
-            // A full socket buffer: the rest of the batch is lost too.
+            // A full socket buffer: wait for the receivers to drain it, as
+            // a NIC's full ring holds the queue, rather than lose segments.
+            Some(libc::EAGAIN) if writable(fd) => continue,
+            // Still full, or a full queue further on: the rest is lost too.
             Some(libc::EAGAIN | libc::ENOBUFS) => {
                 ok[i..n].fill(false);
                 return;
@@ -1392,6 +1398,18 @@ fn sockaddr(ip: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             }
         }
     }
+}
+
+/// Waits up to SEND_WAIT_MS for room to send on `fd`.
+fn writable(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, owned here.
+    let n = unsafe { libc::poll(&mut p, 1, SEND_WAIT_MS) };
+    n > 0 && p.revents & libc::POLLOUT != 0
 }
 
 /// A non-blocking raw GRE socket in the calling thread's namespace: IPv4
@@ -3311,6 +3329,73 @@ mod tests {
         );
         frame[12..14].copy_from_slice(&[0x08, 0x06]);
         assert_eq!(outer_fields(&t, true, &frame), (64, 0), "ARP: default TTL");
+    }
+
+    #[test]
+    fn a_full_send_buffer_delays_a_batch_instead_of_losing_it() {
+        let mut fds = [0; 2];
+        let kind = libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+        // SAFETY: socketpair fills the two descriptors.
+        assert_eq!(
+            unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) },
+            0
+        );
+        // SAFETY: both are fresh descriptors nothing else owns.
+        let (tx, rx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let mut payload = [7u8; 1000];
+        // SAFETY (both sends): `payload` outlives the calls.
+        let send = || unsafe { libc::send(tx.as_raw_fd(), payload.as_ptr().cast(), 1000, 0) };
+        let mut queued = 0;
+        while send() > 0 {
+            queued += 1;
+        }
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN),
+            "the send buffer is full"
+        );
+        const N: usize = 64;
+        let mut iov = [libc::iovec {
+            iov_base: payload.as_mut_ptr().cast(),
+            iov_len: payload.len(),
+        }; N];
+        let mut msgs: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .map(|v| {
+                // SAFETY: plain data; zero is valid.
+                let mut m: libc::mmsghdr = unsafe { zeroed() };
+                m.msg_hdr.msg_iov = v;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        // The receiver drains the queue while the batch is sent.
+        let want = queued + N;
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 2000];
+            let mut got = 0;
+            while got < want {
+                let mut p = libc::pollfd {
+                    fd: rx.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one pollfd; `buf` is as long as passed.
+                let n = unsafe {
+                    libc::poll(&mut p, 1, 2000);
+                    libc::recv(rx.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
+                };
+                if n <= 0 {
+                    break;
+                }
+                got += 1;
+            }
+            got
+        });
+        let mut ok = [false; N];
+        send_batch(tx.as_raw_fd(), &mut msgs, &mut ok, N);
+        assert_eq!(ok, [true; N], "every message of the batch was sent");
+        assert_eq!(reader.join().unwrap(), want);
     }
 
     #[test]
