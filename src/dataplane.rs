@@ -107,6 +107,9 @@ const INNER_AT: usize = 20 + gre::MAX_HEADER_LEN;
 /// Space for the IPv6 control messages of one packet (8-byte words).
 const CTRL_WORDS: usize = 16;
 const EPOLL_TIMEOUT_MS: i32 = 200;
+/// How long a send waits for room in a full socket buffer before the rest
+/// of its batch is lost.
+const SEND_WAIT_MS: i32 = 50;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// Epoll tokens at or above this are sockets; below, tunnel devices.
 const SOCK_TOKEN: u64 = 1 << 32;
@@ -456,6 +459,8 @@ struct Run {
     /// Payload length of the first segment: the most a next may carry.
     mss: usize,
     open: bool,
+    /// The virtio header of a single packet.
+    vh: offload::VnetHdr,
 }
 
 const NO_PKT: usize = usize::MAX;
@@ -516,9 +521,9 @@ impl Rx {
     }
 
     /// Queues the accepted inner packet at `start..end` for tunnel `tunnel`
-    /// (a TAP device if `l2`), joining it to an open run of its TCP flow
-    /// when it continues it (with `gro`).
-    fn add(&mut self, tunnel: usize, l2: bool, start: usize, end: usize, gro: bool) {
+    /// (a TAP device if `l2`, of MTU `mtu`), joining it to an open run of
+    /// its TCP flow when it continues it (with `gro`).
+    fn add(&mut self, tunnel: usize, l2: bool, mtu: usize, start: usize, end: usize, gro: bool) {
         let k = self.pkts.len();
         self.pkts.push(RxPkt {
             start,
@@ -573,6 +578,7 @@ impl Rx {
             tcp: tcp.filter(|_| open),
             mss: tcp.map_or(0, |t| pkt.len() - t.end),
             open,
+            vh: offload::unfinished(pkt, l2, mtu).unwrap_or_default(),
         });
     }
 
@@ -595,7 +601,7 @@ impl Rx {
                         psh,
                     )
                 }
-                None => offload::VnetHdr::default(),
+                None => r.vh,
             };
             let at = head.start - tun::VNET_HDR_LEN;
             vh.emit(&mut self.data[at..head.start]);
@@ -868,7 +874,6 @@ impl Engine {
             gro: offload_on,
             epoll: epoll_create()?,
         };
-        let mut biggest = 1500;
         // Until setup is complete, devices made so far are removed on failure.
         let mut transient = Transient(Vec::new());
         for end in &spec.tunnels {
@@ -926,7 +931,6 @@ impl Engine {
                 .pairs
                 .entry((sock, end.local, end.remote))
                 .or_insert(index);
-            biggest = biggest.max(end.mtu as usize + if l2 { 18 } else { 0 });
             engine.tunnels.push(Tunnel {
                 end: end.clone(),
                 dev,
@@ -945,10 +949,10 @@ impl Engine {
             });
         }
         drop(home);
-        // Room for the outer IPv4 header with options and a GRE header
-        // around the biggest payload; round to a cache line.
-        engine.rx =
-            Rx::new((RX_HEADROOM + 60 + gre::MAX_HEADER_LEN + biggest).next_multiple_of(64));
+        // Room for the biggest IP packet: a kernel end on this machine
+        // sends TCP super-packets whole across veths. Slots a cache line
+        // apart from a page multiple, so packet heads do not share cache sets.
+        engine.rx = Rx::new((RX_HEADROOM + 65535).next_multiple_of(64));
         for (i, t) in engine.tunnels.iter().enumerate() {
             epoll_add(&engine.epoll, t.dev.as_raw_fd(), i as u64)?;
         }
@@ -1128,8 +1132,9 @@ impl Engine {
                 &data[gre_at.clone()],
             );
             if let Some((ti, inner)) = accepted {
-                let l2 = tunnels[ti].l2;
-                rx.add(ti, l2, base + gre_at.start + inner, base + gre_at.end, *gro);
+                let (l2, mtu) = (tunnels[ti].l2, tunnels[ti].end.mtu as usize);
+                let at = base + gre_at.start + inner;
+                rx.add(ti, l2, mtu, at, base + gre_at.end, *gro);
             }
         }
         rx.write_all(tunnels, &mut stats.tunnels);
@@ -1221,7 +1226,10 @@ fn send_batch(fd: RawFd, msgs: &mut [libc::mmsghdr], ok: &mut [bool], n: usize) 
         }
         match io::Error::last_os_error().raw_os_error() {
             Some(libc::EINTR) => continue,
-            // A full socket buffer: the rest of the batch is lost too.
+            // A full socket buffer: wait for the receivers to drain it, as
+            // a NIC's full ring holds the queue, rather than lose segments.
+            Some(libc::EAGAIN) if writable(fd) => continue,
+            // Still full, or a full queue further on: the rest is lost too.
             Some(libc::EAGAIN | libc::ENOBUFS) => {
                 ok[i..n].fill(false);
                 return;
@@ -1392,6 +1400,18 @@ fn sockaddr(ip: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     }
 }
 
+/// Waits up to SEND_WAIT_MS for room to send on `fd`.
+fn writable(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, owned here.
+    let n = unsafe { libc::poll(&mut p, 1, SEND_WAIT_MS) };
+    n > 0 && p.revents & libc::POLLOUT != 0
+}
+
 /// A non-blocking raw GRE socket in the calling thread's namespace: IPv4
 /// with IP_HDRINCL (we write the outer header), or IPv6 reporting each
 /// packet's destination.
@@ -1514,6 +1534,7 @@ mod offload {
     const TCP_ACK: u8 = 0x10;
     const TCP_CWR: u8 = 0x80;
     const IPPROTO_TCP: u8 = 6;
+    const IPPROTO_UDP: u8 = 17;
 
     /// The `virtio_net_hdr` in front of every packet on a device (fields in
     /// host byte order, as TUN uses them without TUNSETVNETBE/LE).
@@ -1630,15 +1651,21 @@ mod offload {
         pub v6: bool,
     }
 
+    /// The pseudo-header sum of a `proto` packet of `len` bytes after the
+    /// IP header at `l3`.
+    fn pseudo(pkt: &[u8], l3: usize, v6: bool, proto: u8, len: usize) -> u64 {
+        let addrs = if v6 {
+            &pkt[l3 + 8..l3 + 40]
+        } else {
+            &pkt[l3 + 12..l3 + 20]
+        };
+        csum_add(u64::from(proto) + len as u64, addrs)
+    }
+
     impl Tcp {
         /// The pseudo-header sum for a TCP segment of `tcp_len` bytes.
         fn pseudo(&self, pkt: &[u8], tcp_len: usize) -> u64 {
-            let addrs = if self.v6 {
-                &pkt[self.l3 + 8..self.l3 + 40]
-            } else {
-                &pkt[self.l3 + 12..self.l3 + 20]
-            };
-            csum_add(u64::from(IPPROTO_TCP) + tcp_len as u64, addrs)
+            pseudo(pkt, self.l3, self.v6, IPPROTO_TCP, tcp_len)
         }
 
         fn flags(&self, pkt: &[u8]) -> u8 {
@@ -1665,22 +1692,45 @@ mod offload {
         }
     }
 
-    /// The layout of a TCP packet over IPv4 (no fragment) or IPv6 (no
-    /// extension header) whose headers fit `pkt`; None for anything else.
-    pub fn tcp_layout(pkt: &[u8], l2: bool) -> Option<Tcp> {
+    /// Where the IP and transport headers start, the protocol, whether
+    /// IPv6, and the IP packet's length as its header gives it: IPv4 (no
+    /// fragment) or IPv6 (no extension header) only.
+    fn transport(pkt: &[u8], l2: bool) -> Option<(usize, usize, u8, bool, usize)> {
         let (l3, version) = l3(pkt, l2)?;
-        let (l4, v6) = match version {
+        let len = |at: usize| usize::from(u16::from_be_bytes([pkt[at], pkt[at + 1]]));
+        match version {
             4 => {
                 let h = pkt.get(l3..l3 + 20)?;
                 let frag = u16::from_be_bytes([h[6], h[7]]) & 0x3fff;
-                if h[9] != IPPROTO_TCP || frag != 0 || h[0] & 0x0f < 5 {
+                if frag != 0 || h[0] & 0x0f < 5 {
                     return None;
                 }
-                (l3 + usize::from(h[0] & 0x0f) * 4, false)
+                Some((
+                    l3,
+                    l3 + usize::from(h[0] & 0x0f) * 4,
+                    h[9],
+                    false,
+                    len(l3 + 2),
+                ))
             }
-            6 if *pkt.get(l3 + 6)? == IPPROTO_TCP => (l3 + 40, true),
-            _ => return None,
-        };
+            6 => Some((
+                l3,
+                l3 + 40,
+                pkt.get(l3..l3 + 40)?[6],
+                true,
+                40 + len(l3 + 4),
+            )),
+            _ => None,
+        }
+    }
+
+    /// The layout of a TCP packet over IPv4 (no fragment) or IPv6 (no
+    /// extension header) whose headers fit `pkt`; None for anything else.
+    pub fn tcp_layout(pkt: &[u8], l2: bool) -> Option<Tcp> {
+        let (l3, l4, proto, v6, _) = transport(pkt, l2)?;
+        if proto != IPPROTO_TCP {
+            return None;
+        }
         let end = l4 + usize::from(*pkt.get(l4 + 12)? >> 4) * 4;
         if end < l4 + 20 || end > pkt.len() {
             return None;
@@ -1839,6 +1889,50 @@ mod offload {
             csum_start: t.l4 as u16,
             csum_offset: 16,
         }
+    }
+
+    /// The virtio header that hands the device a received packet as a
+    /// kernel on this machine left it, which a veth passes on and a raw
+    /// socket too: a TCP or UDP checksum holding the pseudo-header sum only
+    /// (CHECKSUM_PARTIAL: the kernel takes it as such), and TCP longer than
+    /// the device's `mtu` (a super-packet, to be cut where the MTU allows).
+    /// None for a finished packet.
+    pub fn unfinished(pkt: &[u8], l2: bool, mtu: usize) -> Option<VnetHdr> {
+        let (l3, l4, proto, v6, ip_len) = transport(pkt, l2)?;
+        let offset = match proto {
+            IPPROTO_TCP => 16,
+            IPPROTO_UDP => 6,
+            _ => return None,
+        };
+        let l4_bytes = pkt.get(l4..l3 + ip_len)?;
+        let field = l4_bytes.get(offset..offset + 2)?;
+        let sum = pseudo(pkt, l3, v6, proto, l4_bytes.len());
+        // One's complement: 0 and 0xffff are both zero.
+        let same = |a: u16, b: u16| a % 0xffff == b % 0xffff;
+        if !same(u16::from_be_bytes([field[0], field[1]]), csum_fold(sum))
+            || csum_fold(csum_add(sum, l4_bytes)) == 0xffff
+        {
+            return None;
+        }
+        let mut vh = VnetHdr {
+            flags: NEEDS_CSUM,
+            csum_start: l4 as u16,
+            csum_offset: offset as u16,
+            ..VnetHdr::default()
+        };
+        if proto == IPPROTO_TCP && ip_len > mtu {
+            let t = tcp_layout(pkt, l2)?;
+            let ecn = if t.flags(pkt) & TCP_CWR != 0 {
+                GSO_ECN
+            } else {
+                0
+            };
+            vh.gso_type = ecn | if v6 { GSO_TCPV6 } else { GSO_TCPV4 };
+            vh.hdr_len = t.end as u16;
+            let mss = mtu.checked_sub(t.end - l3).filter(|&m| m > 0)?;
+            vh.gso_size = u16::try_from(mss).ok()?;
+        }
+        Some(vh)
     }
 
     /// Whether a joined super-packet's PSH must be set: the last segment's.
@@ -2172,7 +2266,14 @@ mod offload {
                     rx.data[start..start + pkt.len()].copy_from_slice(pkt);
                 }
                 for (k, pkt) in order.iter().enumerate() {
-                    rx.add(0, false, k * 2048 + 16, k * 2048 + 16 + pkt.len(), gro);
+                    rx.add(
+                        0,
+                        false,
+                        1500,
+                        k * 2048 + 16,
+                        k * 2048 + 16 + pkt.len(),
+                        gro,
+                    );
                 }
                 let runs: Vec<(usize, usize)> = rx.runs.iter().map(|r| (r.head, r.count)).collect();
                 if gro {
@@ -2183,6 +2284,84 @@ mod offload {
                     assert_eq!(runs, (0..8).map(|k| (k, 1)).collect::<Vec<_>>());
                 }
             }
+        }
+
+        /// `pkt` (TCP) with the pseudo-header sum in its checksum field,
+        /// as a kernel leaves it for the device.
+        fn partial(mut pkt: Vec<u8>, l2: bool) -> Vec<u8> {
+            let t = tcp_layout(&pkt, l2).unwrap();
+            let sum = csum_fold(t.pseudo(&pkt, pkt.len() - t.l4));
+            pkt[t.l4 + 16..t.l4 + 18].copy_from_slice(&sum.to_be_bytes());
+            pkt
+        }
+
+        #[test]
+        fn received_packets_left_unfinished_get_their_virtio_header() {
+            for (v6, l2) in [(false, false), (true, false), (false, true), (true, true)] {
+                let what = format!("v6 {v6} l2 {l2}");
+                let whole = tcp_packet(v6, l2, 9, TCP_ACK, &noise(8, 1000));
+                let t = tcp_layout(&whole, l2).unwrap();
+                assert_eq!(unfinished(&whole, l2, 1476), None, "{what}: finished");
+                let mut corrupt = whole.clone();
+                corrupt[t.end] ^= 1;
+                assert_eq!(unfinished(&corrupt, l2, 1476), None, "{what}: corrupt");
+                let mut p = partial(whole.clone(), l2);
+                let vh = unfinished(&p, l2, 1476).expect("a partial checksum");
+                assert_eq!(
+                    vh,
+                    VnetHdr {
+                        flags: NEEDS_CSUM,
+                        csum_start: t.l4 as u16,
+                        csum_offset: 16,
+                        ..VnetHdr::default()
+                    },
+                    "{what}"
+                );
+                // What the kernel does with it: the packet as it was sent.
+                assert!(finish_checksum(&mut p, t.l4, 16));
+                assert_eq!(p, whole, "{what}");
+
+                // A super-packet, cut where the MTU allows, CWR kept.
+                let flags = TCP_ACK | TCP_PSH | TCP_CWR;
+                let big = partial(tcp_packet(v6, l2, 9, flags, &noise(9, 5000)), l2);
+                let vh = unfinished(&big, l2, 1476).expect("a super-packet");
+                let ty = if v6 { GSO_TCPV6 } else { GSO_TCPV4 };
+                let mss = 1476 - (t.end - t.l3);
+                assert_eq!(vh.gso_type, ty | GSO_ECN, "{what}");
+                assert_eq!(usize::from(vh.gso_size), mss, "{what}");
+                assert_eq!(usize::from(vh.hdr_len), t.end, "{what}");
+                let segs = cut(&big, l2, &vh);
+                assert_eq!(segs.len(), 5000_usize.div_ceil(mss), "{what}");
+                for (i, seg) in segs.iter().enumerate() {
+                    assert!(seg.len() - t.l3 <= 1476, "{what}: segment {i} fits the MTU");
+                    check_segment(&big, l2, mss, segs.len(), i, seg);
+                }
+            }
+            // UDP: the checksum is 6 bytes into its header.
+            let mut udp = vec![
+                0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+            ];
+            udp.extend([0x30, 0x39, 0x00, 0x35, 0, 12, 0, 0, b'h', b'e', b'l', b'o']);
+            let pseudo = csum_fold(csum_add(17 + 12, &udp[12..20]));
+            udp[26..28].copy_from_slice(&pseudo.to_be_bytes());
+            let vh = unfinished(&udp, false, 1476).expect("a partial UDP checksum");
+            assert_eq!(
+                (vh.flags, vh.csum_start, vh.csum_offset, vh.gso_type),
+                (NEEDS_CSUM, 20, 6, GSO_NONE)
+            );
+            assert!(finish_checksum(&mut udp, 20, 6));
+            assert_eq!(unfinished(&udp, false, 1476), None, "finished UDP");
+            let mut icmp = udp.clone();
+            icmp[9] = 1;
+            assert_eq!(unfinished(&icmp, false, 1476), None, "not TCP or UDP");
+
+            // The receive path writes such a packet with that header.
+            let big = partial(tcp_packet(false, false, 9, TCP_ACK, &noise(9, 5000)), false);
+            let mut rx = super::super::Rx::new(8192);
+            rx.data[16..16 + big.len()].copy_from_slice(&big);
+            rx.add(0, false, 1476, 16, 16 + big.len(), true);
+            assert_eq!(rx.runs[0].count, 1);
+            assert_eq!(Some(rx.runs[0].vh), unfinished(&big, false, 1476));
         }
 
         proptest! {
@@ -3150,6 +3329,73 @@ mod tests {
         );
         frame[12..14].copy_from_slice(&[0x08, 0x06]);
         assert_eq!(outer_fields(&t, true, &frame), (64, 0), "ARP: default TTL");
+    }
+
+    #[test]
+    fn a_full_send_buffer_delays_a_batch_instead_of_losing_it() {
+        let mut fds = [0; 2];
+        let kind = libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+        // SAFETY: socketpair fills the two descriptors.
+        assert_eq!(
+            unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) },
+            0
+        );
+        // SAFETY: both are fresh descriptors nothing else owns.
+        let (tx, rx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let mut payload = [7u8; 1000];
+        // SAFETY (both sends): `payload` outlives the calls.
+        let send = || unsafe { libc::send(tx.as_raw_fd(), payload.as_ptr().cast(), 1000, 0) };
+        let mut queued = 0;
+        while send() > 0 {
+            queued += 1;
+        }
+        assert_eq!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN),
+            "the send buffer is full"
+        );
+        const N: usize = 64;
+        let mut iov = [libc::iovec {
+            iov_base: payload.as_mut_ptr().cast(),
+            iov_len: payload.len(),
+        }; N];
+        let mut msgs: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .map(|v| {
+                // SAFETY: plain data; zero is valid.
+                let mut m: libc::mmsghdr = unsafe { zeroed() };
+                m.msg_hdr.msg_iov = v;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        // The receiver drains the queue while the batch is sent.
+        let want = queued + N;
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 2000];
+            let mut got = 0;
+            while got < want {
+                let mut p = libc::pollfd {
+                    fd: rx.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one pollfd; `buf` is as long as passed.
+                let n = unsafe {
+                    libc::poll(&mut p, 1, 2000);
+                    libc::recv(rx.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
+                };
+                if n <= 0 {
+                    break;
+                }
+                got += 1;
+            }
+            got
+        });
+        let mut ok = [false; N];
+        send_batch(tx.as_raw_fd(), &mut msgs, &mut ok, N);
+        assert_eq!(ok, [true; N], "every message of the batch was sent");
+        assert_eq!(reader.join().unwrap(), want);
     }
 
     #[test]
