@@ -43,17 +43,19 @@ where
             work(rtnl, job).await
         })
     };
-    match pool(jobs, true, runtime, work).into_iter().next() {
+    match pool(jobs, 1, true, runtime, work).into_iter().next() {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
 
-/// Runs `work` once per job inside its namespace on a pool of threads, each
-/// with its own `init()` state; goes on past failures (unless
-/// `stop_on_error`) and returns them all, each naming its namespace.
+/// Runs `work` once per job inside its namespace on a pool of threads (one
+/// per `per_thread` jobs, a few per core at most), each with its own
+/// `init()` state; goes on past failures (unless `stop_on_error`) and
+/// returns them all, each naming its namespace.
 pub fn pool<T, S, F>(
     jobs: Vec<(String, T)>,
+    per_thread: usize,
     stop_on_error: bool,
     init: impl Fn() -> Result<S> + Sync,
     work: F,
@@ -68,7 +70,7 @@ where
     // Netlink work is mostly kernel time, short waits included: a few
     // threads per core keep the cores busy without thrashing.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let threads = jobs.len().min(cores * 2).max(1);
+    let threads = jobs.len().div_ceil(per_thread.max(1)).min(cores * 2).max(1);
     let queue = Mutex::new(jobs.into_iter().rev().collect::<Vec<_>>());
     let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
     let fail = |e: anyhow::Error| {

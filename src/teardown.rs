@@ -18,9 +18,11 @@ use crate::state::{self, State};
 pub fn marks(namespaces: Vec<String>) -> Result<Vec<(String, Option<String>)>> {
     let found: Mutex<Vec<(String, Option<String>)>> = Mutex::new(Vec::new());
     let jobs = namespaces.into_iter().map(|ns| (ns.clone(), ns)).collect();
-    // Failures only mean "not marked": other namespaces come and go.
+    // Failures only mean "not marked": other namespaces come and go. A
+    // mark is one short request: a thread reads many before another pays.
     let _unreadable = pool(
         jobs,
+        32,
         false,
         || Ok(()),
         |(), ns| {
