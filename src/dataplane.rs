@@ -861,6 +861,7 @@ impl Engine {
         );
         let mut namespaces: HashMap<&str, File> = HashMap::new();
         let mut current: Option<&str> = None;
+        let mut ctl = None;
         let mut sock_of: HashMap<(&str, bool), usize> = HashMap::new();
         let mut engine = Engine {
             tunnels: Vec::with_capacity(spec.tunnels.len()),
@@ -896,10 +897,15 @@ impl Engine {
                 netns::enter(ns)
                     .with_context(|| format!("entering network namespace `{}`", end.netns))?;
                 current = Some(&end.netns);
+                ctl = Some(tun::ctl_socket().with_context(|| format!("setting up {what}"))?);
             }
             let l2 = end.kind.is_l2();
-            let dev =
-                tun::open(&end.name, l2, end.mtu).with_context(|| format!("setting up {what}"))?;
+            let ctl = ctl
+                .as_ref()
+                .map(std::os::fd::AsFd::as_fd)
+                .context("no namespace entered")?;
+            let dev = tun::open(&end.name, l2, end.mtu, ctl)
+                .with_context(|| format!("setting up {what}"))?;
             transient.0.push(dev.as_raw_fd());
             // Set either way: a persistent device keeps the last setting.
             let flags = if offload_on {

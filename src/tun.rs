@@ -11,7 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{Context, Result, bail};
@@ -21,8 +21,9 @@ pub const VNET_HDR_LEN: usize = 10;
 
 /// Opens a non-blocking TUN (IP packets) or, with `l2`, TAP (Ethernet
 /// frames) device `name` with MTU `mtu`, packets led by a virtio_net_hdr,
-/// and brings it up.
-pub fn open(name: &str, l2: bool, mtu: u32) -> Result<File> {
+/// and brings it up; `ctl` is any socket of the calling thread's namespace
+/// (see [`ctl_socket`]), for the interface ioctls.
+pub fn open(name: &str, l2: bool, mtu: u32, ctl: BorrowedFd<'_>) -> Result<File> {
     let mut req = ifreq(name)?;
     let file = OpenOptions::new()
         .read(true)
@@ -43,37 +44,40 @@ pub fn open(name: &str, l2: bool, mtu: u32) -> Result<File> {
         return Err(e).with_context(|| format!("creating {} device `{name}`{hint}", kind_name(l2)));
     }
     set_persist(file.as_raw_fd(), true).with_context(|| format!("making `{name}` persistent"))?;
-    // The ioctl socket must live in the same namespace as the device.
+    let mut req = ifreq(name)?;
+    req.ifr_ifru.ifru_mtu = i32::try_from(mtu).unwrap_or(i32::MAX);
+    // SAFETY: SIOCSIFMTU reads an ifreq.
+    if unsafe { libc::ioctl(ctl.as_raw_fd(), libc::SIOCSIFMTU, &req) } < 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("setting MTU {mtu} on `{name}`: is it within 68..=65535?"));
+    }
+    // No IPv6 link-local address comes with it: grelab's namespaces default
+    // to addrgenmode none (apply::init_namespace).
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write an ifreq.
+    unsafe {
+        if libc::ioctl(ctl.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("reading flags of `{name}`"));
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(ctl.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("bringing `{name}` up"));
+        }
+    }
+    Ok(file)
+}
+
+/// A socket for interface ioctls in the calling thread's namespace: it must
+/// live in the same namespace as the devices it configures.
+pub fn ctl_socket() -> Result<OwnedFd> {
     // SAFETY: plain socket(2); the result is checked before use.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
         return Err(io::Error::last_os_error()).context("opening an ioctl socket");
     }
     // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut req = ifreq(name)?;
-    req.ifr_ifru.ifru_mtu = i32::try_from(mtu).unwrap_or(i32::MAX);
-    // SAFETY: SIOCSIFMTU reads an ifreq.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, &req) } < 0 {
-        return Err(io::Error::last_os_error())
-            .with_context(|| format!("setting MTU {mtu} on `{name}`: is it within 68..=65535?"));
-    }
-    // No IPv6 link-local address, so no autoconfiguration chatter crosses the
-    // tunnel: set before the device comes up (IPv6 may be off: no matter).
-    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/addr_gen_mode"), "1");
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write an ifreq.
-    unsafe {
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
-            return Err(io::Error::last_os_error())
-                .with_context(|| format!("reading flags of `{name}`"));
-        }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
-            return Err(io::Error::last_os_error())
-                .with_context(|| format!("bringing `{name}` up"));
-        }
-    }
-    Ok(file)
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 /// Lets the device behind `fd` hand over packets whose checksum is left to
