@@ -6,7 +6,7 @@
 //! ```text
 //! YAML --topology--> Topology --validate--> (all errors, with line:col)
 //!      --plan-->     Plan (ordered steps; `grelab plan` prints it as iproute2)
-//!      --apply-->    kernel via rtnl (one thread per namespace, netns)
+//!      --apply-->    kernel via rtnl (pool threads that enter namespaces, netns)
 //!                    + userspace GRE (dataplane, over the gre codec)
 //!      --state-->    /run/grelab/<lab>/ (record, lock)
 //! verify: state + plan --> checks (icmp, capture) --> report
