@@ -897,7 +897,7 @@ impl Engine {
                 netns::enter(ns)
                     .with_context(|| format!("entering network namespace `{}`", end.netns))?;
                 current = Some(&end.netns);
-                ctl = Some(tun::ctl_socket().with_context(|| format!("setting up {what}"))?);
+                ctl = Some(netns::ioctl_socket().with_context(|| format!("setting up {what}"))?);
             }
             let l2 = end.kind.is_l2();
             let ctl = ctl

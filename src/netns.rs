@@ -6,7 +6,7 @@
 //! tokio worker or the main thread is never switched.
 
 use std::fs::{self, File};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -176,4 +176,17 @@ pub fn check_privileges() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A socket for interface ioctls (SIOCSIFMTU, SIOCETHTOOL, ...) in the
+/// calling thread's namespace: an ioctl acts on the devices of the
+/// namespace its socket lives in.
+pub fn ioctl_socket() -> Result<OwnedFd> {
+    // SAFETY: plain socket(2); the result is checked before use.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error()).context("opening an ioctl socket");
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }

@@ -783,19 +783,13 @@ pub fn disable_tx_checksum(name: &str) -> Result<()> {
         _pad: [0; 16],
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: a plain socket; `req` and `value` outlive the ioctl.
-    let rc = unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("opening a socket for an ethtool request");
-        }
-        let rc = libc::ioctl(fd, libc::SIOCETHTOOL as _, &mut req);
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        if rc < 0 { Err(err) } else { Ok(()) }
-    };
-    rc.with_context(|| format!("turning off transmit checksum offload on `{name}`"))
+    let doing = || format!("turning off transmit checksum offload on `{name}`");
+    let sock = crate::netns::ioctl_socket().with_context(doing)?;
+    // SAFETY: `req` and `value` outlive the ioctl.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(doing);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{Context, Result, bail};
@@ -22,7 +22,7 @@ pub const VNET_HDR_LEN: usize = 10;
 /// Opens a non-blocking TUN (IP packets) or, with `l2`, TAP (Ethernet
 /// frames) device `name` with MTU `mtu`, packets led by a virtio_net_hdr,
 /// and brings it up; `ctl` is any socket of the calling thread's namespace
-/// (see [`ctl_socket`]), for the interface ioctls.
+/// (see [`crate::netns::ioctl_socket`]), for the interface ioctls.
 pub fn open(name: &str, l2: bool, mtu: u32, ctl: BorrowedFd<'_>) -> Result<File> {
     let mut req = ifreq(name)?;
     let file = OpenOptions::new()
@@ -66,18 +66,6 @@ pub fn open(name: &str, l2: bool, mtu: u32, ctl: BorrowedFd<'_>) -> Result<File>
         }
     }
     Ok(file)
-}
-
-/// A socket for interface ioctls in the calling thread's namespace: it must
-/// live in the same namespace as the devices it configures.
-pub fn ctl_socket() -> Result<OwnedFd> {
-    // SAFETY: plain socket(2); the result is checked before use.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error()).context("opening an ioctl socket");
-    }
-    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 /// Lets the device behind `fd` hand over packets whose checksum is left to
