@@ -563,10 +563,8 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
     // Phase 3, per namespace: kernel tunnels, sysctls, addresses, links up (and marked), routes.
     let mut jobs: Vec<Configure> = vec![Configure::default(); index.len()];
     for (end, b) in &ends {
-        let job = &mut jobs[slot(&end.netns)?];
-        job.marks.insert(end.name.clone());
         if *b == Backend::Kernel {
-            job.steps.push(Step::Tunnel {
+            jobs[slot(&end.netns)?].steps.push(Step::Tunnel {
                 end: end.clone(),
                 backend: Backend::Kernel,
             });
@@ -599,8 +597,6 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
                 peer,
                 ..
             } => {
-                jobs[slot(ns)?].marks.insert(name.clone());
-                jobs[slot(peer_ns)?].marks.insert(peer.clone());
                 // Only veths with IPv6 addresses get a link-local one (see
                 // init_namespace).
                 for (n, dev) in [(ns, name), (peer_ns, peer)] {
@@ -643,8 +639,6 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
 #[derive(Debug, Clone, Default)]
 struct Configure {
     steps: Vec<Step>,
-    /// Interfaces to mark as the lab's.
-    marks: std::collections::HashSet<String>,
     /// Veths whose transmit checksum offload must be off.
     no_tx_csum: Vec<String>,
     /// Veths with IPv6 addresses: they get a link-local address, usable at
@@ -678,10 +672,9 @@ async fn configure(rtnl: &Rtnl, mark: &str, job: &Configure) -> Result<()> {
     try_join_all(steps.iter().map(|s| async move {
         match s {
             Step::Address { dev, addr, .. } => rtnl.add_address(dev, addr.addr, addr.prefix).await,
-            Step::Up { dev, .. } => {
-                let marked = job.marks.contains(dev).then_some(mark);
-                rtnl.set_up_marked(dev, marked).await
-            }
+            // Every link the lab makes is brought up, and marked as it goes
+            // (`lo`, marked when its namespace was made, again: no matter).
+            Step::Up { dev, .. } => rtnl.set_up(dev, Some(mark)).await,
             Step::Neighbor { dev, addr, mac, .. } => rtnl.add_neighbor(dev, *addr, mac.0).await,
             _ => Ok(()),
         }

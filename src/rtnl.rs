@@ -162,16 +162,11 @@ impl Rtnl {
         Err(explain_nl(e, &doing, Some(blame)))
     }
 
-    /// Brings `name` up.
-    pub async fn set_up(&self, name: &str) -> Result<()> {
-        self.set_up_marked(name, None).await
-    }
-
     /// Brings `name` up, setting its alias (grelab's ownership mark) in the
     /// same message if given.
-    pub async fn set_up_marked(&self, name: &str, alias: Option<&str>) -> Result<()> {
+    pub async fn set_up(&self, name: &str, mark: Option<&str>) -> Result<()> {
         let mut msg = LinkUnspec::new_with_name(name).up();
-        if let Some(a) = alias {
+        if let Some(a) = mark {
             msg = msg.alias(a);
         }
         self.set_link(
@@ -680,10 +675,9 @@ fn request_blocking(msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>
                 NetlinkPayload::InnerMessage(m) => replies.push(m),
                 _ => {}
             }
-            if len == 0 || len > rest.len() {
-                break;
-            }
-            rest = &rest[len..];
+            // deserialize checked the length against `rest`; only the last
+            // message's alignment padding may be missing.
+            rest = rest.get(len..).unwrap_or_default();
         }
     }
 }
@@ -881,12 +875,12 @@ mod tests {
             r.add_veth("va0", "vb0", peer_ns.as_fd(), None, None)
                 .await?;
             r.set_addrgenmode_none("va0").await?;
-            r.set_up("va0").await
+            r.set_up("va0", None).await
         })
         .unwrap();
         run(b, |r| async move {
             r.set_addrgenmode_none("vb0").await?;
-            r.set_up("vb0").await
+            r.set_up("vb0", None).await
         })
         .unwrap();
     }
@@ -919,7 +913,7 @@ mod tests {
         let (links_a, index) = run(&a, move |r| async move {
             r.add_veth("va0", "vb0", peer_ns.as_fd(), Some(1400), None)
                 .await?;
-            r.set_up_marked("va0", Some("grelab:test")).await?;
+            r.set_up("va0", Some("grelab:test")).await?;
             Ok((r.links().await?, r.link_index("va0").await?))
         })
         .unwrap();
@@ -1031,7 +1025,7 @@ mod tests {
         );
         assert_eq!(error::exit_code(&err), 2);
         assert_eq!(links.len(), 1, "only lo: {links:?}");
-        let err = run(&a, |r| async move { r.set_up("a/b").await }).unwrap_err();
+        let err = run(&a, |r| async move { r.set_up("a/b", None).await }).unwrap_err();
         assert!(
             err.to_string()
                 .contains("`a/b` is not a valid interface name"),
@@ -1334,7 +1328,7 @@ mod tests {
             // Up, it still gets no IPv6 link-local address (addrgenmode none).
             let name = end.name.clone();
             let addrs = run(&ns, move |r| async move {
-                r.set_up(&name).await?;
+                r.set_up(&name, None).await?;
                 let addrs = r.addresses().await?;
                 r.del_link(&name).await?;
                 Ok(addrs)
