@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The userspace GRE dataplane against the kernel, on the basic lab, in one
-# run: TCP throughput (iperf3) through grelab's userspace GRE tunnel, through
-# a kernel VXLAN tunnel of the same MTU between the same hosts, and over the
-# plain routed veth path; ping latency over each; the dataplane's memory;
+# run: TCP throughput (iperf3) through grelab's userspace GRE tunnel (as
+# `up` makes it, with the in-kernel eBPF fast path; and in a second lab with
+# GRELAB_DP_FASTPATH=0, every packet through userspace), through a kernel
+# VXLAN tunnel of the same MTU between the same hosts, and over the plain
+# routed veth path; ping latency over each; the dataplanes' memory;
 # and the raw-socket floor (examples/grefloor.rs): the most any userspace
 # GRE dataplane of this design (raw sockets, MTU-sized packets on the
 # underlay) can move here, full-size GRE packets host1 -> router -> host2
@@ -17,6 +19,8 @@ secs=${1:-5}
 runs=${2:-3}
 prefix="dpb$$-"
 lab="${prefix}basic"
+uprefix="dpu$$-"
+ulab="${uprefix}basic"
 floor_prefix="dpf$$-"
 floor_lab="${floor_prefix}basic"
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -35,11 +39,12 @@ floor=$out/examples/grefloor
 topo=$(mktemp --suffix .yaml)
 
 cleanup() {
-    for l in "$lab" "$floor_lab"; do "$g" down --lab "$l" >/dev/null 2>&1 || true; done
+    for l in "$lab" "$ulab" "$floor_lab"; do "$g" down --lab "$l" >/dev/null 2>&1 || true; done
     rm -f "$topo"
 }
 trap cleanup EXIT
 "$g" up topologies/basic.yaml --prefix "$prefix" --backend userspace --no-check >/dev/null
+GRELAB_DP_FASTPATH=0 "$g" up topologies/basic.yaml --prefix "$uprefix" --backend userspace --no-check >/dev/null
 h1="${prefix}host1" h2="${prefix}host2"
 
 # A kernel VXLAN tunnel beside the GRE one, with the GRE tunnel's MTU.
@@ -53,34 +58,37 @@ ip -n "$h2" link set vx0 up
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-pid=$("$g" status --format json | python3 -c "import json,sys; print([l for l in json.load(sys.stdin) if l['lab']=='$lab'][0]['dataplane_pid'])")
-# The dataplane's CPU time (s) and the data packets the router forwarded to
-# host2: their ratio over the GRE runs compares with the floor's, whatever
-# else loads the machine.
-dp_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$pid/stat"; }
-to_h2() { ip netns exec "${prefix}internet" cat /sys/class/net/veth2/statistics/tx_packets; }
+dp_pid() { "$g" status --format json | python3 -c "import json,sys; print([l for l in json.load(sys.stdin) if l['lab']=='$1'][0]['dataplane_pid'])"; }
+pid=$(dp_pid "$lab") upid=$(dp_pid "$ulab")
+# The userspace-only dataplane's CPU time (s) and the data packets its
+# router forwarded to host2: their ratio over its runs compares with the
+# floor's, whatever else loads the machine.
+dp_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$upid/stat"; }
+to_h2() { ip netns exec "${uprefix}internet" cat /sys/class/net/veth2/statistics/tx_packets; }
 
 declare -A gbps lat
-paths=("plain veth:152.16.10.2" "kernel VXLAN:192.168.70.2" "userspace GRE:192.168.50.2")
+fast="userspace GRE, eBPF fast path" slow="userspace GRE, userspace only"
+paths=("plain veth:$prefix:152.16.10.2" "kernel VXLAN:$prefix:192.168.70.2" "$fast:$prefix:192.168.50.2" "$slow:$uprefix:192.168.50.2")
 for path in "${paths[@]}"; do
-    name=${path%%:*} addr=${path#*:}
-    ip netns exec "$h1" ping -c 3 -i 0.2 -W 1 "$addr" >/dev/null
+    IFS=: read -r name p addr <<<"$path"
+    ip netns exec "${p}host1" ping -c 3 -i 0.2 -W 1 "$addr" >/dev/null
     rates=()
     c0=$(dp_cpu) p0=$(to_h2)
     for _ in $(seq "$runs"); do
-        ip netns exec "$h2" sh -c 'iperf3 -s -D -1 >/dev/null 2>&1'
+        ip netns exec "${p}host2" sh -c 'iperf3 -s -D -1 >/dev/null 2>&1'
         sleep 0.2
-        r=$(ip netns exec "$h1" iperf3 -c "$addr" -t "$secs" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')
+        r=$(ip netns exec "${p}host1" iperf3 -c "$addr" -t "$secs" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')
         rates+=("$r")
     done
-    [ "$name" != "userspace GRE" ] || dp_us=$(awk "BEGIN {printf \"%.2f\", ($(dp_cpu) - $c0) / ($(to_h2) - $p0) * 1e6}")
+    [ "$name" != "$slow" ] || dp_us=$(awk "BEGIN {printf \"%.2f\", ($(dp_cpu) - $c0) / ($(to_h2) - $p0) * 1e6}")
     gbps[$name]=$(printf '%s\n' "${rates[@]}" | median)
-    lat[$name]=$(ip netns exec "$h1" ping -c 200 -i 0.005 "$addr" | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | median)
+    lat[$name]=$(ip netns exec "${p}host1" ping -c 200 -i 0.005 "$addr" | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | median)
 done
 
-rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+mem() { awk '/VmRSS/ {r=$2} /VmHWM/ {h=$2} END {print "RSS " r " KiB, peak " h " KiB"}' "/proc/$1/status"; }
+fast_mem=$(mem "$pid") slow_mem=$(mem "$upid")
 "$g" down --lab "$lab" >/dev/null
+"$g" down --lab "$ulab" >/dev/null
 
 # The floor: the same lab without its tunnel and checks, so no dataplane.
 sed '/^tunnels:/,$d' topologies/basic.yaml >"$topo"
@@ -102,7 +110,7 @@ done
 pct() { python3 -c "print(f'{$1 / $2 * 100:.0f}')"; }
 printf '\n| path | throughput (median of %s x %ss) | %% of kernel VXLAN | ping RTT (median of 200) |\n|---|---|---|---|\n' "$runs" "$secs"
 for path in "${paths[@]}"; do
-    name=${path%%:*}
+    IFS=: read -r name _ _ <<<"$path"
     printf '| %s | %.2f Gbit/s | %s%% | %s ms |\n' "$name" "${gbps[$name]}" "$(pct "${gbps[$name]}" "${gbps[kernel VXLAN]}")" "${lat[$name]}"
 done
 declare -A label=([split]="2 threads (send / receive)" [single]="1 thread (send, receive in turn)")
@@ -111,15 +119,16 @@ for m in "${modes[@]}"; do
         "$(awk "BEGIN {printf \"%.0f\", ${pps[$m]} / 1e3}")" "$(pct "${gbps[floor-$m]}" "${gbps[kernel VXLAN]}")"
 done
 best=$(printf '%s\n' "${gbps[floor-split]}" "${gbps[floor-single]}" | sort -g | tail -1)
-added=$(python3 -c "print(f'{(${lat[userspace GRE]} - ${lat[plain veth]}) * 1000:.0f}')")
-printf '\nuserspace GRE / kernel VXLAN throughput: %s%%\n' "$(pct "${gbps[userspace GRE]}" "${gbps[kernel VXLAN]}")"
-printf 'userspace GRE / best raw-socket floor: %s%%\n' "$(pct "${gbps[userspace GRE]}" "$best")"
+added() { python3 -c "print(f'{(${lat[$1]} - ${lat[plain veth]}) * 1000:.0f}')"; }
+printf '\nuserspace GRE / kernel VXLAN throughput: %s%% with the fast path, %s%% userspace only\n' \
+    "$(pct "${gbps[$fast]}" "${gbps[kernel VXLAN]}")" "$(pct "${gbps[$slow]}" "${gbps[kernel VXLAN]}")"
+printf 'userspace GRE, userspace only / best raw-socket floor: %s%%\n' "$(pct "${gbps[$slow]}" "$best")"
 printf '(floor rows: inner TCP payload of 1500-byte GRE packets, 1436 bytes each, as received)\n'
 # CPU per packet of the busiest thread, and the rate it allows on a core of its own.
 core() { awk "BEGIN {printf \"%.2f\", 1436 * 8 / $1 / 1e3}"; }
 printf 'CPU time per packet (busiest thread) -> Gbit/s with a core to itself:\n'
-printf '  floor, 1 thread %s us -> %s; floor, 2 threads %s us -> %s; grelab dataplane %s us -> %s (%s%% of the 1-thread floor)\n' \
+printf '  floor, 1 thread %s us -> %s; floor, 2 threads %s us -> %s; grelab dataplane (userspace only) %s us -> %s (%s%% of the 1-thread floor)\n' \
     "${cpu[single]}" "$(core "${cpu[single]}")" "${cpu[split]}" "$(core "${cpu[split]}")" "$dp_us" "$(core "$dp_us")" "$(pct "${cpu[single]}" "$dp_us")"
-printf 'latency added by userspace GRE over the plain path: %s us (median)\n' "$added"
-printf 'dataplane memory: RSS %s KiB, peak %s KiB\n' "$rss" "$hwm"
+printf 'latency added over the plain path (median): %s us with the fast path, %s us userspace only\n' "$(added "$fast")" "$(added "$slow")"
+printf 'dataplane memory: %s with the fast path; %s userspace only\n' "$fast_mem" "$slow_mem"
 printf 'machine: %s cores, kernel %s, load %s at start, %s at end\n' "$(nproc)" "$(uname -r)" "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"

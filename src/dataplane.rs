@@ -33,8 +33,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::TunnelEnd;
-use crate::{gre, netns, tun};
+use crate::fastpath::{Encap, FastPath};
+use crate::plan::{TunnelEnd, TunnelKind};
+use crate::{gre, netns, rtnl, tun};
 
 /// What one dataplane process serves: the userspace tunnel ends of a lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +84,19 @@ pub struct TunnelStats {
     /// Device writes that joined several received TCP segments (GRO).
     #[serde(default)]
     pub rx_gro: u64,
+    /// Whether the in-kernel fast path (`fastpath`) carries the tunnel.
+    #[serde(default)]
+    pub fast_path: bool,
+    /// Packets and inner bytes the fast path carried, TCP super-packets
+    /// counting once; not in the counters above.
+    #[serde(default)]
+    pub fast_tx_packets: u64,
+    #[serde(default)]
+    pub fast_tx_bytes: u64,
+    #[serde(default)]
+    pub fast_rx_packets: u64,
+    #[serde(default)]
+    pub fast_rx_bytes: u64,
 }
 
 /// GRE packets received per socket per wakeup.
@@ -124,9 +138,11 @@ pub fn run(
     on_ready: impl FnOnce(),
     stop: &AtomicBool,
 ) -> Result<()> {
-    // GRELAB_DP_OFFLOAD=0 turns offloads off, to measure or rule them out.
-    let offload = std::env::var_os("GRELAB_DP_OFFLOAD").is_none_or(|v| v != "0");
-    run_with(spec, stats_path, on_ready, stop, offload)
+    // GRELAB_DP_OFFLOAD=0 turns offloads off, GRELAB_DP_FASTPATH=0 the
+    // in-kernel fast path, to measure or rule them out.
+    let on = |var| std::env::var_os(var).is_none_or(|v| v != "0");
+    let (offload, fast) = (on("GRELAB_DP_OFFLOAD"), on("GRELAB_DP_FASTPATH"));
+    run_with(spec, stats_path, on_ready, stop, offload, fast)
 }
 
 /// `run`, with device offloads (TSO, checksums, GRO) on or off.
@@ -136,8 +152,12 @@ fn run_with(
     on_ready: impl FnOnce(),
     stop: &AtomicBool,
     offload: bool,
+    fast: bool,
 ) -> Result<()> {
     let mut engine = Engine::new(spec, offload)?;
+    if fast {
+        engine.enable_fast_path();
+    }
     write_stats(stats_path, &engine.stats)?;
     on_ready();
     let served = engine.serve(stats_path, stop);
@@ -408,6 +428,9 @@ struct Tunnel {
     tx_seq: u32,
     rx_seq: Option<u32>,
     alive: bool,
+    /// The namespace's index in `Engine::namespaces`.
+    slot: usize,
+    ifindex: u32,
 }
 
 /// One raw GRE socket of one namespace and address family.
@@ -839,7 +862,32 @@ struct Engine {
     /// Whether received TCP segments are joined for the devices.
     gro: bool,
     epoll: OwnedFd,
+    /// The tunnels' namespaces, by slot.
+    namespaces: Vec<File>,
+    fast: Option<Fast>,
 }
+
+/// The in-kernel fast path of the dataplane's eligible tunnels.
+struct Fast {
+    path: FastPath,
+    home: File,
+    /// Receive programs attached, by (namespace slot, underlay ifindex).
+    ingress: HashMap<(usize, u32), OwnedFd>,
+    tunnels: Vec<FastState>,
+}
+
+enum FastState {
+    /// Not eligible, or attaching failed.
+    Off,
+    /// Attached at the next packet the slow path carries after this time
+    /// (before, the underlay may have no route yet).
+    Waiting(Instant),
+    /// Attached: the egress program's link, held for as long as it runs.
+    On { _link: OwnedFd },
+}
+
+/// How long after a failed attach (no route yet) to try again.
+const FAST_RETRY: Duration = Duration::from_secs(1);
 
 /// Enters the thread's original namespace again when dropped.
 struct Home(File);
@@ -859,7 +907,7 @@ impl Engine {
             File::open("/proc/thread-self/ns/net")
                 .context("opening this thread's network namespace")?,
         );
-        let mut namespaces: HashMap<&str, File> = HashMap::new();
+        let mut slots: HashMap<&str, usize> = HashMap::new();
         let mut current: Option<&str> = None;
         let mut ctl = None;
         let mut sock_of: HashMap<(&str, bool), usize> = HashMap::new();
@@ -874,6 +922,8 @@ impl Engine {
             tx: Tx::new(),
             gro: offload_on,
             epoll: epoll_create()?,
+            namespaces: Vec::new(),
+            fast: None,
         };
         // Until setup is complete, devices made so far are removed on failure.
         let mut transient = Transient(Vec::new());
@@ -888,13 +938,15 @@ impl Engine {
                 );
             }
             if current != Some(end.netns.as_str()) {
-                let ns = match namespaces.entry(&end.netns) {
-                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(netns::open(&end.netns)?)
+                let slot = match slots.get(end.netns.as_str()) {
+                    Some(&i) => i,
+                    None => {
+                        engine.namespaces.push(netns::open(&end.netns)?);
+                        slots.insert(&end.netns, engine.namespaces.len() - 1);
+                        engine.namespaces.len() - 1
                     }
                 };
-                netns::enter(ns)
+                netns::enter(&engine.namespaces[slot])
                     .with_context(|| format!("entering network namespace `{}`", end.netns))?;
                 current = Some(&end.netns);
                 ctl = Some(netns::ioctl_socket().with_context(|| format!("setting up {what}"))?);
@@ -907,6 +959,8 @@ impl Engine {
             let dev = tun::open(&end.name, l2, end.mtu, ctl)
                 .with_context(|| format!("setting up {what}"))?;
             transient.0.push(dev.as_raw_fd());
+            let ifindex = nix::net::if_::if_nametoindex(end.name.as_str())
+                .with_context(|| format!("setting up {what}: reading its interface index"))?;
             // Set either way: a persistent device keeps the last setting.
             let flags = if offload_on {
                 libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6
@@ -947,6 +1001,8 @@ impl Engine {
                 tx_seq: 0,
                 rx_seq: None,
                 alive: true,
+                slot: slots[end.netns.as_str()],
+                ifindex,
             });
             engine.stats.tunnels.push(TunnelStats {
                 name: end.name.clone(),
@@ -967,6 +1023,95 @@ impl Engine {
         }
         transient.0.clear();
         Ok(engine)
+    }
+
+    /// Sets up the fast path's maps; the programs are attached per tunnel
+    /// once it carries traffic (see `try_fast`). Without eBPF, one line in
+    /// the log says so and every packet goes through userspace.
+    fn enable_fast_path(&mut self) {
+        let setup = || -> Result<Fast> {
+            let path = FastPath::new(self.tunnels.len())?;
+            let home = File::open("/proc/thread-self/ns/net")
+                .context("opening this thread's network namespace")?;
+            Ok(Fast {
+                path,
+                home,
+                ingress: HashMap::new(),
+                tunnels: self
+                    .tunnels
+                    .iter()
+                    .map(|t| {
+                        let e = &t.end;
+                        if e.kind == TunnelKind::Gre && !e.checksum && !e.sequence {
+                            FastState::Waiting(Instant::now())
+                        } else {
+                            FastState::Off
+                        }
+                    })
+                    .collect(),
+            })
+        };
+        match setup() {
+            Ok(fast) => self.fast = Some(fast),
+            Err(e) => eprintln!(
+                "dataplane: no in-kernel fast path, all packets go through userspace: {e:#}"
+            ),
+        }
+    }
+
+    /// Attaches tunnel `ti`'s fast path if it waits and is due: the egress
+    /// program on its device, and its namespace's receive program on the
+    /// underlay device its remote is routed out of.
+    fn try_fast(&mut self, ti: usize) {
+        let Some(fast) = &mut self.fast else { return };
+        match fast.tunnels[ti] {
+            FastState::Waiting(at) if at <= Instant::now() => {}
+            _ => return,
+        }
+        let t = &self.tunnels[ti];
+        let attached =
+            netns::enter(&self.namespaces[t.slot]).and_then(|()| fast.attach(t, ti as u32));
+        if let Err(e) = netns::enter(&fast.home) {
+            eprintln!("dataplane: returning to the original network namespace: {e:#}");
+        }
+        let stats = &mut self.stats.tunnels[ti];
+        fast.tunnels[ti] = match attached {
+            Ok(Some(link)) => {
+                stats.fast_path = true;
+                self.dirty = true;
+                FastState::On { _link: link }
+            }
+            Ok(None) => FastState::Waiting(Instant::now() + FAST_RETRY),
+            Err(e) => {
+                eprintln!(
+                    "dataplane: tunnel `{}` in `{}` stays in userspace: {e:#}",
+                    t.end.name, t.end.netns
+                );
+                FastState::Off
+            }
+        };
+    }
+
+    /// Copies the fast path's counters into the stats; marks them dirty if
+    /// they moved.
+    fn refresh_fast(&mut self) {
+        let Some(fast) = &self.fast else { return };
+        for (i, state) in fast.tunnels.iter().enumerate() {
+            if !matches!(state, FastState::On { .. }) {
+                continue;
+            }
+            let Ok(c) = fast.path.counters(i as u32) else {
+                continue;
+            };
+            let st = &mut self.stats.tunnels[i];
+            if (st.fast_tx_packets, st.fast_rx_packets) != (c.tx_packets, c.rx_packets) {
+                st.fast_tx_packets = c.tx_packets;
+                st.fast_tx_bytes = c.tx_bytes;
+                st.fast_rx_packets = c.rx_packets;
+                st.fast_rx_bytes = c.rx_bytes;
+                self.dirty = true;
+            }
+        }
     }
 
     fn serve(&mut self, stats_path: &Path, stop: &AtomicBool) -> Result<()> {
@@ -1003,12 +1148,21 @@ impl Engine {
                 let token = ev.u64;
                 if token >= SOCK_TOKEN {
                     self.decapsulate((token - SOCK_TOKEN) as usize);
+                    if self.fast.is_some() {
+                        for r in 0..self.rx.runs.len() {
+                            self.try_fast(self.rx.runs[r].tunnel);
+                        }
+                    }
                 } else {
                     self.encapsulate(token as usize);
+                    self.try_fast(token as usize);
                 }
             }
             // Idle, or busy for long: then write anyway.
             let since = flushed.elapsed();
+            if since >= FLUSH_EVERY {
+                self.refresh_fast();
+            }
             if self.dirty && since >= FLUSH_EVERY && (n == 0 || since >= 4 * FLUSH_EVERY) {
                 match write_stats(stats_path, &self.stats) {
                     Ok(()) => write_failed = false,
@@ -1144,6 +1298,39 @@ impl Engine {
             }
         }
         rx.write_all(tunnels, &mut stats.tunnels);
+    }
+}
+
+impl Fast {
+    /// Attaches tunnel `index` (`t`) from inside its namespace; None while
+    /// its remote has no route.
+    fn attach(&mut self, t: &Tunnel, index: u32) -> Result<Option<OwnedFd>> {
+        let (IpAddr::V4(local), IpAddr::V4(remote)) = (t.end.local, t.end.remote) else {
+            bail!("the fast path carries IPv4 underlays only");
+        };
+        let Some(oif) = rtnl::route_oif(t.end.remote)? else {
+            return Ok(None);
+        };
+        if oif == t.ifindex {
+            bail!("its remote {remote} is routed through the tunnel itself");
+        }
+        if let std::collections::hash_map::Entry::Vacant(v) = self.ingress.entry((t.slot, oif)) {
+            v.insert(self.path.attach_ingress(t.slot as u32, oif)?);
+        }
+        self.path
+            .add_route(t.slot as u32, local, remote, t.end.ikey, t.ifindex, index)?;
+        let e = &t.end;
+        let encap = Encap {
+            index,
+            local,
+            remote,
+            key: e.okey,
+            ttl: e.ttl,
+            tos: e.tos,
+            df: e.pmtudisc,
+            out_ifindex: oif,
+        };
+        Ok(Some(self.path.attach_egress(&encap, t.ifindex)?))
     }
 }
 
@@ -2547,12 +2734,14 @@ mod tests {
     }
 
     impl Dp {
+        /// A dataplane without the fast path: these tests are about the
+        /// userspace path.
         fn start(lab: &Lab, tunnels: Vec<TunnelEnd>) -> Dp {
-            Dp::start_with(lab, tunnels, true)
+            Dp::start_with(lab, tunnels, true, false)
         }
 
-        /// A dataplane with device offloads on or off.
-        fn start_with(lab: &Lab, tunnels: Vec<TunnelEnd>, offload: bool) -> Dp {
+        /// A dataplane with device offloads and the fast path on or off.
+        fn start_with(lab: &Lab, tunnels: Vec<TunnelEnd>, offload: bool, fast: bool) -> Dp {
             let spec = Spec {
                 lab: "test".into(),
                 tunnels,
@@ -2562,7 +2751,7 @@ mod tests {
             let (tx, rx) = mpsc::channel();
             let (s, p) = (stop.clone(), stats.clone());
             let handle = std::thread::spawn(move || {
-                run_with(&spec, &p, || tx.send(()).unwrap(), &s, offload)
+                run_with(&spec, &p, || tx.send(()).unwrap(), &s, offload, fast)
             });
             if rx.recv_timeout(Duration::from_secs(10)).is_err() {
                 stop.store(true, Ordering::Relaxed);
@@ -2901,7 +3090,7 @@ mod tests {
     fn tcp_stream_arrives_intact_without_offloads() {
         let lab = Lab::new("tcpoff");
         let (a, b) = pair(&lab, "tun0", TunnelKind::Gre);
-        let dp = Dp::start_with(&lab, vec![a, b], false);
+        let dp = Dp::start_with(&lab, vec![a, b], false, false);
         ip(&lab.a, "addr add 192.168.50.1/30 dev tun0");
         ip(&lab.b, "addr add 192.168.50.2/30 dev tun0");
         tcp_transfer(&lab.a, &lab.b, "192.168.50.2".parse().unwrap(), 4 << 20);
@@ -3028,6 +3217,149 @@ mod tests {
     }
 
     /// A GRE packet by hand: flags from the options, a checksum over it all.
+    /// Sends GRE packets with any outer source from a namespace.
+    struct Forger(OwnedFd);
+
+    impl Forger {
+        fn new(ns: &str) -> Forger {
+            Forger(
+                netns::run_in(ns, || {
+                    // SAFETY: plain socket(2), checked.
+                    let fd = unsafe {
+                        libc::socket(
+                            libc::AF_INET,
+                            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                            libc::IPPROTO_RAW,
+                        )
+                    };
+                    anyhow::ensure!(fd >= 0, "raw socket: {}", io::Error::last_os_error());
+                    // SAFETY: a fresh descriptor.
+                    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+                })
+                .unwrap(),
+            )
+        }
+
+        fn send(&self, src: Ipv4Addr, dst: Ipv4Addr, gre: &[u8]) {
+            let mut pkt = vec![0u8; 20];
+            pkt.extend(gre);
+            let total = pkt.len();
+            ipv4_header(&mut pkt[..20], total, 0, 64, false, src, dst);
+            let (sa, len) = sockaddr(IpAddr::V4(dst));
+            // SAFETY: sends `pkt` to a valid sockaddr.
+            let r = unsafe {
+                libc::sendto(
+                    self.0.as_raw_fd(),
+                    pkt.as_ptr().cast(),
+                    pkt.len(),
+                    0,
+                    std::ptr::addr_of!(sa).cast(),
+                    len,
+                )
+            };
+            assert_eq!(
+                r,
+                pkt.len() as isize,
+                "forging: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+
+    /// The in-kernel fast path at one end, the userspace path at the other:
+    /// the same wire format both ways, IPv4 and IPv6 inside, keys, TCP
+    /// streams, and forged packets still left to userspace to drop.
+    #[test]
+    fn fast_path_interworks_with_the_userspace_path() {
+        let lab = Lab::new("fast");
+        let (mut a, b) = pair(&lab, "tun0", TunnelKind::Gre);
+        (a.ttl, a.tos) = (255, 0x20);
+        let (mut ka, mut kb) = pair(&lab, "k7", TunnelKind::Gre);
+        for e in [&mut ka, &mut kb] {
+            (e.ikey, e.okey) = (Some(7), Some(7));
+        }
+        let fast = Dp::start_with(&lab, vec![a, ka], true, true);
+        let user = Dp::start(&lab, vec![b, kb]);
+        for (ns, n) in [(&lab.a, 1), (&lab.b, 2)] {
+            ip(ns, &format!("addr add 192.168.50.{n}/30 dev tun0"));
+            ip(ns, &format!("addr add fd00:50::{n}/64 dev tun0 nodad"));
+            ip(ns, &format!("addr add 192.168.57.{n}/30 dev k7"));
+        }
+        // The first packets go through userspace and attach the fast path.
+        for to in ["192.168.50.2", "192.168.57.2", "fd00:50::2"] {
+            ping(&lab.a, to, 3).unwrap_or_else(|o| {
+                panic!(
+                    "ping {to} failed:
+{o}"
+                )
+            });
+        }
+        fast.wait_for("the fast path on both tunnels", |s| {
+            s.tunnels.iter().all(|t| t.fast_path)
+        });
+        let cap = tap_packets(&lab.r, "veth1", libc::ETH_P_IP as u16);
+        let pinger = std::thread::spawn({
+            let a = lab.a.clone();
+            move || ping(&a, "192.168.50.2", 3)
+        });
+        let p = first_packet(&cap, |p| {
+            p.len() > 24 && p[9] == 47 && p[12..16] == [172, 16, 10, 2]
+        });
+        pinger.join().unwrap().unwrap();
+        assert_eq!(gre::internet_checksum(&p[..20]), 0, "outer header checksum");
+        assert_eq!((p[0], p[1], p[8]), (0x45, 0x20, 255), "version, TOS, TTL");
+        assert_eq!(u16::from_be_bytes([p[6], p[7]]), 0x4000, "DF, no fragment");
+        assert_eq!(usize::from(u16::from_be_bytes([p[2], p[3]])), p.len());
+        assert_eq!(p[16..20], [152, 16, 10, 2], "outer destination");
+        assert_eq!(p[20..24], [0, 0, 0x08, 0x00], "plain GRE carrying IPv4");
+        for to in ["192.168.57.2", "fd00:50::2"] {
+            ping(&lab.a, to, 3).unwrap_or_else(|o| {
+                panic!(
+                    "ping {to} failed:
+{o}"
+                )
+            });
+        }
+        const LEN: usize = 8 << 20;
+        tcp_transfer(&lab.a, &lab.b, "192.168.50.2".parse().unwrap(), LEN);
+        tcp_transfer(&lab.b, &lab.a, "192.168.57.1".parse().unwrap(), LEN);
+
+        // Forged at a's fast path: a wrong key, a wrong source.
+        let forger = Forger::new(&lab.b);
+        let (peer, me) = (Ipv4Addr::new(152, 16, 10, 2), Ipv4Addr::new(172, 16, 10, 2));
+        let echo = [
+            0x45, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0, 192, 168, 57, 2, 192, 168, 57, 1,
+        ];
+        forger.send(
+            peer,
+            me,
+            &gre_packet(gre::ETHERTYPE_IPV4, false, Some(8), None, &echo),
+        );
+        forger.send(
+            Ipv4Addr::new(152, 16, 10, 9),
+            me,
+            &gre_packet(gre::ETHERTYPE_IPV4, false, Some(7), None, &echo),
+        );
+        let s = fast.wait_for("both forgeries dropped", |s| {
+            s.unmatched >= 1 && s.tunnels.iter().any(|t| t.drop_key >= 1)
+        });
+        for name in ["tun0", "k7"] {
+            let t = stat(&s, &lab.a, name);
+            assert!(t.fast_tx_packets >= 3 && t.fast_rx_packets >= 3, "{t:?}");
+            assert_eq!((t.tx_errors, t.rx_errors), (0, 0), "{t:?}");
+        }
+        assert!(
+            stat(&s, &lab.a, "tun0").fast_tx_bytes >= LEN as u64,
+            "{s:?}"
+        );
+        assert!(stat(&s, &lab.a, "k7").fast_rx_bytes >= LEN as u64, "{s:?}");
+        let u = user.finish();
+        for t in &u.tunnels {
+            assert!(!t.fast_path && t.fast_tx_packets == 0, "{t:?}");
+        }
+        assert!(stat(&u, &lab.b, "tun0").rx_bytes >= LEN as u64, "{u:?}");
+    }
+
     fn gre_packet(
         proto: u16,
         csum: bool,
@@ -3061,45 +3393,9 @@ mod tests {
         let (mut a, _) = pair(&lab, "tun0", TunnelKind::Gre);
         (a.ikey, a.okey, a.checksum, a.sequence) = (Some(7), Some(7), true, true);
         let dp = Dp::start(&lab, vec![a]);
-        let forger = netns::run_in(&lab.b, || {
-            // SAFETY: plain socket(2), checked.
-            let fd = unsafe {
-                libc::socket(
-                    libc::AF_INET,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    libc::IPPROTO_RAW,
-                )
-            };
-            anyhow::ensure!(fd >= 0, "raw socket: {}", io::Error::last_os_error());
-            // SAFETY: a fresh descriptor.
-            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-        })
-        .unwrap();
+        let forger = Forger::new(&lab.b);
         let (peer, me) = (Ipv4Addr::new(152, 16, 10, 2), Ipv4Addr::new(172, 16, 10, 2));
-        let send = |src: Ipv4Addr, gre: Vec<u8>| {
-            let mut pkt = vec![0u8; 20];
-            pkt.extend(gre);
-            let total = pkt.len();
-            ipv4_header(&mut pkt[..20], total, 0, 64, false, src, me);
-            let (sa, len) = sockaddr(IpAddr::V4(me));
-            // SAFETY: sends `pkt` to a valid sockaddr.
-            let r = unsafe {
-                libc::sendto(
-                    forger.as_raw_fd(),
-                    pkt.as_ptr().cast(),
-                    pkt.len(),
-                    0,
-                    std::ptr::addr_of!(sa).cast(),
-                    len,
-                )
-            };
-            assert_eq!(
-                r,
-                pkt.len() as isize,
-                "forging: {}",
-                io::Error::last_os_error()
-            );
-        };
+        let send = |src: Ipv4Addr, gre: Vec<u8>| forger.send(src, me, &gre);
         // An inner IPv4 echo request 192.168.50.2 -> 192.168.50.1.
         let mut inner = vec![
             0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 192, 168, 50, 2, 192, 168, 50, 1, 8, 0, 0xf7,
@@ -3273,8 +3569,10 @@ mod tests {
         stop(pid, &lab.dir).unwrap();
         assert!(!is_running(pid, &lab.dir) && gone(pid));
         let s = read_stats(&lab.dir.join("dataplane-stats.json")).unwrap();
+        // The first packet attaches the fast path, which carries the rest.
+        let b = stat(&s, &lab.b, "tun0");
         assert!(
-            stat(&s, &lab.b, "tun0").rx_packets >= 3,
+            b.rx_packets >= 1 && b.rx_packets + b.fast_rx_packets >= 3,
             "stats written at exit: {s:?}"
         );
         // Devices are persistent: they outlive the process (deleting the

@@ -18,6 +18,7 @@ pub mod capture;
 pub mod cli;
 pub mod dataplane;
 pub mod error;
+pub mod fastpath;
 pub mod generate;
 pub mod gre;
 pub mod icmp;

@@ -644,6 +644,35 @@ pub fn lo_alias() -> Result<Option<String>> {
     }))
 }
 
+/// The interface index the calling thread's namespace routes `dst` out
+/// of (blocking), or None when it has no route there yet.
+pub fn route_oif(dst: IpAddr) -> Result<Option<u32>> {
+    let mut msg = RouteMessage::default();
+    let (family, len, addr) = match dst {
+        IpAddr::V4(a) => (AddressFamily::Inet, 32, RouteAddress::Inet(a)),
+        IpAddr::V6(a) => (AddressFamily::Inet6, 128, RouteAddress::Inet6(a)),
+    };
+    msg.header.address_family = family;
+    msg.header.destination_prefix_length = len;
+    msg.attributes.push(RouteAttribute::Destination(addr));
+    match request_blocking(RouteNetlinkMessage::GetRoute(msg)) {
+        Ok(replies) => Ok(replies.iter().find_map(|r| match r {
+            RouteNetlinkMessage::NewRoute(m) => m.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            }),
+            _ => None,
+        })),
+        Err(e) => match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|e| e.raw_os_error())
+        {
+            Some(libc::ENETUNREACH | libc::EHOSTUNREACH) => Ok(None),
+            _ => Err(e.context(format!("looking up the route to {dst}"))),
+        },
+    }
+}
+
 /// One request, acknowledged, on a blocking socket of the calling thread's
 /// namespace: the replies before the acknowledgement.
 fn request_blocking(msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {

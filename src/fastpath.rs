@@ -1,0 +1,850 @@
+//! The userspace dataplane's in-kernel fast path: small eBPF programs at the
+//! tc hooks (TCX, Linux 6.6 and later) that carry plain GRE without a trip
+//! through userspace, for kernels with eBPF but no ip_gre.
+//!
+//! - Egress of a `gre` tunnel's TUN device: the packet gets its outer IPv4
+//!   and GRE headers (key if any) and leaves by the underlay device through
+//!   the neighbour table (`bpf_redirect_neigh`). TCP super-packets stay
+//!   whole; the kernel's GRE segmentation (not part of ip_gre) cuts them
+//!   only where a device needs it.
+//! - Ingress of the underlay device: GRE for a known (local, remote, key)
+//!   loses its outer headers and is handed to the tunnel's device as if
+//!   received there.
+//!
+//! Everything else (GRE checksums or sequence numbers, gretap, IPv6 outer
+//! headers, IP options, fragments, CE marks, unknown senders) is passed on
+//! untouched to the userspace path, which keeps the drop counters. The
+//! programs are assembled here from their instructions: no compiler and no
+//! object files at build or run time. Closing the link descriptors detaches
+//! them, so they go with the dataplane process.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use anyhow::{Context, Result, anyhow};
+
+/// What an egress program writes in front of each packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encap {
+    /// The tunnel's index in the counters.
+    pub index: u32,
+    pub local: Ipv4Addr,
+    pub remote: Ipv4Addr,
+    pub key: Option<u32>,
+    /// 0 inherits the inner packet's TTL.
+    pub ttl: u8,
+    /// An odd TOS inherits the inner packet's DSCP.
+    pub tos: u8,
+    pub df: bool,
+    /// The underlay device the packets leave by.
+    pub out_ifindex: u32,
+}
+
+/// The maps the programs of one dataplane share.
+pub struct FastPath {
+    /// Per tunnel: tx packets, tx bytes, rx packets, rx bytes.
+    counters: OwnedFd,
+    /// (namespace slot and key flag, local, remote, key) -> (device, tunnel).
+    table: OwnedFd,
+}
+
+/// Per-tunnel fast-path counters: packets and inner bytes each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+}
+
+impl FastPath {
+    /// Creates the maps for up to `tunnels` tunnels; fails where the kernel
+    /// has no eBPF (or forbids it).
+    pub fn new(tunnels: usize) -> Result<FastPath> {
+        let n = tunnels.max(1) as u32;
+        let counters = map_create(MAP_ARRAY, 4, 32, n).context("creating the counters map")?;
+        let table = map_create(MAP_HASH, 16, 8, n).context("creating the tunnel table")?;
+        Ok(FastPath { counters, table })
+    }
+
+    /// Attaches an egress program for `e` to the device `ifindex` of the
+    /// calling thread's namespace.
+    pub fn attach_egress(&self, e: &Encap, ifindex: u32) -> Result<OwnedFd> {
+        let prog = load(&encap_program(e, self.counters.as_raw_fd()), "grelab_encap")?;
+        link_create(&prog, ifindex, ATTACH_TCX_EGRESS)
+    }
+
+    /// Attaches the receive program of namespace `slot` to the device
+    /// `ifindex` of the calling thread's namespace.
+    pub fn attach_ingress(&self, slot: u32, ifindex: u32) -> Result<OwnedFd> {
+        let code = decap_program(slot, self.table.as_raw_fd(), self.counters.as_raw_fd());
+        let prog = load(&code, "grelab_decap")?;
+        link_create(&prog, ifindex, ATTACH_TCX_INGRESS)
+    }
+
+    /// Lets namespace `slot`'s receive programs hand GRE from `remote` to
+    /// `local` with `key` to device `ifindex`, counted as tunnel `index`.
+    pub fn add_route(
+        &self,
+        slot: u32,
+        local: Ipv4Addr,
+        remote: Ipv4Addr,
+        key: Option<u32>,
+        ifindex: u32,
+        index: u32,
+    ) -> Result<()> {
+        let k = route_key(slot, local, remote, key);
+        let mut v = [0u8; 8];
+        v[..4].copy_from_slice(&ifindex.to_ne_bytes());
+        v[4..].copy_from_slice(&index.to_ne_bytes());
+        map_update(&self.table, &k, &v).context("adding a tunnel to the fast-path table")
+    }
+
+    /// The fast-path counters of tunnel `index`.
+    pub fn counters(&self, index: u32) -> Result<Counters> {
+        let mut v = [0u8; 32];
+        map_lookup(&self.counters, &index.to_ne_bytes(), &mut v)
+            .context("reading the fast-path counters")?;
+        let word =
+            |i: usize| u64::from_ne_bytes(v[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        Ok(Counters {
+            tx_packets: word(0),
+            tx_bytes: word(1),
+            rx_packets: word(2),
+            rx_bytes: word(3),
+        })
+    }
+}
+
+fn route_key(slot: u32, local: Ipv4Addr, remote: Ipv4Addr, key: Option<u32>) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    let tag = (slot << 1) | u32::from(key.is_some());
+    k[..4].copy_from_slice(&tag.to_ne_bytes());
+    k[4..8].copy_from_slice(&local.octets());
+    k[8..12].copy_from_slice(&remote.octets());
+    k[12..].copy_from_slice(&key.unwrap_or(0).to_be_bytes());
+    k
+}
+
+// ---- The programs ----
+
+// Helpers (include/uapi/linux/bpf.h).
+const MAP_LOOKUP_ELEM: i32 = 1;
+const SKB_STORE_BYTES: i32 = 9;
+const REDIRECT: i32 = 23;
+const SKB_LOAD_BYTES: i32 = 26;
+const CSUM_DIFF: i32 = 28;
+const SKB_CHANGE_HEAD: i32 = 43;
+const SKB_ADJUST_ROOM: i32 = 50;
+const REDIRECT_NEIGH: i32 = 152;
+
+// bpf_skb_adjust_room: room between the L2 and L3 headers, and flags.
+const ADJ_ROOM_MAC: i32 = 1;
+const ADJ_FIXED_GSO: i32 = 1 << 0;
+const ADJ_ENCAP_L3_IPV4: i32 = 1 << 1;
+const ADJ_ENCAP_L4_GRE: i32 = 1 << 3;
+const ADJ_DECAP_L3_IPV4: i32 = 1 << 7;
+const ADJ_DECAP_L3_IPV6: i32 = 1 << 8;
+const ADJ_DECAP_L4_GRE: i32 = 1 << 9;
+
+/// TCX verdicts: on to the next program (or the stack), drop.
+const TCX_NEXT: i32 = -1;
+const TCX_DROP: i32 = 2;
+const F_INGRESS: i32 = 1;
+
+/// A 16-bit big-endian value as a little-endian load from the packet reads it.
+fn be16(v: u16) -> i32 {
+    i32::from(u16::from_ne_bytes(v.to_be_bytes()))
+}
+
+fn be32(v: u32) -> i32 {
+    i32::from_ne_bytes(v.to_be_bytes())
+}
+
+fn ne_addr(a: Ipv4Addr) -> i32 {
+    i32::from_ne_bytes(a.octets())
+}
+
+/// Adds 1 and `bytes` to the counters at `off` of the tunnel whose index is
+/// at `fp + KEY`.
+fn count(a: &mut Asm, counters: RawFd, off: i16, bytes: u8) {
+    let skip = a.label();
+    a.ld_map(R1, counters);
+    a.mov_reg(R2, R10);
+    a.add(R2, KEY as i32);
+    a.call(MAP_LOOKUP_ELEM);
+    a.jmp64(JEQ, R0, 0, skip);
+    a.mov(R1, 1);
+    a.atomic_add(R0, off, R1);
+    a.atomic_add(R0, off + 8, bytes);
+    a.bind(skip);
+}
+
+// Stack slots (offsets from the frame pointer).
+const KEY: i16 = -4;
+const SAVED: i16 = -16;
+const INNER: i16 = -32;
+const HDR: i16 = -64;
+const LOOKUP: i16 = -80;
+
+/// The egress program of one tunnel.
+fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
+    let hl: i32 = if e.key.is_some() { 28 } else { 24 };
+    let mut a = Asm::default();
+    let (pass, drop, v4, common, ecn_ok) = (a.label(), a.label(), a.label(), a.label(), a.label());
+    a.mov_reg(R6, R1);
+    a.ldx(W, R7, R6, 0); // skb->len: the inner packet
+    a.jmp(JGT, R7, 65535 - hl, pass);
+    // The inner header's first 12 bytes: version, TOS and TTL.
+    a.mov_reg(R1, R6);
+    a.mov(R2, 0);
+    a.mov_reg(R3, R10);
+    a.add(R3, INNER as i32);
+    a.mov(R4, 12);
+    a.call(SKB_LOAD_BYTES);
+    a.jmp(JNE, R0, 0, pass);
+    a.ldx(B, R8, R10, INNER);
+    a.alu(RSH, R8, 4);
+    a.jmp(JEQ, R8, 4, v4);
+    a.jmp(JNE, R8, 6, pass);
+    // IPv6: traffic class across bytes 0-1, hop limit at 7.
+    a.ldx(B, R2, R10, INNER);
+    a.alu(AND, R2, 0xf);
+    a.alu(LSH, R2, 4);
+    a.ldx(B, R3, R10, INNER + 1);
+    a.alu(RSH, R3, 4);
+    a.alu_reg(OR, R2, R3);
+    a.ldx(B, R3, R10, INNER + 7);
+    a.mov(R4, be16(0x86dd));
+    a.ja(common);
+    a.bind(v4);
+    a.ldx(B, R2, R10, INNER + 1);
+    a.ldx(B, R3, R10, INNER + 8);
+    a.mov(R4, be16(0x0800));
+    a.bind(common);
+    // R2 inner TOS, R3 inner TTL, R4 GRE protocol. ECN as ip_gre: CE goes
+    // out as ECT(0) (RFC 6040).
+    a.mov_reg(R5, R2);
+    a.alu(AND, R5, 3);
+    a.jmp(JNE, R5, 3, ecn_ok);
+    a.mov(R5, 2);
+    a.bind(ecn_ok);
+    if e.tos & 1 == 1 {
+        a.alu(AND, R2, 0xfc);
+    } else {
+        a.mov(R2, i32::from(e.tos & 0xfc));
+    }
+    a.alu_reg(OR, R2, R5);
+    if e.ttl != 0 {
+        a.mov(R3, i32::from(e.ttl));
+    }
+    a.st(B, R10, HDR, 0x45);
+    a.stx(B, R10, HDR + 1, R2);
+    a.mov_reg(R1, R7);
+    a.add(R1, hl);
+    a.be16(R1);
+    a.stx(H16, R10, HDR + 2, R1);
+    a.st(H16, R10, HDR + 4, 0);
+    a.st(H16, R10, HDR + 6, if e.df { be16(0x4000) } else { 0 });
+    a.stx(B, R10, HDR + 8, R3);
+    a.st(B, R10, HDR + 9, 47);
+    a.st(H16, R10, HDR + 10, 0);
+    a.st(W, R10, HDR + 12, ne_addr(e.local));
+    a.st(W, R10, HDR + 16, ne_addr(e.remote));
+    a.st(
+        H16,
+        R10,
+        HDR + 20,
+        if e.key.is_some() { be16(0x2000) } else { 0 },
+    );
+    a.stx(H16, R10, HDR + 22, R4);
+    if let Some(k) = e.key {
+        a.st(W, R10, HDR + 24, be32(k));
+    }
+    // The IPv4 header checksum: the one's-complement sum, folded.
+    a.mov(R1, 0);
+    a.mov(R2, 0);
+    a.mov_reg(R3, R10);
+    a.add(R3, HDR as i32);
+    a.mov(R4, 20);
+    a.mov(R5, 0);
+    a.call(CSUM_DIFF);
+    a.mov32_reg(R0, R0);
+    for _ in 0..2 {
+        a.mov_reg(R1, R0);
+        a.alu(RSH, R1, 16);
+        a.alu(AND, R0, 0xffff);
+        a.alu_reg(ADD, R0, R1);
+    }
+    a.alu(XOR, R0, 0xffff);
+    a.stx(H16, R10, HDR + 10, R0);
+    // Room in front, marked as GRE in IPv4 so that segmentation works.
+    a.mov_reg(R1, R6);
+    a.mov(R2, hl);
+    a.mov(R3, ADJ_ROOM_MAC);
+    a.mov(R4, ADJ_FIXED_GSO | ADJ_ENCAP_L3_IPV4 | ADJ_ENCAP_L4_GRE);
+    a.call(SKB_ADJUST_ROOM);
+    a.jmp(JNE, R0, 0, pass);
+    a.mov_reg(R1, R6);
+    a.mov(R2, 0);
+    a.mov_reg(R3, R10);
+    a.add(R3, HDR as i32);
+    a.mov(R4, hl);
+    a.mov(R5, 0);
+    a.call(SKB_STORE_BYTES);
+    a.jmp(JNE, R0, 0, drop);
+    a.st(W, R10, KEY, e.index as i32);
+    count(&mut a, counters, 0, R7);
+    // bpf_redirect_neigh takes the packet as from an Ethernet device: room
+    // for a header it then replaces.
+    a.mov_reg(R1, R6);
+    a.mov(R2, 14);
+    a.mov(R3, 0);
+    a.call(SKB_CHANGE_HEAD);
+    a.jmp(JNE, R0, 0, drop);
+    a.mov(R1, e.out_ifindex as i32);
+    a.mov(R2, 0);
+    a.mov(R3, 0);
+    a.mov(R4, 0);
+    a.call(REDIRECT_NEIGH);
+    a.exit();
+    a.bind(pass);
+    a.mov(R0, TCX_NEXT);
+    a.exit();
+    a.bind(drop);
+    a.mov(R0, TCX_DROP);
+    a.exit();
+    a.finish()
+}
+
+/// The receive program of one namespace: its tunnels are in `table`.
+fn decap_program(slot: u32, table: RawFd, counters: RawFd) -> Vec<Insn> {
+    // The Ethernet type, the outer IPv4 header and up to 8 bytes of GRE,
+    // from H + 2 so that the IPv4 header is 4-aligned on the stack.
+    const H: i16 = HDR;
+    let mut a = Asm::default();
+    let (next, no_key, known, done) = (a.label(), a.label(), a.label(), a.label());
+    a.mov_reg(R6, R1);
+    a.mov_reg(R1, R6);
+    a.mov(R2, 12);
+    a.mov_reg(R3, R10);
+    a.add(R3, (H + 2) as i32);
+    a.mov(R4, 30);
+    a.call(SKB_LOAD_BYTES);
+    a.jmp(JNE, R0, 0, next);
+    a.ldx(H16, R1, R10, H + 2);
+    a.jmp(JNE, R1, be16(0x0800), next);
+    // IPv4 without options, not CE-marked, not a fragment, GRE.
+    a.ldx(B, R1, R10, H + 4);
+    a.jmp(JNE, R1, 0x45, next);
+    a.ldx(B, R1, R10, H + 5);
+    a.alu(AND, R1, 3);
+    a.jmp(JEQ, R1, 3, next);
+    a.ldx(H16, R1, R10, H + 10);
+    a.alu(AND, R1, be16(0x3fff));
+    a.jmp(JNE, R1, 0, next);
+    a.ldx(B, R1, R10, H + 13);
+    a.jmp(JNE, R1, 47, next);
+    // The frame holds exactly the IP packet (no padding to trim).
+    a.ldx(H16, R1, R10, H + 6);
+    a.be16(R1);
+    a.add(R1, 14);
+    a.ldx(W, R2, R6, 0);
+    a.jmp_reg(JNE, R2, R1, next);
+    // GRE version 0, nothing but an optional key.
+    a.ldx(H16, R1, R10, H + 24);
+    a.mov(R2, 0);
+    a.mov(R3, 24);
+    a.mov(R4, (slot << 1) as i32);
+    a.jmp(JEQ, R1, 0, no_key);
+    a.jmp(JNE, R1, be16(0x2000), next);
+    a.ldx(W, R2, R10, H + 28);
+    a.mov(R3, 28);
+    a.alu(OR, R4, 1);
+    a.bind(no_key);
+    a.stx(DW, R10, SAVED, R3);
+    a.stx(W, R10, LOOKUP, R4);
+    a.ldx(W, R1, R10, H + 20);
+    a.stx(W, R10, LOOKUP + 4, R1);
+    a.ldx(W, R1, R10, H + 16);
+    a.stx(W, R10, LOOKUP + 8, R1);
+    a.stx(W, R10, LOOKUP + 12, R2);
+    a.ldx(H16, R1, R10, H + 26);
+    a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L3_IPV4 | ADJ_DECAP_L4_GRE);
+    a.jmp(JEQ, R1, be16(0x0800), known);
+    a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L3_IPV6 | ADJ_DECAP_L4_GRE);
+    a.jmp(JNE, R1, be16(0x86dd), next);
+    a.bind(known);
+    a.ld_map(R1, table);
+    a.mov_reg(R2, R10);
+    a.add(R2, LOOKUP as i32);
+    a.call(MAP_LOOKUP_ELEM);
+    a.jmp64(JEQ, R0, 0, next);
+    a.ldx(W, R8, R0, 0);
+    a.ldx(W, R9, R0, 4);
+    // Off with the outer headers; kernels before the GRE decap flag
+    // (Linux 6.17) take the call without it.
+    for retry in [false, true] {
+        a.mov_reg(R1, R6);
+        a.ldx(DW, R2, R10, SAVED);
+        a.neg(R2);
+        a.mov(R3, ADJ_ROOM_MAC);
+        a.mov_reg(R4, R7);
+        if retry {
+            a.alu(AND, R4, !ADJ_DECAP_L4_GRE);
+        }
+        a.call(SKB_ADJUST_ROOM);
+        a.jmp(JEQ, R0, 0, done);
+    }
+    a.ja(next);
+    a.bind(done);
+    a.ldx(W, R7, R6, 0);
+    a.add(R7, -14);
+    a.stx(W, R10, KEY, R9);
+    count(&mut a, counters, 16, R7);
+    a.mov_reg(R1, R8);
+    a.mov(R2, F_INGRESS);
+    a.call(REDIRECT);
+    a.exit();
+    a.bind(next);
+    a.mov(R0, TCX_NEXT);
+    a.exit();
+    a.finish()
+}
+
+// ---- A small eBPF assembler ----
+
+const R0: u8 = 0;
+const R1: u8 = 1;
+const R2: u8 = 2;
+const R3: u8 = 3;
+const R4: u8 = 4;
+const R5: u8 = 5;
+const R6: u8 = 6;
+const R7: u8 = 7;
+const R8: u8 = 8;
+const R9: u8 = 9;
+const R10: u8 = 10;
+
+// Classes, sizes, modes and operations (include/uapi/linux/bpf_common.h).
+const CLS_LD: u8 = 0x00;
+const CLS_LDX: u8 = 0x01;
+const CLS_ST: u8 = 0x02;
+const CLS_STX: u8 = 0x03;
+const CLS_ALU: u8 = 0x04;
+const CLS_JMP: u8 = 0x05;
+const CLS_JMP32: u8 = 0x06;
+const CLS_ALU64: u8 = 0x07;
+const W: u8 = 0x00;
+const H16: u8 = 0x08;
+const B: u8 = 0x10;
+const DW: u8 = 0x18;
+const MODE_IMM: u8 = 0x00;
+const MODE_MEM: u8 = 0x60;
+const MODE_ATOMIC: u8 = 0xc0;
+const SRC_X: u8 = 0x08;
+const ADD: u8 = 0x00;
+const OR: u8 = 0x40;
+const AND: u8 = 0x50;
+const LSH: u8 = 0x60;
+const RSH: u8 = 0x70;
+const NEG: u8 = 0x80;
+const XOR: u8 = 0xa0;
+const MOV: u8 = 0xb0;
+const END: u8 = 0xd0;
+const TO_BE: u8 = 0x08;
+const JA: u8 = 0x00;
+const JEQ: u8 = 0x10;
+const JGT: u8 = 0x20;
+const JNE: u8 = 0x50;
+const CALL: u8 = 0x80;
+const EXIT: u8 = 0x90;
+const PSEUDO_MAP_FD: u8 = 1;
+
+/// One instruction, as `struct bpf_insn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insn {
+    code: u8,
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+#[derive(Clone, Copy)]
+struct Label(usize);
+
+#[derive(Default)]
+struct Asm {
+    insns: Vec<Insn>,
+    labels: Vec<Option<usize>>,
+    jumps: Vec<(usize, Label)>,
+}
+
+impl Asm {
+    fn emit(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) {
+        self.insns.push(Insn {
+            code,
+            regs: (src << 4) | dst,
+            off,
+            imm,
+        });
+    }
+    fn label(&mut self) -> Label {
+        self.labels.push(None);
+        Label(self.labels.len() - 1)
+    }
+    fn bind(&mut self, l: Label) {
+        self.labels[l.0] = Some(self.insns.len());
+    }
+    fn mov(&mut self, dst: u8, imm: i32) {
+        self.emit(CLS_ALU64 | MOV, dst, 0, 0, imm);
+    }
+    fn mov_reg(&mut self, dst: u8, src: u8) {
+        self.emit(CLS_ALU64 | MOV | SRC_X, dst, src, 0, 0);
+    }
+    /// 32-bit move: zero-extends.
+    fn mov32_reg(&mut self, dst: u8, src: u8) {
+        self.emit(CLS_ALU | MOV | SRC_X, dst, src, 0, 0);
+    }
+    fn add(&mut self, dst: u8, imm: i32) {
+        self.alu(ADD, dst, imm);
+    }
+    fn alu(&mut self, op: u8, dst: u8, imm: i32) {
+        self.emit(CLS_ALU64 | op, dst, 0, 0, imm);
+    }
+    fn alu_reg(&mut self, op: u8, dst: u8, src: u8) {
+        self.emit(CLS_ALU64 | op | SRC_X, dst, src, 0, 0);
+    }
+    fn neg(&mut self, dst: u8) {
+        self.emit(CLS_ALU64 | NEG, dst, 0, 0, 0);
+    }
+    /// Host order to big-endian, 16 bits (zero-extended).
+    fn be16(&mut self, dst: u8) {
+        self.emit(CLS_ALU | END | TO_BE, dst, 0, 0, 16);
+    }
+    fn ldx(&mut self, size: u8, dst: u8, src: u8, off: i16) {
+        self.emit(CLS_LDX | MODE_MEM | size, dst, src, off, 0);
+    }
+    fn stx(&mut self, size: u8, dst: u8, off: i16, src: u8) {
+        self.emit(CLS_STX | MODE_MEM | size, dst, src, off, 0);
+    }
+    fn st(&mut self, size: u8, dst: u8, off: i16, imm: i32) {
+        self.emit(CLS_ST | MODE_MEM | size, dst, 0, off, imm);
+    }
+    fn atomic_add(&mut self, dst: u8, off: i16, src: u8) {
+        self.emit(CLS_STX | MODE_ATOMIC | DW, dst, src, off, i32::from(ADD));
+    }
+    fn ld_map(&mut self, dst: u8, fd: RawFd) {
+        self.emit(CLS_LD | MODE_IMM | DW, dst, PSEUDO_MAP_FD, 0, fd);
+        self.emit(0, 0, 0, 0, 0);
+    }
+    fn jump(&mut self, code: u8, dst: u8, src: u8, imm: i32, to: Label) {
+        self.jumps.push((self.insns.len(), to));
+        self.emit(code, dst, src, 0, imm);
+    }
+    /// 32-bit compare with an immediate (addresses and keys are u32).
+    fn jmp(&mut self, op: u8, dst: u8, imm: i32, to: Label) {
+        self.jump(CLS_JMP32 | op, dst, 0, imm, to);
+    }
+    fn jmp64(&mut self, op: u8, dst: u8, imm: i32, to: Label) {
+        self.jump(CLS_JMP | op, dst, 0, imm, to);
+    }
+    fn jmp_reg(&mut self, op: u8, dst: u8, src: u8, to: Label) {
+        self.jump(CLS_JMP | op | SRC_X, dst, src, 0, to);
+    }
+    fn ja(&mut self, to: Label) {
+        self.jump(CLS_JMP | JA, 0, 0, 0, to);
+    }
+    fn call(&mut self, helper: i32) {
+        self.emit(CLS_JMP | CALL, 0, 0, 0, helper);
+    }
+    fn exit(&mut self) {
+        self.emit(CLS_JMP | EXIT, 0, 0, 0, 0);
+    }
+    fn finish(mut self) -> Vec<Insn> {
+        for &(at, to) in &self.jumps {
+            let target = self.labels[to.0].expect("every label used is bound");
+            self.insns[at].off = (target as isize - at as isize - 1) as i16;
+        }
+        self.insns
+    }
+}
+
+// ---- The bpf(2) system call ----
+
+const CMD_MAP_CREATE: u32 = 0;
+const CMD_MAP_LOOKUP_ELEM: u32 = 1;
+const CMD_MAP_UPDATE_ELEM: u32 = 2;
+const CMD_PROG_LOAD: u32 = 5;
+const CMD_LINK_CREATE: u32 = 28;
+const MAP_HASH: u32 = 1;
+const MAP_ARRAY: u32 = 2;
+const PROG_SCHED_CLS: u32 = 3;
+const ATTACH_TCX_INGRESS: u32 = 46;
+const ATTACH_TCX_EGRESS: u32 = 47;
+
+/// `union bpf_attr`, filled field by field at the kernel's offsets.
+struct Attr([u8; 128]);
+
+impl Attr {
+    fn new() -> Attr {
+        Attr([0; 128])
+    }
+    fn u32(&mut self, at: usize, v: u32) -> &mut Attr {
+        self.0[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+    fn u64(&mut self, at: usize, v: u64) -> &mut Attr {
+        self.0[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+    fn ptr<T>(&mut self, at: usize, p: *const T) -> &mut Attr {
+        self.u64(at, p as usize as u64)
+    }
+    fn call(&mut self, cmd: u32) -> io::Result<i64> {
+        // SAFETY: the attribute buffer is valid for its length, and every
+        // pointer in it points at memory that outlives the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                self.0.as_mut_ptr(),
+                self.0.len() as libc::c_uint,
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    }
+    fn call_fd(&mut self, cmd: u32) -> io::Result<OwnedFd> {
+        // SAFETY: these commands return a new descriptor that we own.
+        self.call(cmd)
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+}
+
+fn map_create(kind: u32, key: u32, value: u32, entries: u32) -> io::Result<OwnedFd> {
+    Attr::new()
+        .u32(0, kind)
+        .u32(4, key)
+        .u32(8, value)
+        .u32(12, entries)
+        .call_fd(CMD_MAP_CREATE)
+}
+
+fn map_update(map: &OwnedFd, key: &[u8], value: &[u8]) -> io::Result<()> {
+    Attr::new()
+        .u32(0, map.as_raw_fd() as u32)
+        .ptr(8, key.as_ptr())
+        .ptr(16, value.as_ptr())
+        .call(CMD_MAP_UPDATE_ELEM)
+        .map(drop)
+}
+
+fn map_lookup(map: &OwnedFd, key: &[u8], value: &mut [u8]) -> io::Result<()> {
+    Attr::new()
+        .u32(0, map.as_raw_fd() as u32)
+        .ptr(8, key.as_ptr())
+        .ptr(16, value.as_mut_ptr())
+        .call(CMD_MAP_LOOKUP_ELEM)
+        .map(drop)
+}
+
+/// Loads a tc program; on refusal, loads it again for the verifier's log.
+fn load(code: &[Insn], name: &str) -> Result<OwnedFd> {
+    let raw: Vec<u64> = code
+        .iter()
+        .map(|i| {
+            u64::from(i.code)
+                | (u64::from(i.regs) << 8)
+                | (u64::from(i.off as u16) << 16)
+                | (u64::from(i.imm as u32) << 32)
+        })
+        .collect();
+    // GPL-compatible, as the kernel's tc helpers require.
+    let license = c"Dual MIT/GPL";
+    let mut prog_name = [0u8; 16];
+    prog_name[..name.len().min(15)].copy_from_slice(&name.as_bytes()[..name.len().min(15)]);
+    let mut log = vec![0u8; 0];
+    let attempt = |log: &mut Vec<u8>| {
+        let mut a = Attr::new();
+        a.u32(0, PROG_SCHED_CLS)
+            .u32(4, raw.len() as u32)
+            .ptr(8, raw.as_ptr())
+            .ptr(16, license.as_ptr());
+        if !log.is_empty() {
+            a.u32(24, 1)
+                .u32(28, log.len() as u32)
+                .ptr(32, log.as_mut_ptr());
+        }
+        a.0[48..64].copy_from_slice(&prog_name);
+        a.call_fd(CMD_PROG_LOAD)
+    };
+    match attempt(&mut log) {
+        Ok(fd) => Ok(fd),
+        Err(e) => {
+            log = vec![0u8; 1 << 16];
+            let _ = attempt(&mut log);
+            let text = String::from_utf8_lossy(&log);
+            let text = text.trim_end_matches('\0').trim();
+            let tail: Vec<&str> = text.lines().rev().take(4).collect();
+            Err(anyhow!(
+                "loading the eBPF program `{name}`: {e}{}",
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (verifier: {})",
+                        tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+                    )
+                }
+            ))
+        }
+    }
+}
+
+fn link_create(prog: &OwnedFd, ifindex: u32, attach: u32) -> Result<OwnedFd> {
+    Attr::new()
+        .u32(0, prog.as_raw_fd() as u32)
+        .u32(4, ifindex)
+        .u32(8, attach)
+        .call_fd(CMD_LINK_CREATE)
+        .with_context(|| {
+            format!(
+                "attaching to the tc {} hook of interface {ifindex} (TCX needs Linux 6.6 or later)",
+                if attach == ATTACH_TCX_INGRESS {
+                    "ingress"
+                } else {
+                    "egress"
+                }
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encap() -> Encap {
+        Encap {
+            index: 3,
+            local: Ipv4Addr::new(172, 16, 10, 2),
+            remote: Ipv4Addr::new(152, 16, 10, 2),
+            key: None,
+            ttl: 255,
+            tos: 0,
+            df: true,
+            out_ifindex: 7,
+        }
+    }
+
+    #[test]
+    fn jumps_land_on_their_labels() {
+        let mut a = Asm::default();
+        let l = a.label();
+        a.jmp(JEQ, R1, 0, l);
+        a.mov(R0, 1);
+        a.mov(R0, 2);
+        a.bind(l);
+        a.exit();
+        let code = a.finish();
+        assert_eq!(code[0].off, 2);
+        assert_eq!(code[3].code, CLS_JMP | EXIT);
+    }
+
+    #[test]
+    fn registers_are_packed_as_the_kernel_reads_them() {
+        let mut a = Asm::default();
+        a.stx(W, R10, -4, R3);
+        let i = a.finish()[0];
+        assert_eq!(i.regs, 0x3a, "src in the high nibble, dst in the low");
+        assert_eq!(i.code, 0x63);
+    }
+
+    #[test]
+    fn every_program_ends_in_exit_and_every_jump_stays_inside() {
+        for code in [
+            encap_program(&encap(), 5),
+            encap_program(
+                &Encap {
+                    key: Some(42),
+                    ttl: 0,
+                    tos: 1,
+                    ..encap()
+                },
+                5,
+            ),
+            decap_program(2, 6, 5),
+        ] {
+            assert_eq!(code.last().map(|i| i.code), Some(CLS_JMP | EXIT));
+            for (at, i) in code.iter().enumerate() {
+                let class = i.code & 7;
+                let op = i.code & 0xf0;
+                if (class == CLS_JMP || class == CLS_JMP32) && op != CALL && op != EXIT {
+                    let to = at as isize + 1 + i.off as isize;
+                    assert!(
+                        (0..code.len() as isize).contains(&to),
+                        "jump at {at} to {to}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keys_are_big_endian_and_tagged() {
+        let k = route_key(
+            5,
+            Ipv4Addr::new(1, 2, 3, 4),
+            Ipv4Addr::new(5, 6, 7, 8),
+            Some(0x0102_0304),
+        );
+        assert_eq!(&k[..4], &11u32.to_ne_bytes());
+        assert_eq!(&k[4..8], &[1, 2, 3, 4]);
+        assert_eq!(&k[8..12], &[5, 6, 7, 8]);
+        assert_eq!(&k[12..], &[1, 2, 3, 4]);
+        let unkeyed = route_key(
+            5,
+            Ipv4Addr::new(1, 2, 3, 4),
+            Ipv4Addr::new(5, 6, 7, 8),
+            None,
+        );
+        assert_eq!(&unkeyed[..4], &10u32.to_ne_bytes());
+    }
+
+    /// Needs root: the kernel's verifier is the judge.
+    #[test]
+    fn programs_pass_the_verifier() {
+        let fp = FastPath::new(4).expect("eBPF maps");
+        for e in [
+            encap(),
+            Encap {
+                key: Some(42),
+                ttl: 0,
+                tos: 1,
+                df: false,
+                ..encap()
+            },
+        ] {
+            load(&encap_program(&e, fp.counters.as_raw_fd()), "t_encap").expect("encap loads");
+        }
+        load(
+            &decap_program(1, fp.table.as_raw_fd(), fp.counters.as_raw_fd()),
+            "t_decap",
+        )
+        .expect("decap loads");
+        fp.add_route(
+            1,
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            None,
+            9,
+            2,
+        )
+        .expect("route");
+        assert_eq!(fp.counters(2).expect("counters"), Counters::default());
+    }
+}
