@@ -28,6 +28,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -867,27 +868,54 @@ struct Engine {
     fast: Option<Fast>,
 }
 
-/// The in-kernel fast path of the dataplane's eligible tunnels.
+/// The in-kernel fast path of the dataplane's eligible tunnels. Attaching
+/// costs an RCU grace period per hook (milliseconds), and so does detaching
+/// at exit: a tunnel gets it once it has carried FAST_AFTER packets through
+/// userspace, and a thread of its own does the attaching, so the packet
+/// loop never waits for it.
 struct Fast {
-    path: FastPath,
-    home: File,
-    /// Receive programs attached, by (namespace slot, underlay ifindex).
-    ingress: HashMap<(usize, u32), OwnedFd>,
+    path: Arc<FastPath>,
     tunnels: Vec<FastState>,
+    /// To the attaching thread; dropped first, to stop it.
+    jobs: Option<mpsc::Sender<AttachJob>>,
+    done: mpsc::Receiver<(usize, Result<bool>)>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum FastState {
     /// Not eligible, or attaching failed.
     Off,
-    /// Attached at the next packet the slow path carries after this time
-    /// (before, the underlay may have no route yet).
+    /// To be attached once it carries enough traffic, not before this time
+    /// (after an attempt that found no route to the remote yet).
     Waiting(Instant),
-    /// Attached: the egress program's link, held for as long as it runs.
-    On { _link: OwnedFd },
+    Attaching,
+    On,
 }
 
+/// Slow-path packets (either way) after which a tunnel gets the fast path:
+/// enough to tell a flow from the few packets of a check.
+const FAST_AFTER: u64 = 64;
 /// How long after a failed attach (no route yet) to try again.
 const FAST_RETRY: Duration = Duration::from_secs(1);
+
+/// What the attaching thread needs to know of a tunnel.
+struct AttachJob {
+    index: usize,
+    netns: File,
+    end: TunnelEnd,
+    slot: usize,
+    ifindex: u32,
+}
+
+impl Drop for Fast {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// Enters the thread's original namespace again when dropped.
 struct Home(File);
@@ -1029,67 +1057,99 @@ impl Engine {
     /// once it carries traffic (see `try_fast`). Without eBPF, one line in
     /// the log says so and every packet goes through userspace.
     fn enable_fast_path(&mut self) {
-        let setup = || -> Result<Fast> {
-            let path = FastPath::new(self.tunnels.len())?;
-            let home = File::open("/proc/thread-self/ns/net")
-                .context("opening this thread's network namespace")?;
-            Ok(Fast {
-                path,
-                home,
-                ingress: HashMap::new(),
-                tunnels: self
-                    .tunnels
-                    .iter()
-                    .map(|t| {
-                        let e = &t.end;
-                        if e.kind == TunnelKind::Gre && !e.checksum && !e.sequence {
-                            FastState::Waiting(Instant::now())
-                        } else {
-                            FastState::Off
-                        }
-                    })
-                    .collect(),
-            })
+        let path = match FastPath::new(self.tunnels.len()) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                eprintln!(
+                    "dataplane: no in-kernel fast path, all packets go through userspace: {e:#}"
+                );
+                return;
+            }
         };
-        match setup() {
-            Ok(fast) => self.fast = Some(fast),
-            Err(e) => eprintln!(
-                "dataplane: no in-kernel fast path, all packets go through userspace: {e:#}"
-            ),
-        }
+        let (jobs, todo) = mpsc::channel();
+        let (report, done) = mpsc::channel();
+        let thread = std::thread::Builder::new().name("fastpath".into()).spawn({
+            let path = path.clone();
+            move || attacher(&path, &todo, &report)
+        });
+        let thread = match thread {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("dataplane: no in-kernel fast path (no thread for it: {e})");
+                return;
+            }
+        };
+        let tunnels = self
+            .tunnels
+            .iter()
+            .map(|t| {
+                let e = &t.end;
+                if e.kind == TunnelKind::Gre && !e.checksum && !e.sequence {
+                    FastState::Waiting(Instant::now())
+                } else {
+                    FastState::Off
+                }
+            })
+            .collect();
+        self.fast = Some(Fast {
+            path,
+            tunnels,
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+        });
     }
 
-    /// Attaches tunnel `ti`'s fast path if it waits and is due: the egress
-    /// program on its device, and its namespace's receive program on the
-    /// underlay device its remote is routed out of.
+    /// Hands tunnel `ti` to the attaching thread if it waits, is due, and
+    /// has carried enough traffic through userspace.
     fn try_fast(&mut self, ti: usize) {
         let Some(fast) = &mut self.fast else { return };
+        let st = &self.stats.tunnels[ti];
         match fast.tunnels[ti] {
-            FastState::Waiting(at) if at <= Instant::now() => {}
+            FastState::Waiting(at)
+                if st.tx_packets + st.rx_packets >= FAST_AFTER && at <= Instant::now() => {}
             _ => return,
         }
         let t = &self.tunnels[ti];
-        let attached =
-            netns::enter(&self.namespaces[t.slot]).and_then(|()| fast.attach(t, ti as u32));
-        if let Err(e) = netns::enter(&fast.home) {
-            eprintln!("dataplane: returning to the original network namespace: {e:#}");
-        }
-        let stats = &mut self.stats.tunnels[ti];
-        fast.tunnels[ti] = match attached {
-            Ok(Some(link)) => {
-                stats.fast_path = true;
-                self.dirty = true;
-                FastState::On { _link: link }
-            }
-            Ok(None) => FastState::Waiting(Instant::now() + FAST_RETRY),
-            Err(e) => {
-                eprintln!(
-                    "dataplane: tunnel `{}` in `{}` stays in userspace: {e:#}",
-                    t.end.name, t.end.netns
-                );
-                FastState::Off
-            }
+        let job = self.namespaces[t.slot].try_clone().map(|netns| AttachJob {
+            index: ti,
+            netns,
+            end: t.end.clone(),
+            slot: t.slot,
+            ifindex: t.ifindex,
+        });
+        let sent = match (job, &fast.jobs) {
+            (Ok(job), Some(jobs)) => jobs.send(job).is_ok(),
+            _ => false,
         };
+        fast.tunnels[ti] = if sent {
+            FastState::Attaching
+        } else {
+            FastState::Off
+        };
+    }
+
+    /// Takes the attaching thread's results.
+    fn fast_results(&mut self) {
+        let Some(fast) = &mut self.fast else { return };
+        while let Ok((ti, result)) = fast.done.try_recv() {
+            let t = &self.tunnels[ti];
+            fast.tunnels[ti] = match result {
+                Ok(true) => {
+                    self.stats.tunnels[ti].fast_path = true;
+                    self.dirty = true;
+                    FastState::On
+                }
+                Ok(false) => FastState::Waiting(Instant::now() + FAST_RETRY),
+                Err(e) => {
+                    eprintln!(
+                        "dataplane: tunnel `{}` in `{}` stays in userspace: {e:#}",
+                        t.end.name, t.end.netns
+                    );
+                    FastState::Off
+                }
+            };
+        }
     }
 
     /// Copies the fast path's counters into the stats; marks them dirty if
@@ -1097,7 +1157,7 @@ impl Engine {
     fn refresh_fast(&mut self) {
         let Some(fast) = &self.fast else { return };
         for (i, state) in fast.tunnels.iter().enumerate() {
-            if !matches!(state, FastState::On { .. }) {
+            if *state != FastState::On {
                 continue;
             }
             let Ok(c) = fast.path.counters(i as u32) else {
@@ -1161,6 +1221,7 @@ impl Engine {
             // Idle, or busy for long: then write anyway.
             let since = flushed.elapsed();
             if since >= FLUSH_EVERY {
+                self.fast_results();
                 self.refresh_fast();
             }
             if self.dirty && since >= FLUSH_EVERY && (n == 0 || since >= 4 * FLUSH_EVERY) {
@@ -1301,37 +1362,71 @@ impl Engine {
     }
 }
 
-impl Fast {
-    /// Attaches tunnel `index` (`t`) from inside its namespace; None while
-    /// its remote has no route.
-    fn attach(&mut self, t: &Tunnel, index: u32) -> Result<Option<OwnedFd>> {
-        let (IpAddr::V4(local), IpAddr::V4(remote)) = (t.end.local, t.end.remote) else {
-            bail!("the fast path carries IPv4 underlays only");
-        };
-        let Some(oif) = rtnl::route_oif(t.end.remote)? else {
-            return Ok(None);
-        };
-        if oif == t.ifindex {
-            bail!("its remote {remote} is routed through the tunnel itself");
+/// The attaching thread: takes jobs until the dataplane drops its sender,
+/// reports each result, and holds the links (closing them detaches the
+/// programs) until it ends.
+fn attacher(
+    path: &FastPath,
+    jobs: &mpsc::Receiver<AttachJob>,
+    report: &mpsc::Sender<(usize, Result<bool>)>,
+) {
+    let home = match File::open("/proc/thread-self/ns/net") {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("dataplane: fast path: opening this thread's network namespace: {e}");
+            return;
         }
-        if let std::collections::hash_map::Entry::Vacant(v) = self.ingress.entry((t.slot, oif)) {
-            v.insert(self.path.attach_ingress(t.slot as u32, oif)?);
+    };
+    let mut ingress: HashMap<(usize, u32), OwnedFd> = HashMap::new();
+    let mut links = Vec::new();
+    for job in jobs {
+        let attached = netns::enter(&job.netns).and_then(|()| attach(path, &mut ingress, &job));
+        if let Err(e) = netns::enter(&home) {
+            eprintln!("dataplane: fast path: returning to the original network namespace: {e:#}");
+            return;
         }
-        self.path
-            .add_route(t.slot as u32, local, remote, t.end.ikey, t.ifindex, index)?;
-        let e = &t.end;
-        let encap = Encap {
-            index,
-            local,
-            remote,
-            key: e.okey,
-            ttl: e.ttl,
-            tos: e.tos,
-            df: e.pmtudisc,
-            out_ifindex: oif,
-        };
-        Ok(Some(self.path.attach_egress(&encap, t.ifindex)?))
+        let result = attached.map(|link| link.map(|l| links.push(l)).is_some());
+        if report.send((job.index, result)).is_err() {
+            break;
+        }
     }
+}
+
+/// Attaches a tunnel's programs from inside its namespace: the receive
+/// program on the underlay device its remote is routed out of (once per
+/// device), its route in the table, and the egress program on its device.
+/// None while the remote has no route.
+fn attach(
+    path: &FastPath,
+    ingress: &mut HashMap<(usize, u32), OwnedFd>,
+    job: &AttachJob,
+) -> Result<Option<OwnedFd>> {
+    let e = &job.end;
+    let (IpAddr::V4(local), IpAddr::V4(remote)) = (e.local, e.remote) else {
+        bail!("the fast path carries IPv4 underlays only");
+    };
+    let Some(oif) = rtnl::route_oif(e.remote)? else {
+        return Ok(None);
+    };
+    if oif == job.ifindex {
+        bail!("its remote {remote} is routed through the tunnel itself");
+    }
+    let (slot, index) = (job.slot as u32, job.index as u32);
+    if let std::collections::hash_map::Entry::Vacant(v) = ingress.entry((job.slot, oif)) {
+        v.insert(path.attach_ingress(slot, oif)?);
+    }
+    path.add_route(slot, local, remote, e.ikey, job.ifindex, index)?;
+    let encap = Encap {
+        index,
+        local,
+        remote,
+        key: e.okey,
+        ttl: e.ttl,
+        tos: e.tos,
+        df: e.pmtudisc,
+        out_ifindex: oif,
+    };
+    Ok(Some(path.attach_egress(&encap, job.ifindex)?))
 }
 
 /// Checks one received GRE packet against the tunnels: returns its tunnel
@@ -3285,15 +3380,15 @@ mod tests {
             ip(ns, &format!("addr add fd00:50::{n}/64 dev tun0 nodad"));
             ip(ns, &format!("addr add 192.168.57.{n}/30 dev k7"));
         }
-        // The first packets go through userspace and attach the fast path.
-        for to in ["192.168.50.2", "192.168.57.2", "fd00:50::2"] {
-            ping(&lab.a, to, 3).unwrap_or_else(|o| {
-                panic!(
-                    "ping {to} failed:
-{o}"
-                )
-            });
-        }
+        // A few packets stay in userspace; a flow gets the fast path.
+        ping(&lab.a, "192.168.50.2", 3).unwrap_or_else(|o| panic!("ping failed:\n{o}"));
+        assert!(!read_stats(&fast.stats).unwrap().tunnels[0].fast_path);
+        const LEN: usize = 8 << 20;
+        let streams = || {
+            tcp_transfer(&lab.a, &lab.b, "192.168.50.2".parse().unwrap(), LEN);
+            tcp_transfer(&lab.b, &lab.a, "192.168.57.1".parse().unwrap(), LEN);
+        };
+        streams();
         fast.wait_for("the fast path on both tunnels", |s| {
             s.tunnels.iter().all(|t| t.fast_path)
         });
@@ -3313,16 +3408,9 @@ mod tests {
         assert_eq!(p[16..20], [152, 16, 10, 2], "outer destination");
         assert_eq!(p[20..24], [0, 0, 0x08, 0x00], "plain GRE carrying IPv4");
         for to in ["192.168.57.2", "fd00:50::2"] {
-            ping(&lab.a, to, 3).unwrap_or_else(|o| {
-                panic!(
-                    "ping {to} failed:
-{o}"
-                )
-            });
+            ping(&lab.a, to, 3).unwrap_or_else(|o| panic!("ping {to} failed:\n{o}"));
         }
-        const LEN: usize = 8 << 20;
-        tcp_transfer(&lab.a, &lab.b, "192.168.50.2".parse().unwrap(), LEN);
-        tcp_transfer(&lab.b, &lab.a, "192.168.57.1".parse().unwrap(), LEN);
+        streams();
 
         // Forged at a's fast path: a wrong key, a wrong source.
         let forger = Forger::new(&lab.b);
