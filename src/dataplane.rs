@@ -1411,6 +1411,15 @@ fn attach(
     if oif == job.ifindex {
         bail!("its remote {remote} is routed through the tunnel itself");
     }
+    // The programs do not fragment: every packet must fit the underlay.
+    let room = rtnl::link_mtu(oif)?;
+    let hl = 24 + if e.okey.is_some() { 4 } else { 0 };
+    if e.mtu + hl > room {
+        bail!(
+            "its MTU {} and {hl} bytes of headers exceed the underlay's MTU {room}",
+            e.mtu
+        );
+    }
     let (slot, index) = (job.slot as u32, job.index as u32);
     if let std::collections::hash_map::Entry::Vacant(v) = ingress.entry((job.slot, oif)) {
         v.insert(path.attach_ingress(slot, oif)?);

@@ -632,16 +632,30 @@ pub fn mark_lo(alias: &str) -> Result<()> {
         .with_context(|| format!("setting alias `{alias}` on `lo`"))
 }
 
-/// The alias of `lo` in the calling thread's namespace (blocking).
-pub fn lo_alias() -> Result<Option<String>> {
+/// Interface `index` of the calling thread's namespace (blocking).
+fn link_blocking(index: u32) -> Result<Option<Link>> {
     let mut msg = LinkMessage::default();
-    msg.header.index = LOOPBACK_INDEX;
-    let replies =
-        request_blocking(RouteNetlinkMessage::GetLink(msg)).context("reading the alias of `lo`")?;
+    msg.header.index = index;
+    let replies = request_blocking(RouteNetlinkMessage::GetLink(msg))?;
     Ok(replies.iter().find_map(|r| match r {
-        RouteNetlinkMessage::NewLink(m) => to_link(m).alias,
+        RouteNetlinkMessage::NewLink(m) => Some(to_link(m)),
         _ => None,
     }))
+}
+
+/// The alias of `lo` in the calling thread's namespace (blocking).
+pub fn lo_alias() -> Result<Option<String>> {
+    Ok(link_blocking(LOOPBACK_INDEX)
+        .context("reading the alias of `lo`")?
+        .and_then(|l| l.alias))
+}
+
+/// The MTU of interface `index` in the calling thread's namespace (blocking).
+pub fn link_mtu(index: u32) -> Result<u32> {
+    link_blocking(index)
+        .and_then(|l| l.context("no such interface"))
+        .map(|l| l.mtu)
+        .with_context(|| format!("reading the MTU of interface {index}"))
 }
 
 /// The interface index the calling thread's namespace routes `dst` out

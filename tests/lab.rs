@@ -219,16 +219,69 @@ fn a_capture_on_the_underlay_shows_the_seed_packet() {
     let p = ping(&lab.ns("host1"), "192.168.50.2", 3);
     let text = cap.finish(Duration::from_secs(10));
     assert!(p.stdout.contains("3 received"), "{p}");
-    for want in [
-        "proto GRE (47)",
-        "ttl 255",
-        "flags [DF]",
-        "length 108",
-        "172.16.10.2 > 152.16.10.2: GREv0",
-        "192.168.50.1 > 192.168.50.2: ICMP echo request",
-    ] {
+    for want in SEED_PACKET {
         assert!(text.contains(want), "capture lacks `{want}`:\n{text}");
     }
+}
+
+/// What tcpdump -v shows of the seed's echo request across the tunnel.
+const SEED_PACKET: [&str; 6] = [
+    "proto GRE (47)",
+    "ttl 255",
+    "flags [DF]",
+    "length 108",
+    "172.16.10.2 > 152.16.10.2: GREv0",
+    "192.168.50.1 > 192.168.50.2: ICMP echo request",
+];
+
+/// A flow moves the userspace tunnel onto the in-kernel fast path (where
+/// the kernel has eBPF and TCX, as here); the wire does not change.
+#[test]
+fn a_flow_gets_the_fast_path_and_the_wire_stays_the_same() {
+    let s = Scope::new();
+    let lab = s.example("basic.yaml");
+    lab.start();
+    let flood = in_ns(
+        &lab.ns("host1"),
+        &["ping", "-q", "-c", "100", "-i", "0.002", "192.168.50.2"],
+    );
+    assert!(flood.stdout.contains("100 received"), "{flood}");
+    let stats = lab.dir().join("dataplane-stats.json");
+    let read = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap_or_default())
+            .unwrap_or(Value::Null)
+    };
+    let all_fast = || {
+        read()["tunnels"]
+            .as_array()
+            .is_some_and(|t| t.iter().all(|t| t["fast_path"] == true))
+    };
+    assert!(
+        eventually(Duration::from_secs(5), all_fast),
+        "the tunnel ends never got the fast path: {}",
+        read()
+    );
+    let cap = Tcpdump::start(
+        &lab.ns("host1"),
+        "veth0",
+        1,
+        "proto 47 and ip[22:2] = 0x0800",
+    );
+    let p = ping(&lab.ns("host1"), "192.168.50.2", 3);
+    let text = cap.finish(Duration::from_secs(10));
+    assert!(p.stdout.contains("3 received"), "{p}");
+    for want in SEED_PACKET {
+        assert!(text.contains(want), "capture lacks `{want}`:\n{text}");
+    }
+    assert!(
+        eventually(Duration::from_secs(2), || {
+            read()["tunnels"][0]["fast_tx_packets"]
+                .as_u64()
+                .is_some_and(|n| n >= 3)
+        }),
+        "the fast path did not carry the pings: {}",
+        read()
+    );
 }
 
 #[test]
