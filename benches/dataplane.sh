@@ -82,7 +82,19 @@ for path in "${paths[@]}"; do
     done
     [ "$name" != "$slow" ] || dp_us=$(awk "BEGIN {printf \"%.2f\", ($(dp_cpu) - $c0) / ($(to_h2) - $p0) * 1e6}")
     gbps[$name]=$(printf '%s\n' "${rates[@]}" | median)
-    lat[$name]=$(ip netns exec "${p}host1" ping -c 200 -i 0.005 "$addr" | sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | median)
+done
+# Latency: the paths in turn, 5 rounds of 40 pings, so that drift in the
+# machine's speed (a shared VM) does not favour one path.
+declare -A rtts
+for _ in 1 2 3 4 5; do
+    for path in "${paths[@]}"; do
+        IFS=: read -r name p addr <<<"$path"
+        rtts[$name]+=$(ip netns exec "${p}host1" ping -c 40 -i 0.005 "$addr" | sed -n 's/.*time=\([0-9.]*\) ms/\1/p')$'\n'
+    done
+done
+for path in "${paths[@]}"; do
+    IFS=: read -r name _ _ <<<"$path"
+    lat[$name]=$(printf '%s' "${rtts[$name]}" | grep . | median)
 done
 
 mem() { awk '/VmRSS/ {r=$2} /VmHWM/ {h=$2} END {print "RSS " r " KiB, peak " h " KiB"}' "/proc/$1/status"; }
@@ -108,7 +120,7 @@ for m in "${modes[@]}"; do
 done
 
 pct() { python3 -c "print(f'{$1 / $2 * 100:.0f}')"; }
-printf '\n| path | throughput (median of %s x %ss) | %% of kernel VXLAN | ping RTT (median of 200) |\n|---|---|---|---|\n' "$runs" "$secs"
+printf '\n| path | throughput (median of %s x %ss) | %% of kernel VXLAN | ping RTT (median of 5 x 40, paths in turn) |\n|---|---|---|---|\n' "$runs" "$secs"
 for path in "${paths[@]}"; do
     IFS=: read -r name _ _ <<<"$path"
     printf '| %s | %.2f Gbit/s | %s%% | %s ms |\n' "$name" "${gbps[$name]}" "$(pct "${gbps[$name]}" "${gbps[kernel VXLAN]}")" "${lat[$name]}"
