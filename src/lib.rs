@@ -7,7 +7,8 @@
 //! YAML --topology--> Topology --validate--> (all errors, with line:col)
 //!      --plan-->     Plan (ordered steps; `grelab plan` prints it as iproute2)
 //!      --apply-->    kernel via rtnl (pool threads that enter namespaces, netns)
-//!                    + userspace GRE (dataplane, over the gre codec)
+//!                    + userspace GRE (dataplane, over the gre codec; flows
+//!                      move onto its in-kernel eBPF fast path, fastpath)
 //!      --state-->    /run/grelab/<lab>/ (record, lock)
 //! verify: state + plan --> checks (icmp, capture) --> report
 //! down:   state, or the ownership marks in the kernel --> teardown
