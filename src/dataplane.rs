@@ -1178,6 +1178,7 @@ impl Engine {
         // SAFETY: epoll_event is plain data.
         let mut events = vec![unsafe { zeroed::<libc::epoll_event>() }; 256];
         let mut flushed = Instant::now();
+        let mut fast_checked = Instant::now();
         let mut write_failed = false;
         while !stop.load(Ordering::Relaxed) {
             // Stats are written when no packet waits (a write takes up to
@@ -1219,11 +1220,12 @@ impl Engine {
                 }
             }
             // Idle, or busy for long: then write anyway.
-            let since = flushed.elapsed();
-            if since >= FLUSH_EVERY {
+            if self.fast.is_some() && fast_checked.elapsed() >= FLUSH_EVERY {
                 self.fast_results();
                 self.refresh_fast();
+                fast_checked = Instant::now();
             }
+            let since = flushed.elapsed();
             if self.dirty && since >= FLUSH_EVERY && (n == 0 || since >= 4 * FLUSH_EVERY) {
                 match write_stats(stats_path, &self.stats) {
                     Ok(()) => write_failed = false,
@@ -2984,6 +2986,21 @@ mod tests {
         .unwrap()
     }
 
+    /// What a's end puts on the wire for a ping to 192.168.50.2, seen at
+    /// the router: the first GRE packet from a.
+    fn echo_on_the_wire(lab: &Lab) -> Vec<u8> {
+        let cap = tap_packets(&lab.r, "veth1", libc::ETH_P_IP as u16);
+        let pinger = std::thread::spawn({
+            let a = lab.a.clone();
+            move || ping(&a, "192.168.50.2", 3)
+        });
+        let p = first_packet(&cap, |p| {
+            p.len() > 24 && p[9] == 47 && p[12..16] == [172, 16, 10, 2]
+        });
+        pinger.join().unwrap().unwrap();
+        p
+    }
+
     /// The first packet on `fd` (within 5 s) that `want` accepts.
     fn first_packet(fd: &OwnedFd, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -3017,15 +3034,7 @@ mod tests {
         );
 
         // What host1 puts on the wire, seen at the router.
-        let cap = tap_packets(&lab.r, "veth1", libc::ETH_P_IP as u16);
-        let pinger = std::thread::spawn({
-            let a = lab.a.clone();
-            move || ping(&a, "192.168.50.2", 3)
-        });
-        let p = first_packet(&cap, |p| {
-            p.len() > 24 && p[9] == 47 && p[12..16] == [172, 16, 10, 2]
-        });
-        pinger.join().unwrap().unwrap();
+        let p = echo_on_the_wire(&lab);
         assert_eq!(p[8], 255, "outer TTL");
         assert_eq!(
             u16::from_be_bytes([p[6], p[7]]) & 0x4000,
@@ -3401,15 +3410,7 @@ mod tests {
         fast.wait_for("the fast path on both tunnels", |s| {
             s.tunnels.iter().all(|t| t.fast_path)
         });
-        let cap = tap_packets(&lab.r, "veth1", libc::ETH_P_IP as u16);
-        let pinger = std::thread::spawn({
-            let a = lab.a.clone();
-            move || ping(&a, "192.168.50.2", 3)
-        });
-        let p = first_packet(&cap, |p| {
-            p.len() > 24 && p[9] == 47 && p[12..16] == [172, 16, 10, 2]
-        });
-        pinger.join().unwrap().unwrap();
+        let p = echo_on_the_wire(&lab);
         assert_eq!(gre::internet_checksum(&p[..20]), 0, "outer header checksum");
         assert_eq!((p[0], p[1], p[8]), (0x45, 0x20, 255), "version, TOS, TTL");
         assert_eq!(u16::from_be_bytes([p[6], p[7]]), 0x4000, "DF, no fragment");

@@ -208,6 +208,12 @@ fn a_capture_on_the_underlay_shows_the_seed_packet() {
     let s = Scope::new();
     let lab = s.example("basic.yaml");
     lab.start();
+    assert_seed_packet(&lab);
+}
+
+/// Pings across the basic lab's tunnel and checks what tcpdump -v shows of
+/// the echo request on host1's veth0: the seed's packet.
+fn assert_seed_packet(lab: &Lab) {
     // GRE carrying IPv4 (protocol type 0x0800 at GRE offset 2): the first
     // such packet is the echo request. (IPv6 chatter is another test's job.)
     let cap = Tcpdump::start(
@@ -219,20 +225,17 @@ fn a_capture_on_the_underlay_shows_the_seed_packet() {
     let p = ping(&lab.ns("host1"), "192.168.50.2", 3);
     let text = cap.finish(Duration::from_secs(10));
     assert!(p.stdout.contains("3 received"), "{p}");
-    for want in SEED_PACKET {
+    for want in [
+        "proto GRE (47)",
+        "ttl 255",
+        "flags [DF]",
+        "length 108",
+        "172.16.10.2 > 152.16.10.2: GREv0",
+        "192.168.50.1 > 192.168.50.2: ICMP echo request",
+    ] {
         assert!(text.contains(want), "capture lacks `{want}`:\n{text}");
     }
 }
-
-/// What tcpdump -v shows of the seed's echo request across the tunnel.
-const SEED_PACKET: [&str; 6] = [
-    "proto GRE (47)",
-    "ttl 255",
-    "flags [DF]",
-    "length 108",
-    "172.16.10.2 > 152.16.10.2: GREv0",
-    "192.168.50.1 > 192.168.50.2: ICMP echo request",
-];
 
 /// A flow moves the userspace tunnel onto the in-kernel fast path (where
 /// the kernel has eBPF and TCX, as here); the wire does not change.
@@ -261,18 +264,7 @@ fn a_flow_gets_the_fast_path_and_the_wire_stays_the_same() {
         "the tunnel ends never got the fast path: {}",
         read()
     );
-    let cap = Tcpdump::start(
-        &lab.ns("host1"),
-        "veth0",
-        1,
-        "proto 47 and ip[22:2] = 0x0800",
-    );
-    let p = ping(&lab.ns("host1"), "192.168.50.2", 3);
-    let text = cap.finish(Duration::from_secs(10));
-    assert!(p.stdout.contains("3 received"), "{p}");
-    for want in SEED_PACKET {
-        assert!(text.contains(want), "capture lacks `{want}`:\n{text}");
-    }
+    assert_seed_packet(&lab);
     assert!(
         eventually(Duration::from_secs(2), || {
             read()["tunnels"][0]["fast_tx_packets"]
