@@ -517,12 +517,26 @@ fn status(format: Format) -> Result<()> {
                     .namespaces()
                     .filter(|n| !crate::netns::exists(n))
                     .collect();
-                let dataplane = s.dataplane_pid.map(|p| {
-                    (
-                        p,
-                        crate::dataplane::is_running(p, &crate::state::lab_dir(&lab)),
-                    )
-                });
+                let dir = crate::state::lab_dir(&lab);
+                let dataplane = s
+                    .dataplane_pid
+                    .map(|p| (p, crate::dataplane::is_running(p, &dir)));
+                // Which userspace ends the fast path carries, if the
+                // dataplane runs and says.
+                let stats = match dataplane {
+                    Some((_, true)) => {
+                        crate::dataplane::read_stats(&crate::dataplane::stats_path(&dir)).ok()
+                    }
+                    _ => None,
+                };
+                let fast = |ns: &str, dev: &str| {
+                    stats.as_ref().and_then(|st| {
+                        st.tunnels
+                            .iter()
+                            .find(|t| t.netns == ns && t.name == dev)
+                            .map(|t| t.fast_path)
+                    })
+                };
                 let health = if !missing.is_empty() {
                     format!("broken: namespaces gone: {}", missing.join(", "))
                 } else if let Some((pid, false)) = dataplane {
@@ -536,7 +550,13 @@ fn status(format: Format) -> Result<()> {
                     "source": s.source,
                     "namespaces": s.plan.nodes,
                     "dataplane_pid": s.dataplane_pid,
-                    "tunnels": s.backends.iter().map(|(ns, dev, b)| serde_json::json!({"namespace": ns, "device": dev, "backend": b})).collect::<Vec<_>>(),
+                    "tunnels": s.backends.iter().map(|(ns, dev, b)| {
+                        let mut t = serde_json::json!({"namespace": ns, "device": dev, "backend": b});
+                        if let Some(on) = fast(ns, dev) {
+                            t["fast_path"] = on.into();
+                        }
+                        t
+                    }).collect::<Vec<_>>(),
                 }));
             }
             Ok(None) => {}
@@ -568,10 +588,15 @@ fn status(format: Format) -> Result<()> {
         }
         for t in l["tunnels"].as_array().into_iter().flatten() {
             println!(
-                "  tunnel {} on {}: {}",
+                "  tunnel {} on {}: {}{}",
                 t["device"].as_str().unwrap_or("?"),
                 t["namespace"].as_str().unwrap_or("?"),
-                t["backend"].as_str().unwrap_or("?")
+                t["backend"].as_str().unwrap_or("?"),
+                if t["fast_path"] == true {
+                    " (eBPF fast path)"
+                } else {
+                    ""
+                }
             );
         }
     }

@@ -146,7 +146,8 @@ pub fn run(
     run_with(spec, stats_path, on_ready, stop, offload, fast)
 }
 
-/// `run`, with device offloads (TSO, checksums, GRO) on or off.
+/// `run`, with device offloads (TSO, checksums, GRO) and the fast path on
+/// or off.
 fn run_with(
     spec: &Spec,
     stats_path: &Path,
@@ -241,6 +242,12 @@ pub fn start(lab_dir: &Path, spec: &Spec) -> Result<u32> {
     })
 }
 
+/// Where the dataplane of the lab with record directory `lab_dir` writes
+/// its counters.
+pub fn stats_path(lab_dir: &Path) -> std::path::PathBuf {
+    lab_dir.join("dataplane-stats.json")
+}
+
 /// Writes the spec, spawns `command(spec_path, stats_path)` in a new session
 /// with the ready pipe on fd 3 and waits for its ready line.
 fn launch(
@@ -249,7 +256,7 @@ fn launch(
     command: impl FnOnce(&Path, &Path) -> Command,
 ) -> Result<u32> {
     let spec_path = lab_dir.join("dataplane.json");
-    let stats_path = lab_dir.join("dataplane-stats.json");
+    let stats_path = stats_path(lab_dir);
     let log_path = lab_dir.join("dataplane.log");
     let json = serde_json::to_vec_pretty(spec).context("encoding the dataplane spec")?;
     fs::write(&spec_path, json).with_context(|| format!("writing {}", spec_path.display()))?;
@@ -3666,7 +3673,7 @@ mod tests {
         eprintln!("dataplane process serving the basic lab (2 ends, in the test binary): {rss}");
         stop(pid, &lab.dir).unwrap();
         assert!(!is_running(pid, &lab.dir) && gone(pid));
-        let s = read_stats(&lab.dir.join("dataplane-stats.json")).unwrap();
+        let s = read_stats(&stats_path(&lab.dir)).unwrap();
         // The first packet attaches the fast path, which carries the rest.
         let b = stat(&s, &lab.b, "tun0");
         assert!(

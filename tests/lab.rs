@@ -264,6 +264,10 @@ fn a_flow_gets_the_fast_path_and_the_wire_stays_the_same() {
         "the tunnel ends never got the fast path: {}",
         read()
     );
+    let status = lab.status().expect("status lists the lab");
+    for t in status["tunnels"].as_array().expect("tunnels in status") {
+        assert_eq!(t["fast_path"], true, "status: {status}");
+    }
     assert_seed_packet(&lab);
     assert!(
         eventually(Duration::from_secs(2), || {
