@@ -1091,7 +1091,8 @@ impl Engine {
             .iter()
             .map(|t| {
                 let e = &t.end;
-                if e.kind == TunnelKind::Gre && !e.checksum && !e.sequence {
+                let kind = matches!(e.kind, TunnelKind::Gre | TunnelKind::Gretap);
+                if kind && !e.checksum && !e.sequence {
                     FastState::Waiting(Instant::now())
                 } else {
                     FastState::Off
@@ -1422,7 +1423,8 @@ fn attach(
     }
     // The programs do not fragment: every packet must fit the underlay.
     let room = rtnl::link_mtu(oif)?;
-    let hl = 24 + if e.okey.is_some() { 4 } else { 0 };
+    let l2 = e.kind.is_l2();
+    let hl = 24 + if e.okey.is_some() { 4 } else { 0 } + if l2 { 14 } else { 0 };
     if e.mtu + hl > room {
         bail!(
             "its MTU {} and {hl} bytes of headers exceed the underlay's MTU {room}",
@@ -1433,7 +1435,7 @@ fn attach(
     if let std::collections::hash_map::Entry::Vacant(v) = ingress.entry((job.slot, oif)) {
         v.insert(path.attach_ingress(slot, oif)?);
     }
-    path.add_route(slot, local, remote, e.ikey, job.ifindex, index)?;
+    path.add_route(slot, local, remote, e.ikey, l2, job.ifindex, index)?;
     let encap = Encap {
         index,
         local,
@@ -1442,6 +1444,7 @@ fn attach(
         ttl: e.ttl,
         tos: e.tos,
         df: e.pmtudisc,
+        l2,
         out_ifindex: oif,
     };
     Ok(Some(path.attach_egress(&encap, job.ifindex)?))
@@ -3387,8 +3390,8 @@ mod tests {
     }
 
     /// The in-kernel fast path at one end, the userspace path at the other:
-    /// the same wire format both ways, IPv4 and IPv6 inside, keys, TCP
-    /// streams, and forged packets still left to userspace to drop.
+    /// the same wire format both ways, IPv4 and IPv6 inside, keys, gretap,
+    /// TCP streams, and forged packets still left to userspace to drop.
     #[test]
     fn fast_path_interworks_with_the_userspace_path() {
         let lab = Lab::new("fast");
@@ -3398,12 +3401,14 @@ mod tests {
         for e in [&mut ka, &mut kb] {
             (e.ikey, e.okey) = (Some(7), Some(7));
         }
-        let fast = Dp::start_with(&lab, vec![a, ka], true, true);
-        let user = Dp::start(&lab, vec![b, kb]);
+        let (ta, tb) = pair(&lab, "tap0", TunnelKind::Gretap);
+        let fast = Dp::start_with(&lab, vec![a, ka, ta], true, true);
+        let user = Dp::start(&lab, vec![b, kb, tb]);
         for (ns, n) in [(&lab.a, 1), (&lab.b, 2)] {
             ip(ns, &format!("addr add 192.168.50.{n}/30 dev tun0"));
             ip(ns, &format!("addr add fd00:50::{n}/64 dev tun0 nodad"));
             ip(ns, &format!("addr add 192.168.57.{n}/30 dev k7"));
+            ip(ns, &format!("addr add 192.168.52.{n}/30 dev tap0"));
         }
         // A few packets stay in userspace; a flow gets the fast path.
         ping(&lab.a, "192.168.50.2", 3).unwrap_or_else(|o| panic!("ping failed:\n{o}"));
@@ -3412,9 +3417,11 @@ mod tests {
         let streams = || {
             tcp_transfer(&lab.a, &lab.b, "192.168.50.2".parse().unwrap(), LEN);
             tcp_transfer(&lab.b, &lab.a, "192.168.57.1".parse().unwrap(), LEN);
+            tcp_transfer(&lab.a, &lab.b, "192.168.52.2".parse().unwrap(), LEN);
+            tcp_transfer(&lab.b, &lab.a, "192.168.52.1".parse().unwrap(), LEN);
         };
         streams();
-        fast.wait_for("the fast path on both tunnels", |s| {
+        fast.wait_for("the fast path on every tunnel", |s| {
             s.tunnels.iter().all(|t| t.fast_path)
         });
         let p = echo_on_the_wire(&lab);
@@ -3424,7 +3431,9 @@ mod tests {
         assert_eq!(usize::from(u16::from_be_bytes([p[2], p[3]])), p.len());
         assert_eq!(p[16..20], [152, 16, 10, 2], "outer destination");
         assert_eq!(p[20..24], [0, 0, 0x08, 0x00], "plain GRE carrying IPv4");
-        for to in ["192.168.57.2", "fd00:50::2"] {
+        // ARP, not IP: gretap's slow path still carries it.
+        ip(&lab.a, "neigh flush dev tap0");
+        for to in ["192.168.57.2", "fd00:50::2", "192.168.52.2"] {
             ping(&lab.a, to, 3).unwrap_or_else(|o| panic!("ping {to} failed:\n{o}"));
         }
         streams();
@@ -3448,7 +3457,7 @@ mod tests {
         let s = fast.wait_for("both forgeries dropped", |s| {
             s.unmatched >= 1 && s.tunnels.iter().any(|t| t.drop_key >= 1)
         });
-        for name in ["tun0", "k7"] {
+        for name in ["tun0", "k7", "tap0"] {
             let t = stat(&s, &lab.a, name);
             assert!(t.fast_tx_packets >= 3 && t.fast_rx_packets >= 3, "{t:?}");
             assert_eq!((t.tx_errors, t.rx_errors), (0, 0), "{t:?}");
@@ -3458,11 +3467,18 @@ mod tests {
             "{s:?}"
         );
         assert!(stat(&s, &lab.a, "k7").fast_rx_bytes >= LEN as u64, "{s:?}");
+        let tap = stat(&s, &lab.a, "tap0");
+        assert!(
+            tap.fast_tx_bytes >= LEN as u64 && tap.fast_rx_bytes >= LEN as u64,
+            "{tap:?}"
+        );
         let u = user.finish();
         for t in &u.tunnels {
             assert!(!t.fast_path && t.fast_tx_packets == 0, "{t:?}");
         }
-        assert!(stat(&u, &lab.b, "tun0").rx_bytes >= LEN as u64, "{u:?}");
+        for name in ["tun0", "tap0"] {
+            assert!(stat(&u, &lab.b, name).rx_bytes >= LEN as u64, "{u:?}");
+        }
     }
 
     fn gre_packet(

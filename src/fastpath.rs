@@ -2,17 +2,19 @@
 //! tc hooks (TCX, Linux 6.6 and later) that carry plain GRE without a trip
 //! through userspace, for kernels with eBPF but no ip_gre.
 //!
-//! - Egress of a `gre` tunnel's TUN device: the packet gets its outer IPv4
-//!   and GRE headers (key if any) and leaves by the underlay device through
-//!   the neighbour table (`bpf_redirect_neigh`). TCP super-packets stay
-//!   whole; the kernel's GRE segmentation (not part of ip_gre) cuts them
-//!   only where a device needs it.
+//! - Egress of a `gre` tunnel's TUN device (or a `gretap` tunnel's TAP
+//!   device): the packet (frame) gets its outer IPv4 and GRE headers (key
+//!   if any) and leaves by the underlay device through the neighbour table
+//!   (`bpf_redirect_neigh`). TCP super-packets stay whole; the kernel's GRE
+//!   segmentation (not part of ip_gre) cuts them only where a device needs
+//!   it.
 //! - Ingress of the underlay device: GRE for a known (local, remote, key)
 //!   loses its outer headers and is handed to the tunnel's device as if
 //!   received there.
 //!
-//! Everything else (GRE checksums or sequence numbers, gretap, IPv6 outer
-//! headers, IP options, fragments, CE marks, unknown senders) is passed on
+//! Everything else (GRE checksums or sequence numbers, non-IP frames on
+//! gretap, IPv6 outer headers, IP options, fragments, CE marks, unknown
+//! senders) is passed on
 //! untouched to the userspace path, which keeps the drop counters. The
 //! programs are assembled here from their instructions: no compiler and no
 //! object files at build or run time. Closing the link descriptors detaches
@@ -37,6 +39,8 @@ pub struct Encap {
     /// An odd TOS inherits the inner packet's DSCP.
     pub tos: u8,
     pub df: bool,
+    /// gretap: Ethernet frames from a TAP device, not IP packets from TUN.
+    pub l2: bool,
     /// The underlay device the packets leave by.
     pub out_ifindex: u32,
 }
@@ -45,7 +49,8 @@ pub struct Encap {
 pub struct FastPath {
     /// Per tunnel: tx packets, tx bytes, rx packets, rx bytes.
     counters: OwnedFd,
-    /// (namespace slot and key flag, local, remote, key) -> (device, tunnel).
+    /// (namespace slot, gretap and key flags, local, remote, key) ->
+    /// (device, tunnel).
     table: OwnedFd,
 }
 
@@ -84,17 +89,20 @@ impl FastPath {
     }
 
     /// Lets namespace `slot`'s receive programs hand GRE from `remote` to
-    /// `local` with `key` to device `ifindex`, counted as tunnel `index`.
+    /// `local` with `key` (carrying Ethernet if `l2`) to device `ifindex`,
+    /// counted as tunnel `index`.
+    #[allow(clippy::too_many_arguments)]
     pub fn add_route(
         &self,
         slot: u32,
         local: Ipv4Addr,
         remote: Ipv4Addr,
         key: Option<u32>,
+        l2: bool,
         ifindex: u32,
         index: u32,
     ) -> Result<()> {
-        let k = route_key(slot, local, remote, key);
+        let k = route_key(slot, local, remote, key, l2);
         let mut v = [0u8; 8];
         v[..4].copy_from_slice(&ifindex.to_ne_bytes());
         v[4..].copy_from_slice(&index.to_ne_bytes());
@@ -117,9 +125,9 @@ impl FastPath {
     }
 }
 
-fn route_key(slot: u32, local: Ipv4Addr, remote: Ipv4Addr, key: Option<u32>) -> [u8; 16] {
+fn route_key(slot: u32, local: Ipv4Addr, remote: Ipv4Addr, key: Option<u32>, l2: bool) -> [u8; 16] {
     let mut k = [0u8; 16];
-    let tag = (slot << 1) | u32::from(key.is_some());
+    let tag = (slot << 2) | (u32::from(l2) << 1) | u32::from(key.is_some());
     k[..4].copy_from_slice(&tag.to_ne_bytes());
     k[4..8].copy_from_slice(&local.octets());
     k[8..12].copy_from_slice(&remote.octets());
@@ -144,6 +152,7 @@ const ADJ_ROOM_MAC: i32 = 1;
 const ADJ_FIXED_GSO: i32 = 1 << 0;
 const ADJ_ENCAP_L3_IPV4: i32 = 1 << 1;
 const ADJ_ENCAP_L4_GRE: i32 = 1 << 3;
+const ADJ_ENCAP_L2_ETH: i32 = 1 << 6;
 const ADJ_DECAP_L3_IPV4: i32 = 1 << 7;
 const ADJ_DECAP_L3_IPV6: i32 = 1 << 8;
 const ADJ_DECAP_L4_GRE: i32 = 1 << 9;
@@ -181,48 +190,90 @@ fn count(a: &mut Asm, counters: RawFd, off: i16, bytes: u8) {
     a.bind(skip);
 }
 
-// Stack slots (offsets from the frame pointer).
+/// skb_store_bytes(skb, `at`, fp + `from`, `len`, `flags`); on failure,
+/// jumps to `fail`.
+fn store(a: &mut Asm, at: i32, from: i16, len: i32, flags: i32, fail: Label) {
+    a.mov_reg(R1, R6);
+    a.mov(R2, at);
+    a.mov_reg(R3, R10);
+    a.add(R3, from as i32);
+    a.mov(R4, len);
+    a.mov(R5, flags);
+    a.call(SKB_STORE_BYTES);
+    a.jmp(JNE, R0, 0, fail);
+}
+
+// Stack slots (offsets from the frame pointer), 8-aligned.
 const KEY: i16 = -4;
 const SAVED: i16 = -16;
-const INNER: i16 = -32;
-const HDR: i16 = -64;
-const LOOKUP: i16 = -80;
+const EXTRA: i16 = -24;
+/// The inner frame's first bytes (up to 26: Ethernet, then 12 of IP).
+const INNER: i16 = -56;
+/// Outer IPv4 and GRE headers, up to 28 bytes; also what decap reads.
+const HDR: i16 = -96;
+const LOOKUP: i16 = -112;
+const ZERO: i16 = -128;
+const F_RECOMPUTE_CSUM: i32 = 1;
+const ETH_LEN: i32 = 14;
 
-/// The egress program of one tunnel.
+/// The egress program of one tunnel: `gre` (an IP packet from a TUN
+/// device) or `gretap` (an Ethernet frame from a TAP device, IP inside).
 fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
     let hl: i32 = if e.key.is_some() { 28 } else { 24 };
+    // Inner bytes before the IP header, and room added in front.
+    let (ip_at, room) = if e.l2 { (14, hl + ETH_LEN) } else { (0, hl) };
+    let ip = INNER + ip_at as i16;
     let mut a = Asm::default();
-    let (pass, drop, v4, common, ecn_ok) = (a.label(), a.label(), a.label(), a.label(), a.label());
+    let (pass, drop, v4, v6, common, ecn_ok) = (
+        a.label(),
+        a.label(),
+        a.label(),
+        a.label(),
+        a.label(),
+        a.label(),
+    );
     a.mov_reg(R6, R1);
-    a.ldx(W, R7, R6, 0); // skb->len: the inner packet
-    a.jmp(JGT, R7, 65535 - hl, pass);
-    // The inner header's first 12 bytes: version, TOS and TTL.
+    a.ldx(W, R7, R6, 0); // skb->len: the inner packet or frame
+    a.jmp(JGT, R7, 65535 - room, pass);
     a.mov_reg(R1, R6);
     a.mov(R2, 0);
     a.mov_reg(R3, R10);
     a.add(R3, INNER as i32);
-    a.mov(R4, 12);
+    a.mov(R4, ip_at + 12);
     a.call(SKB_LOAD_BYTES);
     a.jmp(JNE, R0, 0, pass);
-    a.ldx(B, R8, R10, INNER);
-    a.alu(RSH, R8, 4);
-    a.jmp(JEQ, R8, 4, v4);
-    a.jmp(JNE, R8, 6, pass);
+    if e.l2 {
+        // IP in Ethernet only (no VLAN tags, no ARP): the rest to userspace.
+        a.ldx(H16, R8, R10, INNER + 12);
+        a.jmp(JEQ, R8, be16(0x0800), v4);
+        a.jmp(JEQ, R8, be16(0x86dd), v6);
+        a.ja(pass);
+    } else {
+        a.ldx(B, R8, R10, ip);
+        a.alu(RSH, R8, 4);
+        a.jmp(JEQ, R8, 4, v4);
+        a.jmp(JEQ, R8, 6, v6);
+        a.ja(pass);
+    }
     // IPv6: traffic class across bytes 0-1, hop limit at 7.
-    a.ldx(B, R2, R10, INNER);
+    a.bind(v6);
+    a.ldx(B, R2, R10, ip);
     a.alu(AND, R2, 0xf);
     a.alu(LSH, R2, 4);
-    a.ldx(B, R3, R10, INNER + 1);
+    a.ldx(B, R3, R10, ip + 1);
     a.alu(RSH, R3, 4);
     a.alu_reg(OR, R2, R3);
-    a.ldx(B, R3, R10, INNER + 7);
+    a.ldx(B, R3, R10, ip + 7);
     a.mov(R4, be16(0x86dd));
     a.ja(common);
     a.bind(v4);
-    a.ldx(B, R2, R10, INNER + 1);
-    a.ldx(B, R3, R10, INNER + 8);
+    a.ldx(B, R2, R10, ip + 1);
+    a.ldx(B, R3, R10, ip + 8);
     a.mov(R4, be16(0x0800));
     a.bind(common);
+    if e.l2 {
+        a.mov(R4, be16(0x6558));
+    }
     // R2 inner TOS, R3 inner TTL, R4 GRE protocol. ECN as ip_gre: CE goes
     // out as ECT(0) (RFC 6040).
     a.mov_reg(R5, R2);
@@ -279,30 +330,46 @@ fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
     }
     a.alu(XOR, R0, 0xffff);
     a.stx(H16, R10, HDR + 10, R0);
-    // Room in front, marked as GRE in IPv4 so that segmentation works.
+    // Room after the device's header (none on TUN), marked as GRE in IPv4
+    // (carrying Ethernet on TAP) so that segmentation works.
     a.mov_reg(R1, R6);
-    a.mov(R2, hl);
+    a.mov(R2, room);
     a.mov(R3, ADJ_ROOM_MAC);
-    a.mov(R4, ADJ_FIXED_GSO | ADJ_ENCAP_L3_IPV4 | ADJ_ENCAP_L4_GRE);
+    if e.l2 {
+        a.mov(R4, ETH_LEN);
+        a.alu(LSH, R4, 56);
+        a.alu(
+            OR,
+            R4,
+            ADJ_FIXED_GSO | ADJ_ENCAP_L3_IPV4 | ADJ_ENCAP_L4_GRE | ADJ_ENCAP_L2_ETH,
+        );
+    } else {
+        a.mov(R4, ADJ_FIXED_GSO | ADJ_ENCAP_L3_IPV4 | ADJ_ENCAP_L4_GRE);
+    }
     a.call(SKB_ADJUST_ROOM);
     a.jmp(JNE, R0, 0, pass);
-    a.mov_reg(R1, R6);
-    a.mov(R2, 0);
-    a.mov_reg(R3, R10);
-    a.add(R3, HDR as i32);
-    a.mov(R4, hl);
-    a.mov(R5, 0);
-    a.call(SKB_STORE_BYTES);
-    a.jmp(JNE, R0, 0, drop);
+    if e.l2 {
+        // [Ethernet, zeroed for the neighbour table to fill][outer IPv4,
+        // GRE][the frame's own Ethernet header][its IP packet]
+        a.st(DW, R10, ZERO, 0);
+        a.st(DW, R10, ZERO + 8, 0);
+        store(&mut a, 0, ZERO, ETH_LEN, 0, drop);
+        store(&mut a, ETH_LEN, HDR, hl, 0, drop);
+        store(&mut a, ETH_LEN + hl, INNER, ETH_LEN, 0, drop);
+    } else {
+        store(&mut a, 0, HDR, hl, 0, drop);
+    }
     a.st(W, R10, KEY, e.index as i32);
     count(&mut a, counters, 0, R7);
-    // bpf_redirect_neigh takes the packet as from an Ethernet device: room
-    // for a header it then replaces.
-    a.mov_reg(R1, R6);
-    a.mov(R2, 14);
-    a.mov(R3, 0);
-    a.call(SKB_CHANGE_HEAD);
-    a.jmp(JNE, R0, 0, drop);
+    if !e.l2 {
+        // bpf_redirect_neigh takes the packet as from an Ethernet device:
+        // room for a header it then replaces.
+        a.mov_reg(R1, R6);
+        a.mov(R2, ETH_LEN);
+        a.mov(R3, 0);
+        a.call(SKB_CHANGE_HEAD);
+        a.jmp(JNE, R0, 0, drop);
+    }
     a.mov(R1, e.out_ifindex as i32);
     a.mov(R2, 0);
     a.mov(R3, 0);
@@ -324,7 +391,16 @@ fn decap_program(slot: u32, table: RawFd, counters: RawFd) -> Vec<Insn> {
     // from H + 2 so that the IPv4 header is 4-aligned on the stack.
     const H: i16 = HDR;
     let mut a = Asm::default();
-    let (next, no_key, known, done) = (a.label(), a.label(), a.label(), a.label());
+    let (next, drop, no_key, known, teb, found, l3, done) = (
+        a.label(),
+        a.label(),
+        a.label(),
+        a.label(),
+        a.label(),
+        a.label(),
+        a.label(),
+        a.label(),
+    );
     a.mov_reg(R6, R1);
     a.mov_reg(R1, R6);
     a.mov(R2, 12);
@@ -349,14 +425,14 @@ fn decap_program(slot: u32, table: RawFd, counters: RawFd) -> Vec<Insn> {
     // The frame holds exactly the IP packet (no padding to trim).
     a.ldx(H16, R1, R10, H + 6);
     a.be16(R1);
-    a.add(R1, 14);
+    a.add(R1, ETH_LEN);
     a.ldx(W, R2, R6, 0);
     a.jmp_reg(JNE, R2, R1, next);
     // GRE version 0, nothing but an optional key.
     a.ldx(H16, R1, R10, H + 24);
     a.mov(R2, 0);
     a.mov(R3, 24);
-    a.mov(R4, (slot << 1) as i32);
+    a.mov(R4, (slot << 2) as i32);
     a.jmp(JEQ, R1, 0, no_key);
     a.jmp(JNE, R1, be16(0x2000), next);
     a.ldx(W, R2, R10, H + 28);
@@ -364,18 +440,26 @@ fn decap_program(slot: u32, table: RawFd, counters: RawFd) -> Vec<Insn> {
     a.alu(OR, R4, 1);
     a.bind(no_key);
     a.stx(DW, R10, SAVED, R3);
-    a.stx(W, R10, LOOKUP, R4);
     a.ldx(W, R1, R10, H + 20);
     a.stx(W, R10, LOOKUP + 4, R1);
     a.ldx(W, R1, R10, H + 16);
     a.stx(W, R10, LOOKUP + 8, R1);
     a.stx(W, R10, LOOKUP + 12, R2);
+    // The payload: IPv4 or IPv6 for gre, Ethernet for gretap (tag bit 1).
+    a.st(DW, R10, EXTRA, 0);
     a.ldx(H16, R1, R10, H + 26);
     a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L3_IPV4 | ADJ_DECAP_L4_GRE);
     a.jmp(JEQ, R1, be16(0x0800), known);
     a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L3_IPV6 | ADJ_DECAP_L4_GRE);
-    a.jmp(JNE, R1, be16(0x86dd), next);
+    a.jmp(JEQ, R1, be16(0x86dd), known);
+    a.jmp(JEQ, R1, be16(0x6558), teb);
+    a.ja(next);
+    a.bind(teb);
+    a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L4_GRE);
+    a.alu(OR, R4, 2);
+    a.st(DW, R10, EXTRA, ETH_LEN);
     a.bind(known);
+    a.stx(W, R10, LOOKUP, R4);
     a.ld_map(R1, table);
     a.mov_reg(R2, R10);
     a.add(R2, LOOKUP as i32);
@@ -383,11 +467,26 @@ fn decap_program(slot: u32, table: RawFd, counters: RawFd) -> Vec<Insn> {
     a.jmp64(JEQ, R0, 0, next);
     a.ldx(W, R8, R0, 0);
     a.ldx(W, R9, R0, 4);
-    // Off with the outer headers; kernels before the GRE decap flag
-    // (Linux 6.17) take the call without it.
+    // gretap: the inner Ethernet header, to put back in front afterwards.
+    a.ldx(DW, R1, R10, EXTRA);
+    a.jmp(JEQ, R1, 0, found);
+    a.mov_reg(R1, R6);
+    a.ldx(DW, R2, R10, SAVED);
+    a.add(R2, ETH_LEN);
+    a.mov_reg(R3, R10);
+    a.add(R3, INNER as i32);
+    a.mov(R4, ETH_LEN);
+    a.call(SKB_LOAD_BYTES);
+    a.jmp(JNE, R0, 0, next);
+    a.bind(found);
+    // Off with the outer headers (and the inner Ethernet header, put back
+    // over the outer one below); kernels before the GRE decap flag (Linux
+    // 6.17) take the call without it.
     for retry in [false, true] {
         a.mov_reg(R1, R6);
         a.ldx(DW, R2, R10, SAVED);
+        a.ldx(DW, R3, R10, EXTRA);
+        a.alu_reg(ADD, R2, R3);
         a.neg(R2);
         a.mov(R3, ADJ_ROOM_MAC);
         a.mov_reg(R4, R7);
@@ -399,8 +498,14 @@ fn decap_program(slot: u32, table: RawFd, counters: RawFd) -> Vec<Insn> {
     }
     a.ja(next);
     a.bind(done);
+    a.ldx(DW, R1, R10, EXTRA);
+    a.jmp(JEQ, R1, 0, l3);
+    store(&mut a, 0, INNER, ETH_LEN, F_RECOMPUTE_CSUM, drop);
+    a.bind(l3);
     a.ldx(W, R7, R6, 0);
-    a.add(R7, -14);
+    a.add(R7, -ETH_LEN);
+    a.ldx(DW, R1, R10, EXTRA);
+    a.alu_reg(ADD, R7, R1);
     a.stx(W, R10, KEY, R9);
     count(&mut a, counters, 16, R7);
     a.mov_reg(R1, R8);
@@ -409,6 +514,9 @@ fn decap_program(slot: u32, table: RawFd, counters: RawFd) -> Vec<Insn> {
     a.exit();
     a.bind(next);
     a.mov(R0, TCX_NEXT);
+    a.exit();
+    a.bind(drop);
+    a.mov(R0, TCX_DROP);
     a.exit();
     a.finish()
 }
@@ -737,6 +845,7 @@ mod tests {
             ttl: 255,
             tos: 0,
             df: true,
+            l2: false,
             out_ifindex: 7,
         }
     }
@@ -777,6 +886,13 @@ mod tests {
                 },
                 5,
             ),
+            encap_program(
+                &Encap {
+                    l2: true,
+                    ..encap()
+                },
+                5,
+            ),
             decap_program(2, 6, 5),
         ] {
             assert_eq!(code.last().map(|i| i.code), Some(CLS_JMP | EXIT));
@@ -801,8 +917,9 @@ mod tests {
             Ipv4Addr::new(1, 2, 3, 4),
             Ipv4Addr::new(5, 6, 7, 8),
             Some(0x0102_0304),
+            true,
         );
-        assert_eq!(&k[..4], &11u32.to_ne_bytes());
+        assert_eq!(&k[..4], &23u32.to_ne_bytes());
         assert_eq!(&k[4..8], &[1, 2, 3, 4]);
         assert_eq!(&k[8..12], &[5, 6, 7, 8]);
         assert_eq!(&k[12..], &[1, 2, 3, 4]);
@@ -811,8 +928,9 @@ mod tests {
             Ipv4Addr::new(1, 2, 3, 4),
             Ipv4Addr::new(5, 6, 7, 8),
             None,
+            false,
         );
-        assert_eq!(&unkeyed[..4], &10u32.to_ne_bytes());
+        assert_eq!(&unkeyed[..4], &20u32.to_ne_bytes());
     }
 
     /// Needs root: the kernel's verifier is the judge.
@@ -828,6 +946,11 @@ mod tests {
                 df: false,
                 ..encap()
             },
+            Encap {
+                l2: true,
+                key: Some(7),
+                ..encap()
+            },
         ] {
             load(&encap_program(&e, fp.counters.as_raw_fd()), "t_encap").expect("encap loads");
         }
@@ -841,6 +964,7 @@ mod tests {
             Ipv4Addr::new(10, 0, 0, 1),
             Ipv4Addr::new(10, 0, 0, 2),
             None,
+            false,
             9,
             2,
         )
