@@ -157,11 +157,12 @@ fn run_with(
     fast: bool,
 ) -> Result<()> {
     let mut engine = Engine::new(spec, offload)?;
+    write_stats(stats_path, &engine.stats)?;
+    on_ready();
+    // After `ready`: `up` need not wait for it, and nothing uses it yet.
     if fast {
         engine.enable_fast_path();
     }
-    write_stats(stats_path, &engine.stats)?;
-    on_ready();
     let served = engine.serve(stats_path, stop);
     let written = write_stats(stats_path, &engine.stats);
     served.and(written)
