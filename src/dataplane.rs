@@ -879,11 +879,13 @@ struct Engine {
 /// The in-kernel fast path of the dataplane's eligible tunnels. Attaching
 /// costs an RCU grace period per hook (milliseconds), and so does detaching
 /// at exit: a tunnel gets it once it has carried FAST_AFTER packets through
-/// userspace, and a thread of its own does the attaching, so the packet
-/// loop never waits for it.
+/// userspace, at most FAST_MAX tunnels get it, and a thread of its own does
+/// the attaching, so the packet loop never waits for it.
 struct Fast {
     path: Arc<FastPath>,
     tunnels: Vec<FastState>,
+    /// Tunnels attached or being attached.
+    granted: usize,
     /// To the attaching thread; dropped first, to stop it.
     jobs: Option<mpsc::Sender<AttachJob>>,
     done: mpsc::Receiver<(usize, Result<bool>)>,
@@ -904,6 +906,10 @@ enum FastState {
 /// Slow-path packets (either way) after which a tunnel gets the fast path:
 /// enough to tell a flow from the few packets of a check.
 const FAST_AFTER: u64 = 64;
+/// Tunnel ends per dataplane on the fast path: bounds what detaching adds
+/// to `down` (about 20 ms each here) when every tunnel of a large lab
+/// carries a flow.
+const FAST_MAX: usize = 32;
 /// How long after a failed attach (no route yet) to try again.
 const FAST_RETRY: Duration = Duration::from_secs(1);
 
@@ -1103,6 +1109,7 @@ impl Engine {
         self.fast = Some(Fast {
             path,
             tunnels,
+            granted: 0,
             jobs: Some(jobs),
             done,
             thread: Some(thread),
@@ -1113,6 +1120,9 @@ impl Engine {
     /// has carried enough traffic through userspace.
     fn try_fast(&mut self, ti: usize) {
         let Some(fast) = &mut self.fast else { return };
+        if fast.granted >= FAST_MAX {
+            return;
+        }
         let st = &self.stats.tunnels[ti];
         match fast.tunnels[ti] {
             FastState::Waiting(at)
@@ -1132,6 +1142,7 @@ impl Engine {
             _ => false,
         };
         fast.tunnels[ti] = if sent {
+            fast.granted += 1;
             FastState::Attaching
         } else {
             FastState::Off
@@ -1149,8 +1160,12 @@ impl Engine {
                     self.dirty = true;
                     FastState::On
                 }
-                Ok(false) => FastState::Waiting(Instant::now() + FAST_RETRY),
+                Ok(false) => {
+                    fast.granted -= 1;
+                    FastState::Waiting(Instant::now() + FAST_RETRY)
+                }
                 Err(e) => {
+                    fast.granted -= 1;
                     eprintln!(
                         "dataplane: tunnel `{}` in `{}` stays in userspace: {e:#}",
                         t.end.name, t.end.netns
