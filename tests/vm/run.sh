@@ -25,6 +25,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ $# -ge 1 ] || usage
+case $kernel in stock | backports) ;; *) usage ;; esac
 script=$1
 shift
 [[ $limit =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --timeout wants whole seconds, got '$limit'" >&2; exit 2; }
