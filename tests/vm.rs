@@ -1,8 +1,10 @@
-//! Kernel GRE tests in a QEMU VM that boots Debian's stock kernel (CI kernels
-//! often lack GRE). Each guest script in tests/vm/guest/ is one test: it runs
-//! as the VM's /guest/test.sh with a static grelab at /guest/grelab and the
-//! files of topologies/ beside it. Needs root (tests/vm/prepare.sh installs
-//! QEMU and fetches the kernel); see tests/vm/run.sh for the VM side.
+//! Kernel GRE tests in a QEMU VM that boots a Debian kernel (CI kernels often
+//! lack GRE): the release's own by default, or the newer one of its
+//! backports, which has TCX for the dataplane's fast path. Each test boots
+//! one guest script of tests/vm/guest/ as the VM's /guest/test.sh, with a
+//! static grelab at /guest/grelab and the files of topologies/ beside it.
+//! Needs root (tests/vm/prepare.sh installs QEMU and fetches the kernels);
+//! see tests/vm/run.sh for the VM side.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -13,16 +15,29 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// RUSTFLAGS (crt-static) away from proc macros and build scripts.
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
+/// The kernels tests/vm/prepare.sh can prepare; the first is the default.
+const KERNELS: &[&str] = &["stock", "backports"];
+
+/// The kernel a line of guest_tests! names, else the default.
+macro_rules! kernel {
+    () => {
+        KERNELS[0]
+    };
+    ($kernel:literal) => {
+        $kernel
+    };
+}
+
 macro_rules! guest_tests {
-    ($($test:ident => $script:literal,)*) => {
+    ($($test:ident => $script:literal $(on $kernel:literal)?,)*) => {
         $(
             #[test]
             fn $test() {
-                run_guest($script);
+                run_guest($script, kernel!($($kernel)?));
             }
         )*
-        /// Guest scripts that have a test above.
-        const GUEST_SCRIPTS: &[&str] = &[$($script),*];
+        /// Guest scripts that have a test above, with their kernels.
+        const GUEST_SCRIPTS: &[(&str, &str)] = &[$(($script, kernel!($($kernel)?))),*];
     };
 }
 
@@ -30,6 +45,7 @@ guest_tests! {
     iproute2_seed => "iproute2-seed.sh",
     grelab_kernel => "grelab-kernel.sh",
     grelab_mixed => "grelab-mixed.sh",
+    grelab_mixed_backports => "grelab-mixed.sh" on "backports",
     grelab_options => "grelab-options.sh",
 }
 
@@ -43,21 +59,29 @@ fn every_guest_script_has_a_test() {
         .filter(|name| name.ends_with(".sh"))
         .collect();
     found.sort();
-    let mut listed: Vec<String> = GUEST_SCRIPTS.iter().map(|s| s.to_string()).collect();
+    let mut listed: Vec<String> = GUEST_SCRIPTS.iter().map(|s| s.0.to_string()).collect();
     listed.sort();
+    listed.dedup();
     assert_eq!(
         found, listed,
         "every tests/vm/guest/*.sh needs a line in guest_tests! in tests/vm.rs"
     );
+    for (script, kernel) in GUEST_SCRIPTS {
+        assert!(
+            KERNELS.contains(kernel),
+            "{script} wants the kernel `{kernel}`, not one of {KERNELS:?}"
+        );
+    }
 }
 
-/// Boots the VM with one guest script and fails the test unless it passed.
-fn run_guest(script: &str) {
+/// Boots `kernel` with one guest script and fails the test unless it passed.
+fn run_guest(script: &str, kernel: &str) {
     let grelab = match setup() {
         Ok(path) => path,
         Err(message) => panic!("{message}"),
     };
     let mut cmd = Command::new(Path::new(REPO).join("tests/vm/run.sh"));
+    cmd.args(["--kernel", kernel]);
     cmd.arg(Path::new(REPO).join("tests/vm/guest").join(script));
     cmd.arg(grelab);
     cmd.args(topology_files());
@@ -66,7 +90,7 @@ fn run_guest(script: &str) {
     let text = both(&out);
     assert!(
         out.status.success(),
-        "{script} failed in the VM ({}):\n{text}",
+        "{script} failed in the VM with the {kernel} kernel ({}):\n{text}",
         out.status
     );
     println!("{text}");
@@ -86,8 +110,9 @@ fn topology_files() -> Vec<PathBuf> {
     files
 }
 
-/// Once per test run: checks root, prepares the VM cache and builds a static
-/// grelab, the two side by side. Returns the binary or what went wrong.
+/// Once per test run: checks root, prepares the VM cache for each kernel and
+/// builds a static grelab, side by side (prepare.sh takes turns by itself).
+/// Returns the binary or what went wrong.
 fn setup() -> &'static Result<PathBuf, String> {
     static SETUP: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     SETUP.get_or_init(|| {
@@ -98,22 +123,30 @@ fn setup() -> &'static Result<PathBuf, String> {
                     .into(),
             );
         }
-        let prepare = Command::new(Path::new(REPO).join("tests/vm/prepare.sh"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start tests/vm/prepare.sh: {e}"))?;
+        let prepares = KERNELS
+            .iter()
+            .map(|kernel| {
+                Command::new(Path::new(REPO).join("tests/vm/prepare.sh"))
+                    .args(["--kernel", kernel])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| format!("cannot start tests/vm/prepare.sh: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let built = build_static_grelab();
-        let prepared = prepare
-            .wait_with_output()
-            .map_err(|e| format!("waiting for tests/vm/prepare.sh: {e}"))?;
-        if !prepared.status.success() {
-            return Err(format!(
-                "tests/vm/prepare.sh failed ({}):\n{}",
-                prepared.status,
-                both(&prepared)
-            ));
+        for (kernel, prepare) in KERNELS.iter().zip(prepares) {
+            let prepared = prepare
+                .wait_with_output()
+                .map_err(|e| format!("waiting for tests/vm/prepare.sh --kernel {kernel}: {e}"))?;
+            if !prepared.status.success() {
+                return Err(format!(
+                    "tests/vm/prepare.sh --kernel {kernel} failed ({}):\n{}",
+                    prepared.status,
+                    both(&prepared)
+                ));
+            }
         }
         built
     })

@@ -1,10 +1,23 @@
 #!/bin/bash
-# Prepares what tests/vm/run.sh boots: QEMU, Debian's stock kernel (it has GRE,
+# Prepares what tests/vm/run.sh boots: QEMU, a Debian kernel (it has GRE,
 # unlike many CI kernels) as an uncompressed vmlinux, and a base initramfs with
-# busybox, iproute2 and the tunnel modules. Idempotent, cached, safe to race.
-# Needs root on a Debian machine: it installs packages.
+# busybox, iproute2 and the tunnel modules. The kernel is the release's own
+# (`stock`, the default) or the newer one of its backports (`backports`).
+# Idempotent, cached per kernel, safe to race. Needs root on a Debian
+# machine: it installs packages.
 set -euo pipefail
 
+usage() {
+    echo "usage: prepare.sh [--kernel stock|backports]" >&2
+    exit 2
+}
+kernel=stock
+case $# in
+0) ;;
+2) [ "$1" = --kernel ] || usage; kernel=$2 ;;
+*) usage ;;
+esac
+case $kernel in stock | backports) ;; *) usage ;; esac
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${GRELAB_VM_CACHE:-/var/cache/grelab-vm}
 # Modules the VM needs; their dependencies are added from the .ko files.
@@ -15,12 +28,14 @@ say() { echo "prepare.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 mkdir -p "$cache" || die "cannot create the cache directory $cache (run as root or set GRELAB_VM_CACHE)"
+# One lock for both kernels: apt-get would not share the machine either.
 exec 9>>"$cache/lock" || die "cannot open $cache/lock (run as root or set GRELAB_VM_CACHE)"
 flock 9
+out=$cache/$kernel
 
 ready() {
-    [ "$(cat "$cache/ready" 2>/dev/null)" = "$key" ] && [ -s "$cache/vmlinux" ] &&
-        [ -s "$cache/base.cpio.gz" ] && command -v qemu-system-x86_64 >/dev/null &&
+    [ "$(cat "$out/ready" 2>/dev/null)" = "$key" ] && [ -s "$out/vmlinux" ] &&
+        [ -s "$out/base.cpio.gz" ] && command -v qemu-system-x86_64 >/dev/null &&
         command -v busybox >/dev/null
 }
 ready && exit 0
@@ -75,42 +90,50 @@ source_uri() {
 . /etc/os-release
 codename=${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release: not a Debian release}
 backports=$codename-backports
+# Adds $backports from the machine's own mirror if no source serves it.
+add_backports() {
+    [ -z "$(source_uri "$backports")" ] || return 0
+    mirror=$(source_uri "$codename" | head -n 1)
+    mirror=${mirror:-http://deb.debian.org/debian}
+    say "adding $backports from $mirror"
+    {
+        echo "Types: deb"
+        echo "URIs: $mirror"
+        echo "Suites: $backports"
+        echo "Components: main"
+        [ ! -f /usr/share/keyrings/debian-archive-keyring.gpg ] ||
+            echo "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
+    } >/etc/apt/sources.list.d/grelab-backports.sources
+    apt_update
+}
 if ! installed qemu-system-x86; then
     # bookworm's QEMU would replace a newer qemu-utils from backports (the CI
-    # image has one): take both from backports, from the machine's own mirror.
-    if [ -z "$(source_uri "$backports")" ]; then
-        mirror=$(source_uri "$codename" | head -n 1)
-        mirror=${mirror:-http://deb.debian.org/debian}
-        say "adding $backports from $mirror"
-        {
-            echo "Types: deb"
-            echo "URIs: $mirror"
-            echo "Suites: $backports"
-            echo "Components: main"
-            [ ! -f /usr/share/keyrings/debian-archive-keyring.gpg ] ||
-                echo "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
-        } >/etc/apt/sources.list.d/grelab-backports.sources
-        apt_update
-    fi
+    # image has one): take both from backports.
+    add_backports
     apt_retry install --no-install-recommends -t "$backports" qemu-system-x86 qemu-utils ||
         die "cannot install qemu-system-x86 and qemu-utils from $backports"
 fi
 missing=()
-for p in busybox-static iproute2 xz-utils; do installed "$p" || missing+=("$p"); done
+for p in busybox-static iproute2 xz-utils zstd; do installed "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
     apt_retry install --no-install-recommends "${missing[@]}" || die "cannot install ${missing[*]}"
 fi
 
 # --- the kernel --------------------------------------------------------------
-kernel_package() { apt-cache depends linux-image-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }'; }
+release=()
+[ "$kernel" = stock ] || { add_backports && release=(-t "$backports"); }
+kernel_package() {
+    apt-cache "${release[@]}" depends linux-image-amd64 2>/dev/null |
+        awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }'
+}
 kpkg=$(kernel_package)
 [ -n "$kpkg" ] || { apt_update && kpkg=$(kernel_package); }
-[ -n "$kpkg" ] || die "cannot resolve linux-image-amd64 to a kernel package (apt-cache depends linux-image-amd64)"
+[ -n "$kpkg" ] || die "cannot resolve linux-image-amd64 to a kernel package (apt-cache ${release[*]} depends linux-image-amd64)"
 kver=${kpkg#linux-image-}
 deb=$("${apt[@]}" download --print-uris "$kpkg" | awk '{ print $2; exit }')
 [ -n "$deb" ] || die "apt-get cannot locate $kpkg"
 # Named after this script's hash too: a change in how it extracts redoes it.
-kdir=$cache/kernel/${deb%.deb}-$(sha256sum <"$here/prepare.sh" | cut -c1-8)
+kdir=$out/kernel/${deb%.deb}-$(sha256sum <"$here/prepare.sh" | cut -c1-8)
 work=$(mktemp -d "$cache/work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -173,18 +196,23 @@ if [ ! -f "$kdir/done" ]; then
     u() { od -An -t"u$1" -j "$2" -N "$1" "$bz" | tr -d ' '; }
     off=$((($(u 1 0x1f1) + 1) * 512 + $(u 4 0x248))) len=$(u 4 0x24c)
     payload() { dd if="$bz" iflag=skip_bytes,count_bytes skip="$off" count="$1" status=none; }
-    if [ "$(payload 6 | od -An -tx1 | tr -d ' ')" = fd377a585a00 ] &&
-        payload "$len" | xz -dc --single-stream >"$work/k/vmlinux" &&
+    # A zstd payload ends in the 4-byte size the kernel's build appends.
+    case $(payload 6 | od -An -tx1 | tr -d ' ') in
+    fd377a585a00) unpack() { payload "$len" | xz -dc --single-stream; } ;;
+    28b52ffd*) unpack() { payload $((len - 4)) | zstd -dcq; } ;;
+    *) unpack() { false; } ;;
+    esac
+    if unpack >"$work/k/vmlinux" &&
         [ "$(head -c 4 "$work/k/vmlinux" | od -An -c | tr -d ' ')" = 177ELF ]; then
         :
     else
-        say "kernel payload is not xz: booting the bzImage (slower)"
+        say "kernel payload is neither xz nor zstd: booting the bzImage (slower)"
         cp "$bz" "$work/k/vmlinux"
     fi
     echo "$kver" >"$work/k/version"
     touch "$work/k/done"
-    rm -rf "$cache/kernel"
-    mkdir -p "$cache/kernel"
+    rm -rf "$out/kernel"
+    mkdir -p "$out/kernel"
     mv "$work/k" "$kdir"
 fi
 
@@ -216,7 +244,7 @@ mknod -m 600 "$root/dev/console" c 5 1
     gzip -6 >"$work/base.cpio.gz"
 
 cp "$kdir/vmlinux" "$work/vmlinux"
-mv "$work/vmlinux" "$cache/vmlinux"
-mv "$work/base.cpio.gz" "$cache/base.cpio.gz"
-echo "$key" >"$cache/ready"
-say "ready: kernel $kver in $cache ($(($(date +%s) - start)) s)"
+mv "$work/vmlinux" "$out/vmlinux"
+mv "$work/base.cpio.gz" "$out/base.cpio.gz"
+echo "$key" >"$out/ready"
+say "ready: kernel $kver in $out ($(($(date +%s) - start)) s)"
