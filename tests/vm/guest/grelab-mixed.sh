@@ -6,7 +6,7 @@
 # other, it takes the kernel end's super-packets and unfinished checksums, as
 # a veth passes them on. Its counters must show no drop or error.
 #
-# The copies take the gre tunnels past the 64 packets that earn them the
+# The copies take the gre and gretap tunnels past the 64 packets that earn them the
 # dataplane's eBPF fast path. On kernels with TCX (6.6+) the stats must show
 # it on, and pings and copies both ways again must pass through it; on older
 # kernels the tunnels stay in userspace and the dataplane's log says why.
@@ -193,7 +193,7 @@ check basic-nothing-left no_netns
 
 both gretap gtap0 192.168.60.1 192.168.60.2
 copies gretap gtap0 192.168.60.1 192.168.60.2
-check gretap-gtap0-not-fast not_fast gretap gtap0
+fast gretap gtap0 192.168.60.1 192.168.60.2
 check gretap-verify $g verify -v
 check gretap-down $g down
 check gretap-nothing-left no_netns
