@@ -280,8 +280,8 @@ pub fn ping(target: IpAddr, opts: &PingOptions) -> Result<PingReport, PingError>
     if opts.payload > MAX_PAYLOAD {
         return Err(PingError::MessageTooLong { mtu: None });
     }
-    let sock = open(target, opts)?;
     let id = opts.ident.unwrap_or_else(next_id);
+    let sock = open(target, opts, id)?;
     let count = opts.count as usize;
 
     let mut packet = vec![0u8; ICMP_HDR + opts.payload];
@@ -537,8 +537,8 @@ fn source_ip(a: &SockaddrStorage) -> Option<IpAddr> {
     a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
 }
 
-/// Opens and sets up the raw socket for one ping run.
-fn open(target: IpAddr, opts: &PingOptions) -> Result<OwnedFd, PingError> {
+/// Opens and sets up the raw socket for one ping run with identifier `id`.
+fn open(target: IpAddr, opts: &PingOptions, id: u16) -> Result<OwnedFd, PingError> {
     let (family, proto) = match target {
         IpAddr::V4(_) => (AddressFamily::Inet, SockProtocol::Icmp),
         IpAddr::V6(_) => (AddressFamily::Inet6, SockProtocol::IcmpV6),
@@ -601,7 +601,45 @@ fn open(target: IpAddr, opts: &PingOptions) -> Result<OwnedFd, PingError> {
             }
         }
     }
+    only_our_replies(&sock, target.is_ipv4(), id)
+        .map_err(|e| io_ctx(e, &ctx("SO_ATTACH_FILTER")))?;
     Ok(sock)
+}
+
+/// Keeps other pings' echo replies off the socket (a raw socket gets every
+/// ICMP packet of its namespace, and verify runs thousands of pings at once
+/// in a hub, whose replies would otherwise fill every socket and wake every
+/// thread). Errors pass, as ICMP_FILTER chose them.
+fn only_our_replies(sock: &OwnedFd, v4: bool, id: u16) -> io::Result<()> {
+    use libc::{BPF_B, BPF_H, BPF_IMM, BPF_IND, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_MSH};
+    use libc::{BPF_RET, BPF_W};
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let reply = if v4 { ECHO_REPLY_V4 } else { ECHO_REPLY_V6 };
+    let prog = [
+        // X: where ICMP starts (after the IPv4 header; IPv6 sockets get
+        // no IP header).
+        if v4 {
+            op(BPF_LDX | BPF_B | BPF_MSH, 0, 0, 0)
+        } else {
+            op(BPF_LDX | BPF_W | BPF_IMM, 0, 0, 0)
+        },
+        op(BPF_LD | BPF_B | BPF_IND, 0, 0, 0),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 2, u32::from(reply)),
+        op(BPF_LD | BPF_H | BPF_IND, 0, 0, 4),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, u32::from(id)),
+        op(BPF_RET | BPF_K, 0, 0, u32::MAX),
+        op(BPF_RET | BPF_K, 0, 0, 0),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    set_opt(sock, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
 }
 
 /// ICMP_FILTER (linux/icmp.h), level SOL_RAW; libc does not export it.
@@ -1172,6 +1210,40 @@ mod root_tests {
             let r = t.join().unwrap().unwrap().unwrap();
             assert_all_replies(&r, 5);
         }
+    }
+
+    /// A ping's socket gets its own echo replies, not another ping's.
+    #[test]
+    fn a_ping_socket_sees_only_its_own_replies() {
+        let lab = pair("filt", 1500);
+        let got = netns::run_in(lab.ns(0), || {
+            let target: IpAddr = "198.51.100.2".parse()?;
+            let mine = open(target, &PingOptions::default(), 0x1111)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let other = open(target, &PingOptions::default(), 0x2222)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let to = SocketAddr::new(target, 0);
+            for (sock, id) in [(&other, 0x2222u16), (&mine, 0x1111)] {
+                let mut req = [ECHO_REQUEST_V4, 0, 0, 0, 0, 0, 0, 1];
+                req[4..6].copy_from_slice(&id.to_be_bytes());
+                let sum = checksum(&req);
+                req[2..4].copy_from_slice(&sum.to_be_bytes());
+                let addr = SockaddrStorage::from(to);
+                socket::sendto(sock.as_raw_fd(), &req, &addr, MsgFlags::empty())?;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let mut ids = Vec::new();
+            let mut buf = [0u8; 1500];
+            while let Ok(n) = socket::recv(mine.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+                let ihl = usize::from(buf[0] & 0xf) * 4;
+                if n >= ihl + 8 {
+                    ids.push(u16::from_be_bytes([buf[ihl + 4], buf[ihl + 5]]));
+                }
+            }
+            Ok(ids)
+        })
+        .unwrap();
+        assert_eq!(got, vec![0x1111], "replies on the socket of ping 0x1111");
     }
 
     /// a --(1500)-- r --(1400)-- b, r forwarding; a and b route via r.
