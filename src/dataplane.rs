@@ -3012,16 +3012,17 @@ mod tests {
         .unwrap()
     }
 
-    /// What a's end puts on the wire for a ping to 192.168.50.2, seen at
-    /// the router: the first GRE packet from a.
-    fn echo_on_the_wire(lab: &Lab) -> Vec<u8> {
+    /// What a's end puts on the wire for a ping to `to`, seen at the
+    /// router: the first GRE packet from a whose GRE header starts with
+    /// `gre` (flags and protocol).
+    fn echo_on_the_wire(lab: &Lab, to: &'static str, gre: [u8; 4]) -> Vec<u8> {
         let cap = tap_packets(&lab.r, "veth1", libc::ETH_P_IP as u16);
         let pinger = std::thread::spawn({
             let a = lab.a.clone();
-            move || ping(&a, "192.168.50.2", 3)
+            move || ping(&a, to, 3)
         });
         let p = first_packet(&cap, |p| {
-            p.len() > 24 && p[9] == 47 && p[12..16] == [172, 16, 10, 2]
+            p.len() > 24 && p[9] == 47 && p[12..16] == [172, 16, 10, 2] && p[20..24] == gre
         });
         pinger.join().unwrap().unwrap();
         p
@@ -3060,7 +3061,7 @@ mod tests {
         );
 
         // What host1 puts on the wire, seen at the router.
-        let p = echo_on_the_wire(&lab);
+        let p = echo_on_the_wire(&lab, "192.168.50.2", [0, 0, 8, 0]);
         assert_eq!(p[8], 255, "outer TTL");
         assert_eq!(
             u16::from_be_bytes([p[6], p[7]]) & 0x4000,
@@ -3440,13 +3441,18 @@ mod tests {
         fast.wait_for("the fast path on every tunnel", |s| {
             s.tunnels.iter().all(|t| t.fast_path)
         });
-        let p = echo_on_the_wire(&lab);
+        let p = echo_on_the_wire(&lab, "192.168.50.2", [0, 0, 8, 0]);
         assert_eq!(gre::internet_checksum(&p[..20]), 0, "outer header checksum");
         assert_eq!((p[0], p[1], p[8]), (0x45, 0x20, 255), "version, TOS, TTL");
         assert_eq!(u16::from_be_bytes([p[6], p[7]]), 0x4000, "DF, no fragment");
         assert_eq!(usize::from(u16::from_be_bytes([p[2], p[3]])), p.len());
         assert_eq!(p[16..20], [152, 16, 10, 2], "outer destination");
         assert_eq!(p[20..24], [0, 0, 0x08, 0x00], "plain GRE carrying IPv4");
+        // k7 inherits the TTL (0): its echo requests go out with the inner one.
+        let k = echo_on_the_wire(&lab, "192.168.57.2", [0x20, 0, 8, 0]);
+        assert_eq!(k[24..28], 7u32.to_be_bytes(), "the key");
+        assert_eq!((k[8], k[28] >> 4), (k[28 + 8], 4), "outer TTL = inner TTL");
+        assert_eq!(gre::internet_checksum(&k[..20]), 0, "outer header checksum");
         // ARP, not IP: gretap's slow path still carries it.
         ip(&lab.a, "neigh flush dev tap0");
         for to in ["192.168.57.2", "fd00:50::2", "192.168.52.2"] {
