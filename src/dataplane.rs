@@ -35,7 +35,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::fastpath::{Encap, FastPath};
-use crate::plan::{TunnelEnd, TunnelKind};
+use crate::plan::TunnelEnd;
 use crate::{gre, netns, rtnl, tun};
 
 /// What one dataplane process serves: the userspace tunnel ends of a lab.
@@ -1098,8 +1098,7 @@ impl Engine {
             .iter()
             .map(|t| {
                 let e = &t.end;
-                let kind = matches!(e.kind, TunnelKind::Gre | TunnelKind::Gretap);
-                if kind && !e.checksum && !e.sequence {
+                if !e.checksum && !e.sequence {
                     FastState::Waiting(Instant::now())
                 } else {
                     FastState::Off
@@ -1428,9 +1427,7 @@ fn attach(
     job: &AttachJob,
 ) -> Result<Option<OwnedFd>> {
     let e = &job.end;
-    let (IpAddr::V4(local), IpAddr::V4(remote)) = (e.local, e.remote) else {
-        bail!("the fast path carries IPv4 underlays only");
-    };
+    let (local, remote) = (e.local, e.remote);
     let Some(oif) = rtnl::route_oif(e.remote)? else {
         return Ok(None);
     };
@@ -1440,7 +1437,8 @@ fn attach(
     // The programs do not fragment: every packet must fit the underlay.
     let room = rtnl::link_mtu(oif)?;
     let l2 = e.kind.is_l2();
-    let hl = 24 + if e.okey.is_some() { 4 } else { 0 } + if l2 { 14 } else { 0 };
+    let outer = if local.is_ipv4() { 20 } else { 40 };
+    let hl = outer + 4 + if e.okey.is_some() { 4 } else { 0 } + if l2 { 14 } else { 0 };
     if e.mtu + hl > room {
         bail!(
             "its MTU {} and {hl} bytes of headers exceed the underlay's MTU {room}",
@@ -3407,8 +3405,9 @@ mod tests {
     }
 
     /// The in-kernel fast path at one end, the userspace path at the other:
-    /// the same wire format both ways, IPv4 and IPv6 inside, keys, gretap,
-    /// TCP streams, and forged packets still left to userspace to drop.
+    /// the same wire format both ways, IPv4 and IPv6 inside and outside,
+    /// keys, gretap, TCP streams, and forged packets still left to
+    /// userspace to drop.
     #[test]
     fn fast_path_interworks_with_the_userspace_path() {
         let lab = Lab::new("fast");
@@ -3419,13 +3418,21 @@ mod tests {
             (e.ikey, e.okey) = (Some(7), Some(7));
         }
         let (ta, tb) = pair(&lab, "tap0", TunnelKind::Gretap);
-        let fast = Dp::start_with(&lab, vec![a, ka, ta], true, true);
-        let user = Dp::start(&lab, vec![b, kb, tb]);
+        // Over the IPv6 underlay: ip6gre, and ip6gretap with a key.
+        let (sa, sb) = pair(&lab, "six0", TunnelKind::Ip6gre);
+        let (mut xa, mut xb) = pair(&lab, "six1", TunnelKind::Ip6gretap);
+        for e in [&mut xa, &mut xb] {
+            (e.ikey, e.okey) = (Some(9), Some(9));
+        }
+        let fast = Dp::start_with(&lab, vec![a, ka, ta, sa, xa], true, true);
+        let user = Dp::start(&lab, vec![b, kb, tb, sb, xb]);
         for (ns, n) in [(&lab.a, 1), (&lab.b, 2)] {
             ip(ns, &format!("addr add 192.168.50.{n}/30 dev tun0"));
             ip(ns, &format!("addr add fd00:50::{n}/64 dev tun0 nodad"));
             ip(ns, &format!("addr add 192.168.57.{n}/30 dev k7"));
             ip(ns, &format!("addr add 192.168.52.{n}/30 dev tap0"));
+            ip(ns, &format!("addr add 192.168.66.{n}/30 dev six0"));
+            ip(ns, &format!("addr add 192.168.67.{n}/30 dev six1"));
         }
         // A few packets stay in userspace; a flow gets the fast path.
         ping(&lab.a, "192.168.50.2", 3).unwrap_or_else(|o| panic!("ping failed:\n{o}"));
@@ -3436,6 +3443,10 @@ mod tests {
             tcp_transfer(&lab.b, &lab.a, "192.168.57.1".parse().unwrap(), LEN);
             tcp_transfer(&lab.a, &lab.b, "192.168.52.2".parse().unwrap(), LEN);
             tcp_transfer(&lab.b, &lab.a, "192.168.52.1".parse().unwrap(), LEN);
+            tcp_transfer(&lab.a, &lab.b, "192.168.66.2".parse().unwrap(), LEN);
+            tcp_transfer(&lab.b, &lab.a, "192.168.66.1".parse().unwrap(), LEN);
+            tcp_transfer(&lab.a, &lab.b, "192.168.67.2".parse().unwrap(), LEN);
+            tcp_transfer(&lab.b, &lab.a, "192.168.67.1".parse().unwrap(), LEN);
         };
         streams();
         fast.wait_for("the fast path on every tunnel", |s| {
@@ -3455,7 +3466,13 @@ mod tests {
         assert_eq!(gre::internet_checksum(&k[..20]), 0, "outer header checksum");
         // ARP, not IP: gretap's slow path still carries it.
         ip(&lab.a, "neigh flush dev tap0");
-        for to in ["192.168.57.2", "fd00:50::2", "192.168.52.2"] {
+        for to in [
+            "192.168.57.2",
+            "fd00:50::2",
+            "192.168.52.2",
+            "192.168.66.2",
+            "192.168.67.2",
+        ] {
             ping(&lab.a, to, 3).unwrap_or_else(|o| panic!("ping {to} failed:\n{o}"));
         }
         streams();
@@ -3479,7 +3496,7 @@ mod tests {
         let s = fast.wait_for("both forgeries dropped", |s| {
             s.unmatched >= 1 && s.tunnels.iter().any(|t| t.drop_key >= 1)
         });
-        for name in ["tun0", "k7", "tap0"] {
+        for name in ["tun0", "k7", "tap0", "six0", "six1"] {
             let t = stat(&s, &lab.a, name);
             assert!(t.fast_tx_packets >= 3 && t.fast_rx_packets >= 3, "{t:?}");
             assert_eq!((t.tx_errors, t.rx_errors), (0, 0), "{t:?}");
@@ -3489,16 +3506,18 @@ mod tests {
             "{s:?}"
         );
         assert!(stat(&s, &lab.a, "k7").fast_rx_bytes >= LEN as u64, "{s:?}");
-        let tap = stat(&s, &lab.a, "tap0");
-        assert!(
-            tap.fast_tx_bytes >= LEN as u64 && tap.fast_rx_bytes >= LEN as u64,
-            "{tap:?}"
-        );
+        for name in ["tap0", "six0", "six1"] {
+            let t = stat(&s, &lab.a, name);
+            assert!(
+                t.fast_tx_bytes >= LEN as u64 && t.fast_rx_bytes >= LEN as u64,
+                "{t:?}"
+            );
+        }
         let u = user.finish();
         for t in &u.tunnels {
             assert!(!t.fast_path && t.fast_tx_packets == 0, "{t:?}");
         }
-        for name in ["tun0", "tap0"] {
+        for name in ["tun0", "tap0", "six0", "six1"] {
             assert!(stat(&u, &lab.b, name).rx_bytes >= LEN as u64, "{u:?}");
         }
     }

@@ -2,9 +2,9 @@
 //! tc hooks (TCX, Linux 6.6 and later) that carry plain GRE without a trip
 //! through userspace, for kernels with eBPF but no ip_gre.
 //!
-//! - Egress of a `gre` tunnel's TUN device (or a `gretap` tunnel's TAP
-//!   device): the packet (frame) gets its outer IPv4 and GRE headers (key
-//!   if any) and leaves by the underlay device through the neighbour table
+//! - Egress of a tunnel's TUN device (`gre`, `ip6gre`) or TAP device
+//!   (`gretap`, `ip6gretap`): the packet (frame) gets its outer IPv4 or
+//!   IPv6 and GRE headers (key if any) and leaves by the underlay device through the neighbour table
 //!   (`bpf_redirect_neigh`). TCP super-packets stay whole; the kernel's GRE
 //!   segmentation (not part of ip_gre) cuts them only where a device needs
 //!   it.
@@ -13,15 +13,15 @@
 //!   received there.
 //!
 //! Everything else (GRE checksums or sequence numbers, non-IP frames on
-//! gretap, IPv6 outer headers, IP options, fragments, CE marks, unknown
-//! senders) is passed on
+//! gretap, IPv4 options, IPv6 extension headers, fragments, CE marks,
+//! unknown senders) is passed on
 //! untouched to the userspace path, which keeps the drop counters. The
 //! programs are assembled here from their instructions: no compiler and no
 //! object files at build or run time. Closing the link descriptors detaches
 //! them, so they go with the dataplane process.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use anyhow::{Context, Result, anyhow};
@@ -31,13 +31,15 @@ use anyhow::{Context, Result, anyhow};
 pub struct Encap {
     /// The tunnel's index in the counters.
     pub index: u32,
-    pub local: Ipv4Addr,
-    pub remote: Ipv4Addr,
+    /// Both IPv4 or both IPv6.
+    pub local: IpAddr,
+    pub remote: IpAddr,
     pub key: Option<u32>,
-    /// 0 inherits the inner packet's TTL.
+    /// 0 inherits the inner packet's TTL (hop limit).
     pub ttl: u8,
-    /// An odd TOS inherits the inner packet's DSCP.
+    /// An odd TOS (traffic class) inherits the inner packet's DSCP.
     pub tos: u8,
+    /// IPv4's DF.
     pub df: bool,
     /// gretap: Ethernet frames from a TAP device, not IP packets from TUN.
     pub l2: bool,
@@ -50,8 +52,9 @@ pub struct FastPath {
     /// Per tunnel: tx packets, tx bytes, rx packets, rx bytes.
     counters: OwnedFd,
     /// (namespace slot, gretap and key flags, local, remote, key) ->
-    /// (device, tunnel).
+    /// (device, tunnel), for IPv4 and for IPv6 underlays.
     table: OwnedFd,
+    table6: OwnedFd,
 }
 
 /// Per-tunnel fast-path counters: packets and inner bytes each way.
@@ -70,7 +73,12 @@ impl FastPath {
         let n = tunnels.max(1) as u32;
         let counters = map_create(MAP_ARRAY, 4, 32, n).context("creating the counters map")?;
         let table = map_create(MAP_HASH, 16, 8, n).context("creating the tunnel table")?;
-        Ok(FastPath { counters, table })
+        let table6 = map_create(MAP_HASH, 40, 8, n).context("creating the IPv6 tunnel table")?;
+        Ok(FastPath {
+            counters,
+            table,
+            table6,
+        })
     }
 
     /// Attaches an egress program for `e` to the device `ifindex` of the
@@ -83,7 +91,11 @@ impl FastPath {
     /// Attaches the receive program of namespace `slot` to the device
     /// `ifindex` of the calling thread's namespace.
     pub fn attach_ingress(&self, slot: u32, ifindex: u32) -> Result<OwnedFd> {
-        let code = decap_program(slot, self.table.as_raw_fd(), self.counters.as_raw_fd());
+        let code = decap_program(
+            slot,
+            [self.table.as_raw_fd(), self.table6.as_raw_fd()],
+            self.counters.as_raw_fd(),
+        );
         let prog = load(&code, "grelab_decap")?;
         link_create(&prog, ifindex, ATTACH_TCX_INGRESS)
     }
@@ -95,8 +107,8 @@ impl FastPath {
     pub fn add_route(
         &self,
         slot: u32,
-        local: Ipv4Addr,
-        remote: Ipv4Addr,
+        local: IpAddr,
+        remote: IpAddr,
         key: Option<u32>,
         l2: bool,
         ifindex: u32,
@@ -106,7 +118,12 @@ impl FastPath {
         let mut v = [0u8; 8];
         v[..4].copy_from_slice(&ifindex.to_ne_bytes());
         v[4..].copy_from_slice(&index.to_ne_bytes());
-        map_update(&self.table, &k, &v).context("adding a tunnel to the fast-path table")
+        let table = if local.is_ipv4() {
+            &self.table
+        } else {
+            &self.table6
+        };
+        map_update(table, &k, &v).context("adding a tunnel to the fast-path table")
     }
 
     /// The fast-path counters of tunnel `index`.
@@ -125,13 +142,17 @@ impl FastPath {
     }
 }
 
-fn route_key(slot: u32, local: Ipv4Addr, remote: Ipv4Addr, key: Option<u32>, l2: bool) -> [u8; 16] {
-    let mut k = [0u8; 16];
+/// The table key: tag, local, remote, key (16 bytes for IPv4, 40 for IPv6).
+fn route_key(slot: u32, local: IpAddr, remote: IpAddr, key: Option<u32>, l2: bool) -> Vec<u8> {
     let tag = (slot << 2) | (u32::from(l2) << 1) | u32::from(key.is_some());
-    k[..4].copy_from_slice(&tag.to_ne_bytes());
-    k[4..8].copy_from_slice(&local.octets());
-    k[8..12].copy_from_slice(&remote.octets());
-    k[12..].copy_from_slice(&key.unwrap_or(0).to_be_bytes());
+    let octets = |a: IpAddr| match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    let mut k = tag.to_ne_bytes().to_vec();
+    k.extend(octets(local));
+    k.extend(octets(remote));
+    k.extend(key.unwrap_or(0).to_be_bytes());
     k
 }
 
@@ -151,6 +172,7 @@ const REDIRECT_NEIGH: i32 = 152;
 const ADJ_ROOM_MAC: i32 = 1;
 const ADJ_FIXED_GSO: i32 = 1 << 0;
 const ADJ_ENCAP_L3_IPV4: i32 = 1 << 1;
+const ADJ_ENCAP_L3_IPV6: i32 = 1 << 2;
 const ADJ_ENCAP_L4_GRE: i32 = 1 << 3;
 const ADJ_ENCAP_L2_ETH: i32 = 1 << 6;
 const ADJ_DECAP_L3_IPV4: i32 = 1 << 7;
@@ -171,8 +193,16 @@ fn be32(v: u32) -> i32 {
     i32::from_ne_bytes(v.to_be_bytes())
 }
 
-fn ne_addr(a: Ipv4Addr) -> i32 {
-    i32::from_ne_bytes(a.octets())
+/// An address as the words a little-endian store puts in network order.
+fn ne_words(a: IpAddr) -> Vec<i32> {
+    let octets = match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    octets
+        .chunks(4)
+        .map(|w| i32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
+        .collect()
 }
 
 /// Adds 1 and `bytes` to the counters at `off` of the tunnel whose index is
@@ -213,13 +243,22 @@ const INNER: i16 = -56;
 const HDR: i16 = -96;
 const LOOKUP: i16 = -112;
 const ZERO: i16 = -128;
+/// An outer IPv6 header and GRE, up to 48 bytes.
+const HDR6: i16 = -176;
+/// What decap reads of IPv6: the header and up to 8 bytes of GRE.
+const H6: i16 = -232;
+/// The IPv6 table key, 40 bytes.
+const LOOKUP6: i16 = -280;
 const F_RECOMPUTE_CSUM: i32 = 1;
 const ETH_LEN: i32 = 14;
 
 /// The egress program of one tunnel: `gre` (an IP packet from a TUN
 /// device) or `gretap` (an Ethernet frame from a TAP device, IP inside).
 fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
-    let hl: i32 = if e.key.is_some() { 28 } else { 24 };
+    let outer6 = e.local.is_ipv6();
+    let gre_len: i32 = if e.key.is_some() { 8 } else { 4 };
+    let hl: i32 = if outer6 { 40 } else { 20 } + gre_len;
+    let hdr = if outer6 { HDR6 } else { HDR };
     // Inner bytes before the IP header, and room added in front.
     let (ip_at, room) = if e.l2 { (14, hl + ETH_LEN) } else { (0, hl) };
     let ip = INNER + ip_at as i16;
@@ -290,48 +329,81 @@ fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
     if e.ttl != 0 {
         a.mov(R3, i32::from(e.ttl));
     }
-    a.st(B, R10, HDR, 0x45);
-    a.stx(B, R10, HDR + 1, R2);
-    a.mov_reg(R1, R7);
-    a.add(R1, hl);
-    a.be16(R1);
-    a.stx(H16, R10, HDR + 2, R1);
-    a.st(H16, R10, HDR + 4, 0);
-    a.st(H16, R10, HDR + 6, if e.df { be16(0x4000) } else { 0 });
-    a.stx(B, R10, HDR + 8, R3);
-    a.st(B, R10, HDR + 9, 47);
-    a.st(H16, R10, HDR + 10, 0);
-    a.st(W, R10, HDR + 12, ne_addr(e.local));
-    a.st(W, R10, HDR + 16, ne_addr(e.remote));
+    let gre_at = hdr + (hl - gre_len) as i16;
+    if outer6 {
+        // Version 6, the traffic class across bytes 0-1, flow label 0.
+        a.mov_reg(R1, R2);
+        a.alu(RSH, R1, 4);
+        a.alu(OR, R1, 0x60);
+        a.stx(B, R10, HDR6, R1);
+        a.mov_reg(R1, R2);
+        a.alu(AND, R1, 0xf);
+        a.alu(LSH, R1, 4);
+        a.stx(B, R10, HDR6 + 1, R1);
+        a.st(H16, R10, HDR6 + 2, 0);
+        a.mov_reg(R1, R7);
+        a.add(R1, gre_len);
+        a.be16(R1);
+        a.stx(H16, R10, HDR6 + 4, R1);
+        a.st(B, R10, HDR6 + 6, 47);
+        a.stx(B, R10, HDR6 + 7, R3);
+    } else {
+        a.st(B, R10, HDR, 0x45);
+        a.stx(B, R10, HDR + 1, R2);
+        a.mov_reg(R1, R7);
+        a.add(R1, hl);
+        a.be16(R1);
+        a.stx(H16, R10, HDR + 2, R1);
+        a.st(H16, R10, HDR + 4, 0);
+        a.st(H16, R10, HDR + 6, if e.df { be16(0x4000) } else { 0 });
+        a.stx(B, R10, HDR + 8, R3);
+        a.st(B, R10, HDR + 9, 47);
+        a.st(H16, R10, HDR + 10, 0);
+    }
+    let addrs_at = hdr + if outer6 { 8 } else { 12 };
+    for (i, w) in ne_words(e.local)
+        .into_iter()
+        .chain(ne_words(e.remote))
+        .enumerate()
+    {
+        a.st(W, R10, addrs_at + 4 * i as i16, w);
+    }
     a.st(
         H16,
         R10,
-        HDR + 20,
+        gre_at,
         if e.key.is_some() { be16(0x2000) } else { 0 },
     );
-    a.stx(H16, R10, HDR + 22, R4);
+    a.stx(H16, R10, gre_at + 2, R4);
     if let Some(k) = e.key {
-        a.st(W, R10, HDR + 24, be32(k));
+        a.st(W, R10, gre_at + 4, be32(k));
     }
-    // The IPv4 header checksum: the one's-complement sum, folded.
-    a.mov(R1, 0);
-    a.mov(R2, 0);
-    a.mov_reg(R3, R10);
-    a.add(R3, HDR as i32);
-    a.mov(R4, 20);
-    a.mov(R5, 0);
-    a.call(CSUM_DIFF);
-    a.mov32_reg(R0, R0);
-    for _ in 0..2 {
-        a.mov_reg(R1, R0);
-        a.alu(RSH, R1, 16);
-        a.alu(AND, R0, 0xffff);
-        a.alu_reg(ADD, R0, R1);
+    if !outer6 {
+        // The IPv4 header checksum: the one's-complement sum, folded.
+        a.mov(R1, 0);
+        a.mov(R2, 0);
+        a.mov_reg(R3, R10);
+        a.add(R3, HDR as i32);
+        a.mov(R4, 20);
+        a.mov(R5, 0);
+        a.call(CSUM_DIFF);
+        a.mov32_reg(R0, R0);
+        for _ in 0..2 {
+            a.mov_reg(R1, R0);
+            a.alu(RSH, R1, 16);
+            a.alu(AND, R0, 0xffff);
+            a.alu_reg(ADD, R0, R1);
+        }
+        a.alu(XOR, R0, 0xffff);
+        a.stx(H16, R10, HDR + 10, R0);
     }
-    a.alu(XOR, R0, 0xffff);
-    a.stx(H16, R10, HDR + 10, R0);
     // Room after the device's header (none on TUN), marked as GRE in IPv4
-    // (carrying Ethernet on TAP) so that segmentation works.
+    // or IPv6 (carrying Ethernet on TAP) so that segmentation works.
+    let l3 = if outer6 {
+        ADJ_ENCAP_L3_IPV6
+    } else {
+        ADJ_ENCAP_L3_IPV4
+    };
     a.mov_reg(R1, R6);
     a.mov(R2, room);
     a.mov(R3, ADJ_ROOM_MAC);
@@ -341,10 +413,10 @@ fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
         a.alu(
             OR,
             R4,
-            ADJ_FIXED_GSO | ADJ_ENCAP_L3_IPV4 | ADJ_ENCAP_L4_GRE | ADJ_ENCAP_L2_ETH,
+            ADJ_FIXED_GSO | l3 | ADJ_ENCAP_L4_GRE | ADJ_ENCAP_L2_ETH,
         );
     } else {
-        a.mov(R4, ADJ_FIXED_GSO | ADJ_ENCAP_L3_IPV4 | ADJ_ENCAP_L4_GRE);
+        a.mov(R4, ADJ_FIXED_GSO | l3 | ADJ_ENCAP_L4_GRE);
     }
     a.call(SKB_ADJUST_ROOM);
     a.jmp(JNE, R0, 0, pass);
@@ -354,10 +426,10 @@ fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
         a.st(DW, R10, ZERO, 0);
         a.st(DW, R10, ZERO + 8, 0);
         store(&mut a, 0, ZERO, ETH_LEN, 0, drop);
-        store(&mut a, ETH_LEN, HDR, hl, 0, drop);
+        store(&mut a, ETH_LEN, hdr, hl, 0, drop);
         store(&mut a, ETH_LEN + hl, INNER, ETH_LEN, 0, drop);
     } else {
-        store(&mut a, 0, HDR, hl, 0, drop);
+        store(&mut a, 0, hdr, hl, 0, drop);
     }
     a.st(W, R10, KEY, e.index as i32);
     count(&mut a, counters, 0, R7);
@@ -385,14 +457,63 @@ fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
     a.finish()
 }
 
-/// The receive program of one namespace: its tunnels are in `table`.
-fn decap_program(slot: u32, table: RawFd, counters: RawFd) -> Vec<Insn> {
+/// Emits the end of a receive program's parse: the payload type (IPv4 or
+/// IPv6 for gre, Ethernet for gretap: tag bit 1) at `fp + proto`, then the
+/// table lookup with the key at `fp + key` and the tag in R4. Leaves the
+/// device in R8, the tunnel in R9, the decap flags in R7 and, in EXTRA,
+/// the inner Ethernet header's length to remove as well; jumps to `next`
+/// for anything else.
+fn dispatch(a: &mut Asm, proto: i16, key: i16, table: RawFd, next: Label) {
+    let (known, teb) = (a.label(), a.label());
+    a.st(DW, R10, EXTRA, 0);
+    a.ldx(H16, R1, R10, proto);
+    a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L3_IPV4 | ADJ_DECAP_L4_GRE);
+    a.jmp(JEQ, R1, be16(0x0800), known);
+    a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L3_IPV6 | ADJ_DECAP_L4_GRE);
+    a.jmp(JEQ, R1, be16(0x86dd), known);
+    a.jmp(JEQ, R1, be16(0x6558), teb);
+    a.ja(next);
+    a.bind(teb);
+    a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L4_GRE);
+    a.alu(OR, R4, 2);
+    a.st(DW, R10, EXTRA, ETH_LEN);
+    a.bind(known);
+    a.stx(W, R10, key, R4);
+    a.ld_map(R1, table);
+    a.mov_reg(R2, R10);
+    a.add(R2, key as i32);
+    a.call(MAP_LOOKUP_ELEM);
+    a.jmp64(JEQ, R0, 0, next);
+    a.ldx(W, R8, R0, 0);
+    a.ldx(W, R9, R0, 4);
+}
+
+/// Emits the GRE header check at `fp + gre`: version 0, nothing but an
+/// optional key. Leaves the key in R2, the outer headers' length (`outer`
+/// plus GRE) in SAVED, the tag (namespace `slot`, key flag) in R4.
+fn gre_flags(a: &mut Asm, gre: i16, outer: i32, slot: u32, next: Label) {
+    let no_key = a.label();
+    a.ldx(H16, R1, R10, gre);
+    a.mov(R2, 0);
+    a.mov(R3, outer + 4);
+    a.mov(R4, (slot << 2) as i32);
+    a.jmp(JEQ, R1, 0, no_key);
+    a.jmp(JNE, R1, be16(0x2000), next);
+    a.ldx(W, R2, R10, gre + 4);
+    a.mov(R3, outer + 8);
+    a.alu(OR, R4, 1);
+    a.bind(no_key);
+    a.stx(DW, R10, SAVED, R3);
+}
+
+/// The receive program of one namespace: its tunnels are in `tables` (for
+/// IPv4 and IPv6 underlays).
+fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> Vec<Insn> {
     // The Ethernet type, the outer IPv4 header and up to 8 bytes of GRE,
     // from H + 2 so that the IPv4 header is 4-aligned on the stack.
     const H: i16 = HDR;
     let mut a = Asm::default();
-    let (next, drop, no_key, known, teb, found, l3, done) = (
-        a.label(),
+    let (next, drop, v6, tunnel, found, l3, done) = (
         a.label(),
         a.label(),
         a.label(),
@@ -410,6 +531,7 @@ fn decap_program(slot: u32, table: RawFd, counters: RawFd) -> Vec<Insn> {
     a.call(SKB_LOAD_BYTES);
     a.jmp(JNE, R0, 0, next);
     a.ldx(H16, R1, R10, H + 2);
+    a.jmp(JEQ, R1, be16(0x86dd), v6);
     a.jmp(JNE, R1, be16(0x0800), next);
     // IPv4 without options, not CE-marked, not a fragment, GRE.
     a.ldx(B, R1, R10, H + 4);
@@ -428,45 +550,50 @@ fn decap_program(slot: u32, table: RawFd, counters: RawFd) -> Vec<Insn> {
     a.add(R1, ETH_LEN);
     a.ldx(W, R2, R6, 0);
     a.jmp_reg(JNE, R2, R1, next);
-    // GRE version 0, nothing but an optional key.
-    a.ldx(H16, R1, R10, H + 24);
-    a.mov(R2, 0);
-    a.mov(R3, 24);
-    a.mov(R4, (slot << 2) as i32);
-    a.jmp(JEQ, R1, 0, no_key);
-    a.jmp(JNE, R1, be16(0x2000), next);
-    a.ldx(W, R2, R10, H + 28);
-    a.mov(R3, 28);
-    a.alu(OR, R4, 1);
-    a.bind(no_key);
-    a.stx(DW, R10, SAVED, R3);
+    gre_flags(&mut a, H + 24, 20, slot, next);
     a.ldx(W, R1, R10, H + 20);
     a.stx(W, R10, LOOKUP + 4, R1);
     a.ldx(W, R1, R10, H + 16);
     a.stx(W, R10, LOOKUP + 8, R1);
     a.stx(W, R10, LOOKUP + 12, R2);
-    // The payload: IPv4 or IPv6 for gre, Ethernet for gretap (tag bit 1).
-    a.st(DW, R10, EXTRA, 0);
-    a.ldx(H16, R1, R10, H + 26);
-    a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L3_IPV4 | ADJ_DECAP_L4_GRE);
-    a.jmp(JEQ, R1, be16(0x0800), known);
-    a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L3_IPV6 | ADJ_DECAP_L4_GRE);
-    a.jmp(JEQ, R1, be16(0x86dd), known);
-    a.jmp(JEQ, R1, be16(0x6558), teb);
-    a.ja(next);
-    a.bind(teb);
-    a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L4_GRE);
-    a.alu(OR, R4, 2);
-    a.st(DW, R10, EXTRA, ETH_LEN);
-    a.bind(known);
-    a.stx(W, R10, LOOKUP, R4);
-    a.ld_map(R1, table);
-    a.mov_reg(R2, R10);
-    a.add(R2, LOOKUP as i32);
-    a.call(MAP_LOOKUP_ELEM);
-    a.jmp64(JEQ, R0, 0, next);
-    a.ldx(W, R8, R0, 0);
-    a.ldx(W, R9, R0, 4);
+    dispatch(&mut a, H + 26, LOOKUP, tables[0], next);
+    a.ja(tunnel);
+
+    // IPv6 without extension headers, not CE-marked, exactly the frame.
+    a.bind(v6);
+    a.mov_reg(R1, R6);
+    a.mov(R2, ETH_LEN);
+    a.mov_reg(R3, R10);
+    a.add(R3, H6 as i32);
+    a.mov(R4, 48);
+    a.call(SKB_LOAD_BYTES);
+    a.jmp(JNE, R0, 0, next);
+    a.ldx(B, R1, R10, H6);
+    a.alu(RSH, R1, 4);
+    a.jmp(JNE, R1, 6, next);
+    a.ldx(B, R1, R10, H6 + 1);
+    a.alu(RSH, R1, 4);
+    a.alu(AND, R1, 3);
+    a.jmp(JEQ, R1, 3, next);
+    a.ldx(B, R1, R10, H6 + 6);
+    a.jmp(JNE, R1, 47, next);
+    a.ldx(H16, R1, R10, H6 + 4);
+    a.be16(R1);
+    a.add(R1, 40 + ETH_LEN);
+    a.ldx(W, R2, R6, 0);
+    a.jmp_reg(JNE, R2, R1, next);
+    gre_flags(&mut a, H6 + 40, 40, slot, next);
+    // The key: tag, local (the destination), remote (the source), GRE key.
+    for i in 0..4 {
+        a.ldx(W, R1, R10, H6 + 24 + 4 * i);
+        a.stx(W, R10, LOOKUP6 + 4 + 4 * i, R1);
+        a.ldx(W, R1, R10, H6 + 8 + 4 * i);
+        a.stx(W, R10, LOOKUP6 + 20 + 4 * i, R1);
+    }
+    a.stx(W, R10, LOOKUP6 + 36, R2);
+    dispatch(&mut a, H6 + 42, LOOKUP6, tables[1], next);
+
+    a.bind(tunnel);
     // gretap: the inner Ethernet header, to put back in front afterwards.
     a.ldx(DW, R1, R10, EXTRA);
     a.jmp(JEQ, R1, 0, found);
@@ -835,12 +962,17 @@ fn link_create(prog: &OwnedFd, ifindex: u32, attach: u32) -> Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn v4(a: [u8; 4]) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(a))
+    }
 
     fn encap() -> Encap {
         Encap {
             index: 3,
-            local: Ipv4Addr::new(172, 16, 10, 2),
-            remote: Ipv4Addr::new(152, 16, 10, 2),
+            local: v4([172, 16, 10, 2]),
+            remote: v4([152, 16, 10, 2]),
             key: None,
             ttl: 255,
             tos: 0,
@@ -893,7 +1025,7 @@ mod tests {
                 },
                 5,
             ),
-            decap_program(2, 6, 5),
+            decap_program(2, [6, 8], 5),
         ] {
             assert_eq!(code.last().map(|i| i.code), Some(CLS_JMP | EXIT));
             for (at, i) in code.iter().enumerate() {
@@ -914,8 +1046,8 @@ mod tests {
     fn keys_are_big_endian_and_tagged() {
         let k = route_key(
             5,
-            Ipv4Addr::new(1, 2, 3, 4),
-            Ipv4Addr::new(5, 6, 7, 8),
+            v4([1, 2, 3, 4]),
+            v4([5, 6, 7, 8]),
             Some(0x0102_0304),
             true,
         );
@@ -923,14 +1055,16 @@ mod tests {
         assert_eq!(&k[4..8], &[1, 2, 3, 4]);
         assert_eq!(&k[8..12], &[5, 6, 7, 8]);
         assert_eq!(&k[12..], &[1, 2, 3, 4]);
-        let unkeyed = route_key(
-            5,
-            Ipv4Addr::new(1, 2, 3, 4),
-            Ipv4Addr::new(5, 6, 7, 8),
-            None,
-            false,
-        );
+        let unkeyed = route_key(5, v4([1, 2, 3, 4]), v4([5, 6, 7, 8]), None, false);
         assert_eq!(&unkeyed[..4], &20u32.to_ne_bytes());
+        let (a, b): (Ipv6Addr, Ipv6Addr) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+        let k6 = route_key(1, IpAddr::V6(a), IpAddr::V6(b), Some(9), false);
+        assert_eq!(k6.len(), 40, "the IPv6 table's key size");
+        assert_eq!(
+            (&k6[4..20], &k6[20..36]),
+            (&a.octets()[..], &b.octets()[..])
+        );
+        assert_eq!(&k6[36..], &9u32.to_be_bytes());
     }
 
     /// Needs root: the kernel's verifier is the judge.
@@ -951,24 +1085,35 @@ mod tests {
                 key: Some(7),
                 ..encap()
             },
+            Encap {
+                local: "fd00:a::2".parse().unwrap(),
+                remote: "fd00:b::2".parse().unwrap(),
+                ..encap()
+            },
+            Encap {
+                local: "fd00:a::2".parse().unwrap(),
+                remote: "fd00:b::2".parse().unwrap(),
+                l2: true,
+                key: Some(7),
+                ..encap()
+            },
         ] {
             load(&encap_program(&e, fp.counters.as_raw_fd()), "t_encap").expect("encap loads");
         }
         load(
-            &decap_program(1, fp.table.as_raw_fd(), fp.counters.as_raw_fd()),
+            &decap_program(
+                1,
+                [fp.table.as_raw_fd(), fp.table6.as_raw_fd()],
+                fp.counters.as_raw_fd(),
+            ),
             "t_decap",
         )
         .expect("decap loads");
-        fp.add_route(
-            1,
-            Ipv4Addr::new(10, 0, 0, 1),
-            Ipv4Addr::new(10, 0, 0, 2),
-            None,
-            false,
-            9,
-            2,
-        )
-        .expect("route");
+        fp.add_route(1, v4([10, 0, 0, 1]), v4([10, 0, 0, 2]), None, false, 9, 2)
+            .expect("route");
+        let (a, b) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+        fp.add_route(1, a, b, Some(3), true, 9, 3)
+            .expect("IPv6 route");
         assert_eq!(fp.counters(2).expect("counters"), Counters::default());
     }
 }
