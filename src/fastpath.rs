@@ -142,13 +142,16 @@ impl FastPath {
     }
 }
 
+fn octets(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
 /// The table key: tag, local, remote, key (16 bytes for IPv4, 40 for IPv6).
 fn route_key(slot: u32, local: IpAddr, remote: IpAddr, key: Option<u32>, l2: bool) -> Vec<u8> {
     let tag = (slot << 2) | (u32::from(l2) << 1) | u32::from(key.is_some());
-    let octets = |a: IpAddr| match a {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    };
     let mut k = tag.to_ne_bytes().to_vec();
     k.extend(octets(local));
     k.extend(octets(remote));
@@ -195,11 +198,7 @@ fn be32(v: u32) -> i32 {
 
 /// An address as the words a little-endian store puts in network order.
 fn ne_words(a: IpAddr) -> Vec<i32> {
-    let octets = match a {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    };
-    octets
+    octets(a)
         .chunks(4)
         .map(|w| i32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
         .collect()
