@@ -219,6 +219,18 @@ fn count(a: &mut Asm, counters: RawFd, off: i16, bytes: u8) {
     a.bind(skip);
 }
 
+/// skb_load_bytes(skb, `at`, fp + `to`, `len`); on failure, jumps to
+/// `fail`.
+fn load_bytes(a: &mut Asm, at: i32, to: i16, len: i32, fail: Label) {
+    a.mov_reg(R1, R6);
+    a.mov(R2, at);
+    a.mov_reg(R3, R10);
+    a.add(R3, to as i32);
+    a.mov(R4, len);
+    a.call(SKB_LOAD_BYTES);
+    a.jmp(JNE, R0, 0, fail);
+}
+
 /// skb_store_bytes(skb, `at`, fp + `from`, `len`, `flags`); on failure,
 /// jumps to `fail`.
 fn store(a: &mut Asm, at: i32, from: i16, len: i32, flags: i32, fail: Label) {
@@ -262,24 +274,11 @@ fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
     let (ip_at, room) = if e.l2 { (14, hl + ETH_LEN) } else { (0, hl) };
     let ip = INNER + ip_at as i16;
     let mut a = Asm::default();
-    let (pass, drop, v4, v6, common, ecn_ok) = (
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-    );
+    let [pass, drop, v4, v6, common, ecn_ok] = a.labels();
     a.mov_reg(R6, R1);
     a.ldx(W, R7, R6, 0); // skb->len: the inner packet or frame
     a.jmp(JGT, R7, 65535 - room, pass);
-    a.mov_reg(R1, R6);
-    a.mov(R2, 0);
-    a.mov_reg(R3, R10);
-    a.add(R3, INNER as i32);
-    a.mov(R4, ip_at + 12);
-    a.call(SKB_LOAD_BYTES);
-    a.jmp(JNE, R0, 0, pass);
+    load_bytes(&mut a, 0, INNER, ip_at + 12, pass);
     if e.l2 {
         // IP in Ethernet only (no VLAN tags, no ARP): the rest to userspace.
         a.ldx(H16, R8, R10, INNER + 12);
@@ -512,23 +511,9 @@ fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> Vec<Insn> {
     // from H + 2 so that the IPv4 header is 4-aligned on the stack.
     const H: i16 = HDR;
     let mut a = Asm::default();
-    let (next, drop, v6, tunnel, found, l3, done) = (
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-        a.label(),
-    );
+    let [next, drop, v6, tunnel, found, l3, done] = a.labels();
     a.mov_reg(R6, R1);
-    a.mov_reg(R1, R6);
-    a.mov(R2, 12);
-    a.mov_reg(R3, R10);
-    a.add(R3, (H + 2) as i32);
-    a.mov(R4, 30);
-    a.call(SKB_LOAD_BYTES);
-    a.jmp(JNE, R0, 0, next);
+    load_bytes(&mut a, 12, H + 2, 30, next);
     a.ldx(H16, R1, R10, H + 2);
     a.jmp(JEQ, R1, be16(0x86dd), v6);
     a.jmp(JNE, R1, be16(0x0800), next);
@@ -560,13 +545,7 @@ fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> Vec<Insn> {
 
     // IPv6 without extension headers, not CE-marked, exactly the frame.
     a.bind(v6);
-    a.mov_reg(R1, R6);
-    a.mov(R2, ETH_LEN);
-    a.mov_reg(R3, R10);
-    a.add(R3, H6 as i32);
-    a.mov(R4, 48);
-    a.call(SKB_LOAD_BYTES);
-    a.jmp(JNE, R0, 0, next);
+    load_bytes(&mut a, ETH_LEN, H6, 48, next);
     a.ldx(B, R1, R10, H6);
     a.alu(RSH, R1, 4);
     a.jmp(JNE, R1, 6, next);
@@ -727,6 +706,9 @@ impl Asm {
     fn label(&mut self) -> Label {
         self.labels.push(None);
         Label(self.labels.len() - 1)
+    }
+    fn labels<const N: usize>(&mut self) -> [Label; N] {
+        std::array::from_fn(|_| self.label())
     }
     fn bind(&mut self, l: Label) {
         self.labels[l.0] = Some(self.insns.len());
