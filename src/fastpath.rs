@@ -446,7 +446,13 @@ fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
     a.mov(R4, 0);
     a.call(REDIRECT_NEIGH);
     a.exit();
-    a.bind(pass);
+    verdicts(a, pass, drop)
+}
+
+/// Ends a program: `next` passes the packet on (to the next program, or the
+/// stack), `drop` drops it.
+fn verdicts(mut a: Asm, next: Label, drop: Label) -> Vec<Insn> {
+    a.bind(next);
     a.mov(R0, TCX_NEXT);
     a.exit();
     a.bind(drop);
@@ -617,13 +623,7 @@ fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> Vec<Insn> {
     a.mov(R2, F_INGRESS);
     a.call(REDIRECT);
     a.exit();
-    a.bind(next);
-    a.mov(R0, TCX_NEXT);
-    a.exit();
-    a.bind(drop);
-    a.mov(R0, TCX_DROP);
-    a.exit();
-    a.finish()
+    verdicts(a, next, drop)
 }
 
 // ---- A small eBPF assembler ----
