@@ -26,6 +26,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use anyhow::{Context, Result, anyhow};
 
+use crate::plan::TunnelEnd;
+
+/// Whether the programs carry tunnel end `end`: not with GRE checksums or
+/// sequence numbers, which userspace keeps.
+pub fn carries(end: &TunnelEnd) -> bool {
+    !end.checksum && !end.sequence
+}
+
 /// What an egress program writes in front of each packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Encap {
@@ -45,6 +53,30 @@ pub struct Encap {
     pub l2: bool,
     /// The underlay device the packets leave by.
     pub out_ifindex: u32,
+}
+
+impl Encap {
+    /// The egress program's work for tunnel end `end` (one `carries`),
+    /// counted as tunnel `index`, leaving by `out_ifindex`.
+    pub fn of(end: &TunnelEnd, index: u32, out_ifindex: u32) -> Encap {
+        Encap {
+            index,
+            local: end.local,
+            remote: end.remote,
+            key: end.okey,
+            ttl: end.ttl,
+            tos: end.tos,
+            df: end.pmtudisc,
+            l2: end.kind.is_l2(),
+            out_ifindex,
+        }
+    }
+
+    /// The outer IP and GRE headers' length.
+    fn header_len(&self) -> i32 {
+        let ip = if self.local.is_ipv4() { 20 } else { 40 };
+        ip + if self.key.is_some() { 8 } else { 4 }
+    }
 }
 
 /// The maps the programs of one dataplane share.
@@ -100,25 +132,14 @@ impl FastPath {
         link_create(&prog, ifindex, ATTACH_TCX_INGRESS)
     }
 
-    /// Lets namespace `slot`'s receive programs hand GRE from `remote` to
-    /// `local` with `key` (carrying Ethernet if `l2`) to device `ifindex`,
-    /// counted as tunnel `index`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_route(
-        &self,
-        slot: u32,
-        local: IpAddr,
-        remote: IpAddr,
-        key: Option<u32>,
-        l2: bool,
-        ifindex: u32,
-        index: u32,
-    ) -> Result<()> {
-        let k = route_key(slot, local, remote, key, l2);
+    /// Lets namespace `slot`'s receive programs hand what tunnel end `end`
+    /// accepts to its device `ifindex`, counted as tunnel `index`.
+    pub fn add_route(&self, slot: u32, end: &TunnelEnd, ifindex: u32, index: u32) -> Result<()> {
+        let k = route_key(slot, end.local, end.remote, end.ikey, end.kind.is_l2());
         let mut v = [0u8; 8];
         v[..4].copy_from_slice(&ifindex.to_ne_bytes());
         v[4..].copy_from_slice(&index.to_ne_bytes());
-        let table = if local.is_ipv4() {
+        let table = if end.local.is_ipv4() {
             &self.table
         } else {
             &self.table6
@@ -222,8 +243,13 @@ fn count(a: &mut Asm, counters: RawFd, off: i16, bytes: u8) {
 /// skb_load_bytes(skb, `at`, fp + `to`, `len`); on failure, jumps to
 /// `fail`.
 fn load_bytes(a: &mut Asm, at: i32, to: i16, len: i32, fail: Label) {
-    a.mov_reg(R1, R6);
     a.mov(R2, at);
+    load_bytes_at_r2(a, to, len, fail);
+}
+
+/// `load_bytes` from the packet offset in R2.
+fn load_bytes_at_r2(a: &mut Asm, to: i16, len: i32, fail: Label) {
+    a.mov_reg(R1, R6);
     a.mov_reg(R3, R10);
     a.add(R3, to as i32);
     a.mov(R4, len);
@@ -268,10 +294,11 @@ const ETH_LEN: i32 = 14;
 fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
     let outer6 = e.local.is_ipv6();
     let gre_len: i32 = if e.key.is_some() { 8 } else { 4 };
-    let hl: i32 = if outer6 { 40 } else { 20 } + gre_len;
+    let hl = e.header_len();
     let hdr = if outer6 { HDR6 } else { HDR };
     // Inner bytes before the IP header, and room added in front.
-    let (ip_at, room) = if e.l2 { (14, hl + ETH_LEN) } else { (0, hl) };
+    let ip_at = if e.l2 { ETH_LEN } else { 0 };
+    let room = hl + ip_at;
     let ip = INNER + ip_at as i16;
     let mut a = Asm::default();
     let [pass, drop, v4, v6, common, ecn_ok] = a.labels();
@@ -581,14 +608,9 @@ fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> Vec<Insn> {
     // gretap: the inner Ethernet header, to put back in front afterwards.
     a.ldx(DW, R1, R10, EXTRA);
     a.jmp(JEQ, R1, 0, found);
-    a.mov_reg(R1, R6);
     a.ldx(DW, R2, R10, SAVED);
     a.add(R2, ETH_LEN);
-    a.mov_reg(R3, R10);
-    a.add(R3, INNER as i32);
-    a.mov(R4, ETH_LEN);
-    a.call(SKB_LOAD_BYTES);
-    a.jmp(JNE, R0, 0, next);
+    load_bytes_at_r2(&mut a, INNER, ETH_LEN, next);
     a.bind(found);
     // Off with the outer headers (and the inner Ethernet header, put back
     // over the outer one below); kernels before the GRE decap flag (Linux
@@ -1090,11 +1112,25 @@ mod tests {
             "t_decap",
         )
         .expect("decap loads");
-        fp.add_route(1, v4([10, 0, 0, 1]), v4([10, 0, 0, 2]), None, false, 9, 2)
-            .expect("route");
-        let (a, b) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
-        fp.add_route(1, a, b, Some(3), true, 9, 3)
-            .expect("IPv6 route");
+        let mut end = TunnelEnd {
+            name: "t".into(),
+            netns: "n".into(),
+            kind: crate::plan::TunnelKind::Gre,
+            local: v4([10, 0, 0, 1]),
+            remote: v4([10, 0, 0, 2]),
+            ttl: 0,
+            tos: 0,
+            ikey: None,
+            okey: None,
+            checksum: false,
+            sequence: false,
+            pmtudisc: true,
+            mtu: 1476,
+        };
+        fp.add_route(1, &end, 9, 2).expect("route");
+        (end.kind, end.ikey) = (crate::plan::TunnelKind::Ip6gretap, Some(3));
+        (end.local, end.remote) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+        fp.add_route(1, &end, 9, 3).expect("IPv6 route");
         assert_eq!(fp.counters(2).expect("counters"), Counters::default());
     }
 }
