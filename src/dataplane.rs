@@ -440,7 +440,6 @@ struct Tunnel {
     alive: bool,
     /// The namespace's index in `Engine::namespaces`.
     slot: usize,
-    ifindex: u32,
 }
 
 /// One raw GRE socket of one namespace and address family.
@@ -920,7 +919,6 @@ struct AttachJob {
     netns: File,
     end: TunnelEnd,
     slot: usize,
-    ifindex: u32,
 }
 
 impl Drop for Fast {
@@ -1002,8 +1000,6 @@ impl Engine {
             let dev = tun::open(&end.name, l2, end.mtu, ctl)
                 .with_context(|| format!("setting up {what}"))?;
             transient.0.push(dev.as_raw_fd());
-            let ifindex = nix::net::if_::if_nametoindex(end.name.as_str())
-                .with_context(|| format!("setting up {what}: reading its interface index"))?;
             // Set either way: a persistent device keeps the last setting.
             let flags = if offload_on {
                 libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6
@@ -1045,7 +1041,6 @@ impl Engine {
                 rx_seq: None,
                 alive: true,
                 slot: slots[end.netns.as_str()],
-                ifindex,
             });
             engine.stats.tunnels.push(TunnelStats {
                 name: end.name.clone(),
@@ -1134,7 +1129,6 @@ impl Engine {
             netns,
             end: t.end.clone(),
             slot: t.slot,
-            ifindex: t.ifindex,
         });
         let sent = match (job, &fast.jobs) {
             (Ok(job), Some(jobs)) => jobs.send(job).is_ok(),
@@ -1430,7 +1424,9 @@ fn attach(
     let Some(oif) = rtnl::route_oif(e.remote)? else {
         return Ok(None);
     };
-    if oif == job.ifindex {
+    let ifindex = nix::net::if_::if_nametoindex(e.name.as_str())
+        .with_context(|| format!("reading the interface index of `{}`", e.name))?;
+    if oif == ifindex {
         bail!(
             "its remote {} is routed through the tunnel itself",
             e.remote
@@ -1448,9 +1444,9 @@ fn attach(
     if let std::collections::hash_map::Entry::Vacant(v) = ingress.entry((job.slot, oif)) {
         v.insert(path.attach_ingress(slot, oif)?);
     }
-    path.add_route(slot, e, job.ifindex, index)?;
+    path.add_route(slot, e, ifindex, index)?;
     let encap = Encap::of(e, index, oif);
-    Ok(Some(path.attach_egress(&encap, job.ifindex)?))
+    Ok(Some(path.attach_egress(&encap, ifindex)?))
 }
 
 /// Checks one received GRE packet against the tunnels: returns its tunnel
