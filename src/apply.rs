@@ -15,7 +15,7 @@ use futures::future::try_join_all;
 
 use crate::dataplane;
 use crate::error;
-use crate::netns;
+use crate::netns::{self, NsId};
 use crate::plan::{Plan, Step, TunnelEnd, TunnelKind};
 use crate::rtnl::{self, Rtnl};
 use crate::state::{self, State};
@@ -86,6 +86,9 @@ where
                     if stop_on_error && errors.lock().map_or(true, |e| !e.is_empty()) {
                         return;
                     }
+                    if stop_on_error && let Err(e) = crate::interrupt::check() {
+                        return fail(e);
+                    }
                     let Some((ns, job)) = queue.lock().ok().and_then(|mut q| q.pop()) else {
                         return;
                     };
@@ -115,11 +118,25 @@ where
 
 /// Reads a sysctl of the calling thread's namespace and writes it if different.
 fn sysctl(key: &str, value: &str) -> Result<()> {
-    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-    let now = std::fs::read_to_string(&path)
+    sysctl_at(
+        &Path::new("/proc/sys").join(key.replace('.', "/")),
+        key,
+        value,
+    )
+}
+
+/// Sets IPv6 setting `what` of interface `dev`, whose name may hold dots
+/// (`eth0.10`): those are not path separators.
+fn ipv6_conf(dev: &str, what: &str, value: &str) -> Result<()> {
+    let path = Path::new("/proc/sys/net/ipv6/conf").join(dev).join(what);
+    sysctl_at(&path, &format!("net.ipv6.conf.{dev}.{what}"), value)
+}
+
+fn sysctl_at(path: &Path, key: &str, value: &str) -> Result<()> {
+    let now = std::fs::read_to_string(path)
         .with_context(|| format!("reading sysctl {key} ({})", path.display()))?;
     if now.trim() != value {
-        std::fs::write(&path, value).with_context(|| format!("setting sysctl {key}={value}"))?;
+        std::fs::write(path, value).with_context(|| format!("setting sysctl {key}={value}"))?;
     }
     Ok(())
 }
@@ -201,40 +218,59 @@ fn choose_backends(
 }
 
 /// Builds the lab of `plan`. Idempotent for an unchanged plan; refuses a
-/// changed one while the lab is up.
+/// changed one while the lab is up. SIGINT and SIGTERM roll it back.
 pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Result<Outcome> {
-    let start = Instant::now();
     netns::check_privileges().map_err(|e| error::environment(format!("{e:#}")))?;
+    crate::interrupt::catch()?;
+    let out = up_caught(plan, source, backend);
+    crate::interrupt::release();
+    out
+}
+
+fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Result<Outcome> {
+    let start = Instant::now();
     let _lock = state::Lock::acquire(&plan.lab, Duration::from_secs(30))?;
     let digest = state::digest(plan);
 
-    if let Some(old) = state::load(&plan.lab).ok().flatten() {
-        let healthy = old.plan.namespaces().all(netns::exists)
-            && old
-                .dataplane_pid
-                .is_none_or(|p| dataplane::is_running(p, &state::lab_dir(&plan.lab)));
-        if old.digest == digest && healthy {
-            return Ok(Outcome {
-                elapsed: start.elapsed(),
-                notes: vec![],
-                unchanged: true,
-            });
-        }
-        if old.digest != digest {
-            return Err(error::bad_input(format!(
-                "lab `{}` is up from a different topology{}; run `grelab down --lab {}` first",
-                plan.lab,
-                old.source
-                    .map(|p| format!(" ({})", p.display()))
-                    .unwrap_or_default(),
+    match state::load(&plan.lab) {
+        Ok(Some(old)) => {
+            let healthy = old.intact()
+                && old
+                    .dataplane_pid
+                    .is_none_or(|p| dataplane::is_running(p, &state::lab_dir(&plan.lab)));
+            if old.digest == digest && healthy {
+                return Ok(Outcome {
+                    elapsed: start.elapsed(),
+                    notes: vec![],
+                    unchanged: true,
+                });
+            }
+            if old.digest != digest {
+                return Err(error::bad_input(format!(
+                    "lab `{}` is up from a different topology{}; run `grelab down --lab {}` first",
+                    plan.lab,
+                    old.source
+                        .map(|p| format!(" ({})", p.display()))
+                        .unwrap_or_default(),
+                    plan.lab
+                )));
+            }
+            eprintln!(
+                "lab `{}` is broken (a namespace or its dataplane is gone or replaced): rebuilding",
                 plan.lab
-            )));
+            );
+            crate::teardown::remove_lab(&plan.lab, Some(&old))?;
         }
-        eprintln!(
-            "lab `{}` is broken (a namespace or its dataplane is gone): rebuilding",
-            plan.lab
-        );
-        crate::teardown::remove_lab(&plan.lab, Some(&old))?;
+        // State without a record: an earlier `up` that never finished.
+        Ok(None) if state::LabDir::open(&plan.lab)?.is_some() => {
+            eprintln!(
+                "removing what an earlier `up` of lab `{}` left when it was stopped",
+                plan.lab
+            );
+            crate::teardown::remove_lab(&plan.lab, None)?;
+        }
+        Ok(None) => {}
+        Err(e) => return Err(e),
     }
 
     for ns in plan.namespaces() {
@@ -252,9 +288,16 @@ pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Resul
         }
     }
 
-    let mut journal = Journal::default();
-    match build(plan, backend, &mut journal) {
-        Ok((dataplane_pid, backends, notes)) => {
+    let dir = state::LabDir::create(&plan.lab)?;
+    let journal = crate::journal::Writer::open(&dir)?;
+    let mut undo = Undo::default();
+    let built = build(plan, backend, &journal, &mut undo).and_then(|built| {
+        // A signal during the last step still rolls back.
+        crate::interrupt::check()?;
+        Ok(built)
+    });
+    match built {
+        Ok((dataplane_pid, backends, notes, identities)) => {
             state::save(&State {
                 plan: plan.clone(),
                 source: source.map(Path::to_path_buf),
@@ -264,6 +307,7 @@ pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Resul
                     .map_or(0, |d| d.as_secs()),
                 dataplane_pid,
                 backends,
+                identities,
             })?;
             Ok(Outcome {
                 elapsed: start.elapsed(),
@@ -272,7 +316,8 @@ pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Resul
             })
         }
         Err(e) => {
-            let undo = journal.undo(&plan.lab);
+            drop(journal);
+            let undo = undo.undo(&plan.lab);
             let mut e = e.context(format!(
                 "building lab `{}` (everything created was removed)",
                 plan.lab
@@ -285,15 +330,15 @@ pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Resul
     }
 }
 
-/// What a build created so far, to undo on failure.
+/// What a build started that the journal does not cover, to undo on failure.
 #[derive(Default)]
-struct Journal {
-    namespaces: Vec<String>,
+struct Undo {
     dataplane: Option<u32>,
 }
 
-impl Journal {
-    /// Undoes everything, best effort; returns what could not be undone.
+impl Undo {
+    /// Undoes everything, best effort: the dataplane, then every namespace
+    /// the journal names (as `down` would). Returns what could not be undone.
     fn undo(&mut self, lab: &str) -> Vec<String> {
         let mut failures = Vec::new();
         if let Some(pid) = self.dataplane.take()
@@ -301,17 +346,19 @@ impl Journal {
         {
             failures.push(format!("stopping dataplane {pid}: {e:#}"));
         }
-        for ns in self.namespaces.drain(..).rev() {
-            if let Err(e) = netns::delete(&ns) {
-                failures.push(format!("{e:#}"));
-            }
+        if let Err(e) = crate::teardown::remove_lab(lab, None) {
+            failures.push(format!("{e:#}"));
         }
-        let _ = state::remove(lab);
         failures
     }
 }
 
-type Built = (Option<u32>, Vec<(String, String, String)>, Vec<String>);
+type Built = (
+    Option<u32>,
+    Vec<(String, String, String)>,
+    Vec<String>,
+    Vec<(String, NsId)>,
+);
 
 /// Prints how long each phase took when GRELAB_TIMINGS is set: where the
 /// time of a large `up` goes.
@@ -330,9 +377,14 @@ impl Timings {
     }
 }
 
-/// Creates the plan's namespaces on a few threads: (those created, the first
-/// error). Namespace creation waits on the kernel, not the CPU.
-fn create_namespaces(plan: &Plan, mark: &str) -> (Vec<String>, Result<()>) {
+/// Creates the plan's namespaces on a few threads, each step journalled:
+/// (their identities, the first error). Namespace creation waits on the
+/// kernel, not the CPU.
+fn create_namespaces(
+    plan: &Plan,
+    mark: &str,
+    journal: &crate::journal::Writer,
+) -> (Vec<(String, NsId)>, Result<()>) {
     if let Err(e) = netns::prepare() {
         return (Vec::new(), Err(e));
     }
@@ -348,13 +400,22 @@ fn create_namespaces(plan: &Plan, mark: &str) -> (Vec<String>, Result<()>) {
                     }
                     // These threads are ours: each moves into every
                     // namespace it makes, and ends.
-                    let made = netns::create_here(ns).and_then(|()| {
-                        if let Ok(mut c) = created.lock() {
-                            c.push(ns.to_owned());
+                    let record = |step| {
+                        if let netns::Created::Namespace(id) = step {
+                            // From now on only this namespace is `ns`.
+                            netns::trust(ns, id);
+                            if let Ok(mut c) = created.lock() {
+                                c.push((ns.to_owned(), id));
+                            }
                         }
-                        DONE.fetch_add(1, Ordering::Relaxed);
-                        init_namespace(mark).with_context(|| format!("in new namespace `{ns}`"))
-                    });
+                        journal.record(ns, step)
+                    };
+                    let made = crate::interrupt::check()
+                        .and_then(|()| netns::create_here(ns, &record))
+                        .and_then(|()| {
+                            DONE.fetch_add(1, Ordering::Relaxed);
+                            init_namespace(mark).with_context(|| format!("in new namespace `{ns}`"))
+                        });
                     if let Err(e) = made
                         && let Ok(mut slot) = error.lock()
                     {
@@ -456,14 +517,18 @@ impl Drop for Progress {
     }
 }
 
-fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result<Built> {
+fn build(
+    plan: &Plan,
+    backend: Option<Backend>,
+    journal: &crate::journal::Writer,
+    undo: &mut Undo,
+) -> Result<Built> {
     let mark = state::mark(&plan.lab);
     let mut timings = Timings::new();
     let progress = Progress::new(plan.nodes.len());
     progress.phase("creating namespaces");
-    let created = create_namespaces(plan, &mark);
-    journal.namespaces = created.0;
-    created.1?;
+    let (identities, created) = create_namespaces(plan, &mark, journal);
+    created?;
     timings.lap("namespaces");
 
     // Backends first: the dataplane then makes its devices while the veths
@@ -476,9 +541,9 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
         .map(|(e, _)| e.clone())
         .collect();
     timings.lap("backend probe");
+    crate::interrupt::check()?;
     progress.phase("creating links");
     let dir = state::lab_dir(&plan.lab);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
     // Phase 2: create veths from their first end.
     let index: HashMap<&str, usize> = plan
@@ -548,7 +613,7 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
     // Journal the dataplane before reporting any error, so it is undone.
     let pid = match pid {
         Ok(p) => {
-            journal.dataplane = p;
+            undo.dataplane = p;
             p
         }
         Err(e) => {
@@ -557,6 +622,8 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
         }
     };
     veths?;
+    crate::interrupt::crash_point("links-made");
+    crate::interrupt::check()?;
     timings.lap("links and the dataplane's devices");
     progress.phase("configuring");
 
@@ -632,7 +699,7 @@ fn build(plan: &Plan, backend: Option<Backend>, journal: &mut Journal) -> Result
             (e.netns.clone(), e.name.clone(), b.to_owned())
         })
         .collect();
-    Ok((pid, backends, notes))
+    Ok((pid, backends, notes, identities))
 }
 
 /// One namespace's phase-3 work.
@@ -659,8 +726,8 @@ async fn configure(rtnl: &Rtnl, mark: &str, job: &Configure) -> Result<()> {
         crate::rtnl::disable_tx_checksum(dev)?;
     }
     for dev in &job.ipv6 {
-        sysctl(&format!("net.ipv6.conf.{dev}.accept_dad"), "0")?;
-        sysctl(&format!("net.ipv6.conf.{dev}.addr_gen_mode"), "0")?;
+        ipv6_conf(dev, "accept_dad", "0")?;
+        ipv6_conf(dev, "addr_gen_mode", "0")?;
     }
     for s in steps {
         if let Step::Sysctl { key, value, .. } = s {

@@ -320,7 +320,7 @@ fn run(cli: Cli) -> Result<()> {
                 labs.dedup();
                 labs
             } else if let Some(lab) = lab {
-                vec![lab]
+                vec![crate::state::check_lab(&lab)?.to_owned()]
             } else if file.is_some() || naming.prefix.is_some() || Path::new(DEFAULT_FILE).exists()
             {
                 vec![load_plan(file.as_deref(), naming.prefix.as_deref())?.lab]
@@ -355,9 +355,16 @@ fn run(cli: Cli) -> Result<()> {
                                 ""
                             }
                         );
+                        if !r.placeholders.is_empty() {
+                            println!(
+                                "  removed {} empty namespace files an interrupted run left: {}",
+                                r.placeholders.len(),
+                                r.placeholders.join(", ")
+                            );
+                        }
                         for ns in r.skipped {
                             println!(
-                                "  left namespace `{ns}` alone: it does not carry the lab's mark"
+                                "  left namespace `{ns}` alone: it is not the namespace this lab created"
                             );
                         }
                     }
@@ -384,6 +391,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let lab = the_lab(lab)?;
             let s = record(&lab)?;
+            s.trust();
             if let Some(pid) = s
                 .dataplane_pid
                 .filter(|p| !crate::dataplane::is_running(*p, &crate::state::lab_dir(&lab)))
@@ -486,7 +494,7 @@ fn with_newline(mut s: String) -> String {
 /// The lab a command is about: the one given, or the only one up.
 fn the_lab(lab: Option<String>) -> Result<String> {
     if let Some(lab) = lab {
-        return Ok(lab);
+        return Ok(crate::state::check_lab(&lab)?.to_owned());
     }
     let labs = crate::state::labs()?;
     match labs.as_slice() {
@@ -512,11 +520,7 @@ fn status(format: Format) -> Result<()> {
     for lab in crate::state::labs()? {
         match crate::state::load(&lab) {
             Ok(Some(s)) => {
-                let missing: Vec<&str> = s
-                    .plan
-                    .namespaces()
-                    .filter(|n| !crate::netns::exists(n))
-                    .collect();
+                let missing = s.missing();
                 let dir = crate::state::lab_dir(&lab);
                 let dataplane = s
                     .dataplane_pid
@@ -538,7 +542,10 @@ fn status(format: Format) -> Result<()> {
                     })
                 };
                 let health = if !missing.is_empty() {
-                    format!("broken: namespaces gone: {}", missing.join(", "))
+                    format!(
+                        "broken: namespaces gone or replaced: {}",
+                        missing.join(", ")
+                    )
                 } else if let Some((pid, false)) = dataplane {
                     format!("broken: dataplane (pid {pid}) is not running; `grelab up` restarts it")
                 } else {
@@ -607,6 +614,7 @@ fn status(format: Format) -> Result<()> {
 fn node_ns(lab: Option<String>, node: &str) -> Result<String> {
     let lab = the_lab(lab)?;
     let s = record(&lab)?;
+    s.trust();
     s.plan.ns_of(node).map(str::to_owned).ok_or_else(|| {
         bad_input(format!(
             "lab `{lab}` has no node `{node}`; nodes: {}",
@@ -694,6 +702,12 @@ pub fn main() -> i32 {
         }
     }
     let cli = Cli::parse();
+    // What grelab creates as root is never group- or world-writable,
+    // whatever umask it inherits; `exec` hands the user's on unchanged.
+    if !matches!(cli.command, Command::Exec { .. }) {
+        let mask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        nix::sys::stat::umask(mask | nix::sys::stat::Mode::from_bits_truncate(0o022));
+    }
     match run(cli) {
         Ok(()) => 0,
         Err(e) => {

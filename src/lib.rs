@@ -23,6 +23,8 @@ pub mod fastpath;
 pub mod generate;
 pub mod gre;
 pub mod icmp;
+pub mod interrupt;
+pub mod journal;
 pub mod netns;
 pub mod plan;
 pub mod report;

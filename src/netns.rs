@@ -5,14 +5,18 @@
 //! moves. Work for a namespace runs on a thread of its own ([`run_in`]), so a
 //! tokio worker or the main thread is never switched.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
+use serde::{Deserialize, Serialize};
 
 /// Where iproute2 (and so grelab) keeps named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
@@ -42,10 +46,102 @@ pub fn list() -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// A file's identity: device and inode. A namespace's is its nsfs inode,
+/// which no other namespace shares while it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl NsId {
+    /// The identity of the file behind `fd`.
+    pub fn of(fd: &impl AsFd) -> Result<NsId> {
+        let st = nix::sys::stat::fstat(fd).context("fstat")?;
+        Ok(NsId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
+
+    /// The identity of the calling thread's network namespace.
+    pub fn current() -> Result<NsId> {
+        let f =
+            File::open("/proc/thread-self/ns/net").context("opening /proc/thread-self/ns/net")?;
+        NsId::of(&f)
+    }
+}
+
+/// What is at `/run/netns/NAME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    Absent,
+    /// A mounted namespace.
+    Namespace(NsId),
+    /// An empty regular file, nothing mounted on it: what a crash between
+    /// creating the file and mounting leaves (or unmounting and removing).
+    Placeholder(NsId),
+    /// Anything else (a symlink, a non-empty file, ...): nobody's to touch.
+    Other,
+}
+
+/// Looks at `/run/netns/NAME` without following a symlink.
+pub fn inspect(name: &str) -> Result<Found> {
+    let md = match fs::symlink_metadata(path(name)) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Absent),
+        Err(e) => return Err(e).with_context(|| format!("looking at {}", path(name).display())),
+    };
+    let id = NsId {
+        dev: md.dev(),
+        ino: md.ino(),
+    };
+    // Every namespace inode lives on the one nsfs: ours tells its device.
+    let nsfs = NsId::current()?.dev;
+    Ok(if md.dev() == nsfs {
+        Found::Namespace(id)
+    } else if md.file_type().is_file() && md.len() == 0 {
+        Found::Placeholder(id)
+    } else {
+        Found::Other
+    })
+}
+
+/// Namespace identities this process trusts, by name: once set, [`open`]
+/// refuses a namespace of that name with another identity (one replaced
+/// behind grelab's back).
+fn trusted() -> &'static Mutex<HashMap<String, NsId>> {
+    static TRUSTED: OnceLock<Mutex<HashMap<String, NsId>>> = OnceLock::new();
+    TRUSTED.get_or_init(Default::default)
+}
+
+/// Trusts namespace `name` only with identity `id` from now on.
+pub fn trust(name: &str, id: NsId) {
+    if let Ok(mut t) = trusted().lock() {
+        t.insert(name.to_owned(), id);
+    }
+}
+
 /// Opens namespace `name`; the file keeps the namespace alive while held.
+/// A namespace whose identity differs from the trusted one is refused.
 pub fn open(name: &str) -> Result<File> {
     let p = path(name);
-    File::open(&p).with_context(|| format!("opening network namespace `{name}` ({})", p.display()))
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&p)
+        .with_context(|| format!("opening network namespace `{name}` ({})", p.display()))?;
+    let expected = trusted().lock().ok().and_then(|t| t.get(name).copied());
+    if let Some(want) = expected
+        && NsId::of(&file)? != want
+    {
+        return Err(crate::error::environment(format!(
+            "network namespace `{name}` is not the one grelab created (it was replaced, \
+             identity {want:?} expected): grelab will not act in it; `grelab down` leaves it \
+             alone, then `grelab up` builds the lab again"
+        )));
+    }
+    Ok(file)
 }
 
 /// Moves the calling thread into the namespace behind `ns`.
@@ -108,9 +204,20 @@ fn prepare_dir() -> Result<()> {
 pub fn create(name: &str) -> Result<()> {
     prepare_dir()?;
     let name = name.to_owned();
-    std::thread::spawn(move || create_here(&name))
+    std::thread::spawn(move || create_here(&name, &|_| Ok(())))
         .join()
         .map_err(|_| anyhow::anyhow!("the namespace-creating thread panicked"))?
+}
+
+/// What [`create_here`] tells its journal, in order.
+#[derive(Debug, Clone, Copy)]
+pub enum Created {
+    /// The new namespace exists (not yet named): its identity.
+    Namespace(NsId),
+    /// The name was taken: nothing of ours is there.
+    Existed,
+    /// The placeholder file was made: its identity.
+    Placeholder(NsId),
 }
 
 /// Makes /run/netns ready for [`create_here`]: once per batch of namespaces.
@@ -120,23 +227,29 @@ pub fn prepare() -> Result<()> {
 
 /// Creates the named namespace `name` and moves the calling thread into it:
 /// call it only on a thread of your own, after [`prepare`]. Saves a thread
-/// per namespace when making many.
-pub fn create_here(name: &str) -> Result<()> {
+/// per namespace when making many. `journal` hears of each step before the
+/// next, so that a crash at any point leaves only what it can name.
+pub fn create_here(name: &str, journal: &dyn Fn(Created) -> Result<()>) -> Result<()> {
     let target = path(name);
-    fs::OpenOptions::new()
+    unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
+    journal(Created::Namespace(NsId::current()?))?;
+    let file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(&target)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                anyhow::anyhow!("network namespace `{name}` already exists")
-            } else {
-                anyhow::Error::new(e).context(format!("creating {}", target.display()))
-            }
-        })?;
-    let made = unshare(CloneFlags::CLONE_NEWNET)
-        .context("unshare(CLONE_NEWNET)")
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&target);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            journal(Created::Existed)?;
+            bail!("network namespace `{name}` already exists");
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating {}", target.display())),
+    };
+    let made = NsId::of(&file)
+        .and_then(|id| journal(Created::Placeholder(id)))
         .and_then(|()| {
+            crate::interrupt::crash_point("namespace-placeholder");
             mount(
                 Some("/proc/thread-self/ns/net"),
                 &target,
@@ -150,17 +263,20 @@ pub fn create_here(name: &str) -> Result<()> {
         let _ = fs::remove_file(&target);
         return Err(e.context(format!("creating network namespace `{name}`")));
     }
+    crate::interrupt::crash_point("namespace-mounted");
     Ok(())
 }
 
 /// Deletes the named namespace `name`: unmounts and removes its file. The
-/// kernel frees the namespace once nothing else holds it.
+/// kernel frees the namespace once nothing else holds it. Callers check
+/// first that it is theirs ([`inspect`]).
 pub fn delete(name: &str) -> Result<()> {
     let target = path(name);
     match umount2(&target, MntFlags::MNT_DETACH) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
         Err(e) => return Err(e).with_context(|| format!("unmounting {}", target.display())),
     }
+    crate::interrupt::crash_point("namespace-unmounted");
     match fs::remove_file(&target) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -1,38 +1,91 @@
-//! Lab state: one record per lab under /run/grelab/<lab>/, written
-//! atomically, and a lock so two `up`/`down` of one lab never interleave.
+//! Lab state: one directory per lab under /run/grelab/<lab>/ holding the
+//! record (state.json), the namespace journal and the dataplane's files, and
+//! a lock per lab so two `up`/`down` of one lab never interleave.
 //!
-//! The record is a convenience, not the truth: every namespace grelab makes
-//! carries an ownership mark (the alias `grelab:<lab>` on its `lo`), so a lab
-//! can be found and removed even when its record is lost.
+//! grelab runs as root, so every lab name is checked against one rule before
+//! it becomes a path, and every file is opened relative to a directory handle
+//! that was checked (owned by root, writable by root only, not a symlink),
+//! without following symlinks, with fixed modes whatever the umask.
+//!
+//! The record is a convenience, not the truth: the journal proves which
+//! namespaces a lab created (`journal`), and every namespace carries an
+//! ownership mark (the alias `grelab:<lab>` on its `lo`), the fallback when
+//! the state is lost.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use nix::fcntl::{Flock, FlockArg};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag, openat, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, mkdirat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 use serde::{Deserialize, Serialize};
 
+use crate::error;
+use crate::netns::NsId;
 use crate::plan::Plan;
 
-/// Where lab records live (tmpfs, so a reboot, which removes every
-/// namespace, removes the records too).
-pub const STATE_DIR: &str = "/run/grelab";
+/// Where lab state lives (tmpfs, so a reboot, which removes every
+/// namespace, removes the records too). `GRELAB_STATE_DIR` moves it, for
+/// tests and for side-by-side installs.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("GRELAB_STATE_DIR").map_or_else(|| "/run/grelab".into(), PathBuf::from)
+}
+
+/// The longest lab name: a 32-byte prefix and a 32-byte name.
+pub const MAX_LAB_NAME: usize = 64;
+
+/// Why `name` cannot name a lab, if it cannot: the one rule for `--lab`,
+/// `--prefix` + the file's name, the name in a mark and in a record.
+pub fn lab_name_problem(name: &str) -> Option<String> {
+    crate::validate::name_problem("lab name", name, MAX_LAB_NAME)
+}
+
+/// `name` if it can name a lab, else a bad-input error (exit 2).
+pub fn check_lab(name: &str) -> Result<&str> {
+    match lab_name_problem(name) {
+        None => Ok(name),
+        Some(p) => Err(error::bad_input(format!(
+            "{p}; `grelab status` lists the labs that are up"
+        ))),
+    }
+}
 
 /// The ownership mark put on every interface of a lab.
 pub fn mark(lab: &str) -> String {
     format!("grelab:{lab}")
 }
 
-/// The lab a mark names, if it is a grelab mark.
-pub fn lab_of_mark(alias: &str) -> Option<&str> {
-    alias.strip_prefix("grelab:")
+/// What an interface alias says about ownership.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mark<'a> {
+    /// Not a grelab mark.
+    Foreign,
+    /// The mark of lab `.0`.
+    Lab(&'a str),
+    /// A grelab mark whose name breaks the lab-name rule: forged or corrupt.
+    Invalid(&'a str),
 }
 
-/// The directory of lab `lab`.
+/// Reads an alias as a mark.
+pub fn parse_mark(alias: &str) -> Mark<'_> {
+    match alias.strip_prefix("grelab:") {
+        None => Mark::Foreign,
+        Some(lab) if lab_name_problem(lab).is_none() => Mark::Lab(lab),
+        Some(lab) => Mark::Invalid(lab),
+    }
+}
+
+/// The directory of lab `lab`, for messages and for the dataplane's files
+/// (`lab` is checked by whoever made it: see [`LabDir`]).
 pub fn lab_dir(lab: &str) -> PathBuf {
-    Path::new(STATE_DIR).join(lab)
+    state_dir().join(lab)
 }
 
 /// What `up` built, as recorded for `verify`, `status` and `down`.
@@ -50,6 +103,40 @@ pub struct State {
     pub dataplane_pid: Option<u32>,
     /// Tunnel ends and the backend that built each: (namespace, device, backend).
     pub backends: Vec<(String, String, String)>,
+    /// Each namespace's identity as created, from the journal: `exec`,
+    /// `verify` and `capture` act only in these.
+    #[serde(default)]
+    pub identities: Vec<(String, NsId)>,
+}
+
+impl State {
+    /// The lab's namespaces that are gone or were replaced (another
+    /// identity than the one created; by name alone for a record of an
+    /// older grelab, which kept none).
+    pub fn missing(&self) -> Vec<&str> {
+        self.plan
+            .namespaces()
+            .filter(|ns| match self.identities.iter().find(|(n, _)| n == ns) {
+                Some((_, id)) => {
+                    crate::netns::inspect(ns).ok() != Some(crate::netns::Found::Namespace(*id))
+                }
+                None => !crate::netns::exists(ns),
+            })
+            .collect()
+    }
+
+    /// Whether every namespace of the lab is there, as created.
+    pub fn intact(&self) -> bool {
+        self.missing().is_empty()
+    }
+
+    /// From now on this process enters the lab's namespaces only if they
+    /// are the ones created (`exec`, `verify`, `capture`).
+    pub fn trust(&self) {
+        for (ns, id) in &self.identities {
+            crate::netns::trust(ns, *id);
+        }
+    }
 }
 
 /// A digest of a plan: equal plans, equal digests.
@@ -58,61 +145,284 @@ pub fn digest(plan: &Plan) -> String {
     format!("{:016x}", crate::plan::fnv1a(json))
 }
 
+const RECORD: &str = "state.json";
+
 /// Reads lab `lab`'s record: Ok(None) when there is none.
 pub fn load(lab: &str) -> Result<Option<State>> {
-    let path = lab_dir(lab).join("state.json");
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    let Some(dir) = LabDir::open(lab)? else {
+        return Ok(None);
+    };
+    let Some(bytes) = dir.read(RECORD)? else {
+        return Ok(None);
     };
     serde_json::from_slice(&bytes).map(Some).with_context(|| {
         format!(
-            "the record {} is corrupt (grelab down still finds the lab by its marks)",
-            path.display()
+            "the record {} is corrupt (grelab down still finds the lab by its journal and marks)",
+            dir.path().join(RECORD).display()
         )
     })
 }
 
-/// Writes lab state atomically: temporary file, rename. No fsync: the
+/// Writes lab state atomically (temporary file, rename). No fsync: the
 /// record describes namespaces, which a power loss removes too.
 pub fn save(state: &State) -> Result<()> {
-    let dir = lab_dir(&state.plan.lab);
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join("state.json.tmp");
-    let mut f = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(&serde_json::to_vec_pretty(state)?)?;
-    fs::rename(&tmp, dir.join("state.json")).context("renaming the lab record into place")?;
-    Ok(())
+    LabDir::create(&state.plan.lab)?.write(RECORD, &serde_json::to_vec_pretty(state)?)
 }
 
-/// Removes lab `lab`'s directory.
-pub fn remove(lab: &str) -> Result<()> {
-    match fs::remove_dir_all(lab_dir(lab)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", lab_dir(lab).display()))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Names of the labs that have a record, sorted.
+/// Names of the labs that have a state directory, sorted. Entries that
+/// break the lab-name rule are no lab of grelab's: skipped with a warning.
 pub fn labs() -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let dir = match fs::read_dir(STATE_DIR) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("listing {STATE_DIR}")),
+    let Some(root) = open_root(false)? else {
+        return Ok(Vec::new());
     };
-    for entry in dir {
-        let entry = entry?;
-        // Lab names never start with `.`; `.locks` is not a lab.
-        if entry.file_type()?.is_dir() && !entry.file_name().to_string_lossy().starts_with('.') {
-            out.push(entry.file_name().to_string_lossy().into_owned());
+    let mut out = Vec::new();
+    for name in entries(&root)? {
+        let Some(name) = name.to_str() else { continue };
+        // `.locks` is not a lab, and never matches the rule.
+        if name.starts_with('.') {
+            continue;
         }
+        if lab_name_problem(name).is_some() {
+            eprintln!(
+                "warning: {} holds `{name}`, which is no lab's name: ignored",
+                state_dir().display()
+            );
+            continue;
+        }
+        out.push(name.to_owned());
     }
     out.sort();
     Ok(out)
+}
+
+/// A state directory entry's metadata, checked: owned by root and not
+/// writable by group or others (what grelab trusts enough to act on as
+/// root), of the expected type.
+fn check_trusted(st: &FileStat, kind: SFlag, path: &Path) -> Result<()> {
+    let fmt = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    let problem = if fmt != kind {
+        Some("is not a regular file or directory as expected")
+    } else if st.st_uid != 0 {
+        Some("is not owned by root")
+    } else if st.st_mode & 0o022 != 0 {
+        Some("is writable by group or others")
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(error::environment(format!(
+            "{} {p}: grelab will not trust it as root; remove it (or fix its owner and mode: \
+             root, 0755 for directories, 0644 for files) and run the command again",
+            path.display()
+        ))),
+    }
+}
+
+/// Opens directory `name` in `parent` (absolute when `parent` is None)
+/// without following a symlink, creating it (mode 0755) if asked, and
+/// checks it.
+fn open_dir(
+    parent: Option<&OwnedFd>,
+    name: &Path,
+    shown: &Path,
+    create: bool,
+) -> Result<Option<OwnedFd>> {
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    let at = |flags| match parent {
+        Some(p) => openat(p, name, flags, Mode::empty()),
+        None => openat(nix::fcntl::AT_FDCWD, name, flags, Mode::empty()),
+    };
+    let fd = match at(flags) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) if create => {
+            let made = match parent {
+                Some(p) => mkdirat(p, name, Mode::from_bits_truncate(0o755)),
+                None => mkdirat(nix::fcntl::AT_FDCWD, name, Mode::from_bits_truncate(0o755)),
+            };
+            match made {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "creating {}: grelab needs root to manage labs",
+                            shown.display()
+                        )
+                    });
+                }
+            }
+            let fd = at(flags).with_context(|| format!("opening {}", shown.display()))?;
+            // The umask may have narrowed or widened nothing: set it exactly.
+            let st = fstat(&fd)?;
+            if st.st_uid == 0 && st.st_mode & 0o7777 != 0o755 {
+                fchmod(&fd, Mode::from_bits_truncate(0o755))
+                    .with_context(|| format!("setting the mode of {}", shown.display()))?;
+            }
+            fd
+        }
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(Errno::ELOOP | Errno::ENOTDIR) => {
+            return Err(error::environment(format!(
+                "{} is a symbolic link or not a directory: grelab will not follow it as root; \
+                 remove it and run the command again",
+                shown.display()
+            )));
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening {}", shown.display())),
+    };
+    check_trusted(&fstat(&fd)?, SFlag::S_IFDIR, shown)?;
+    Ok(Some(fd))
+}
+
+/// The state root, checked; created when `create`.
+fn open_root(create: bool) -> Result<Option<OwnedFd>> {
+    let root = state_dir();
+    // The parent (/run) is the system's; the root itself must be ours.
+    open_dir(None, &root, &root, create)
+}
+
+/// The names in directory `dir`.
+fn entries(dir: &OwnedFd) -> Result<Vec<std::ffi::OsString>> {
+    let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&path).context("listing a state directory")? {
+        out.push(e?.file_name());
+    }
+    Ok(out)
+}
+
+/// One lab's state directory, opened through checked handles.
+pub struct LabDir {
+    fd: OwnedFd,
+    root: OwnedFd,
+    lab: String,
+}
+
+impl LabDir {
+    /// Opens lab `lab`'s directory, creating it (and the root) if missing.
+    pub fn create(lab: &str) -> Result<LabDir> {
+        Self::get(lab, true)?.ok_or_else(|| anyhow::anyhow!("creating the state of lab `{lab}`"))
+    }
+
+    /// Opens lab `lab`'s directory: Ok(None) when there is none.
+    pub fn open(lab: &str) -> Result<Option<LabDir>> {
+        Self::get(lab, false)
+    }
+
+    fn get(lab: &str, create: bool) -> Result<Option<LabDir>> {
+        check_lab(lab)?;
+        let Some(root) = open_root(create)? else {
+            return Ok(None);
+        };
+        let path = lab_dir(lab);
+        Ok(
+            open_dir(Some(&root), Path::new(lab), &path, create)?.map(|fd| LabDir {
+                fd,
+                root,
+                lab: lab.to_owned(),
+            }),
+        )
+    }
+
+    /// The directory's path, for messages and for the dataplane process.
+    pub fn path(&self) -> PathBuf {
+        lab_dir(&self.lab)
+    }
+
+    /// Reads file `name`: Ok(None) when absent. Refuses a symlink, or a file
+    /// that is not root's alone.
+    pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let shown = self.path().join(name);
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) => {
+                return Err(error::environment(format!(
+                    "{} is a symbolic link: grelab will not follow it as root; remove it",
+                    shown.display()
+                )));
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", shown.display())),
+        };
+        check_trusted(&fstat(&fd)?, SFlag::S_IFREG, &shown)?;
+        let mut bytes = Vec::new();
+        File::from(fd)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading {}", shown.display()))?;
+        Ok(Some(bytes))
+    }
+
+    /// Creates a new file `name` (mode 0644) for writing, replacing nothing.
+    fn create_new(&self, name: &str) -> Result<File> {
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(&self.fd, name, flags, Mode::from_bits_truncate(0o644))
+            .with_context(|| format!("creating {}", self.path().join(name).display()))?;
+        fchmod(&fd, Mode::from_bits_truncate(0o644))?;
+        Ok(File::from(fd))
+    }
+
+    /// Writes file `name` atomically: a new temporary file, renamed over it.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let tmp = format!(".{name}.{}.tmp", std::process::id());
+        let _ = unlinkat(&self.fd, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        let mut f = self.create_new(&tmp)?;
+        let written = f
+            .write_all(bytes)
+            .with_context(|| format!("writing {}", self.path().join(name).display()))
+            .and_then(|()| {
+                renameat(&self.fd, tmp.as_str(), &self.fd, name).with_context(|| {
+                    format!("renaming {} into place", self.path().join(name).display())
+                })
+            });
+        if written.is_err() {
+            let _ = unlinkat(&self.fd, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        written
+    }
+
+    /// Opens file `name` for appending (created 0644 if missing), never
+    /// through a symlink.
+    pub fn append(&self, name: &str) -> Result<File> {
+        let shown = self.path().join(name);
+        let flags = OFlag::O_WRONLY
+            | OFlag::O_APPEND
+            | OFlag::O_CREAT
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC;
+        let fd = openat(&self.fd, name, flags, Mode::from_bits_truncate(0o644))
+            .with_context(|| format!("opening {}", shown.display()))?;
+        let st = fstat(&fd)?;
+        check_trusted(&st, SFlag::S_IFREG, &shown)?;
+        if st.st_mode & 0o7777 != 0o644 {
+            fchmod(&fd, Mode::from_bits_truncate(0o644))?;
+        }
+        Ok(File::from(fd))
+    }
+
+    /// Removes the directory and the files in it. It holds only regular
+    /// files of grelab's; anything else is left, with an error.
+    pub fn remove(self) -> Result<()> {
+        for name in entries(&self.fd)? {
+            match unlinkat(&self.fd, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("removing {}", self.path().join(&name).display())
+                    });
+                }
+            }
+        }
+        match unlinkat(
+            &self.root,
+            OsStr::from_bytes(self.lab.as_bytes()),
+            UnlinkatFlags::RemoveDir,
+        ) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", self.path().display())),
+        }
+    }
 }
 
 /// An exclusive lock on one lab, held until dropped.
@@ -123,30 +433,34 @@ pub struct Lock {
 impl Lock {
     /// Takes lab `lab`'s lock, waiting up to `wait` for another grelab.
     pub fn acquire(lab: &str, wait: Duration) -> Result<Lock> {
-        let locks = Path::new(STATE_DIR).join(".locks");
-        fs::create_dir_all(&locks).with_context(|| {
-            format!(
-                "creating {}: grelab needs root to manage labs",
-                locks.display()
-            )
-        })?;
-        let path = locks.join(lab);
+        check_lab(lab)?;
+        let root = open_root(true)?.ok_or_else(|| anyhow::anyhow!("no state directory"))?;
+        let shown = state_dir().join(".locks");
+        let locks = open_dir(Some(&root), Path::new(".locks"), &shown, true)?
+            .ok_or_else(|| anyhow::anyhow!("no lock directory"))?;
+        let path = shown.join(lab);
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(&locks, lab, flags, Mode::from_bits_truncate(0o600))
+            .with_context(|| format!("opening {}", path.display()))?;
+        check_trusted(&fstat(&fd)?, SFlag::S_IFREG, &path)?;
+        fchmod(&fd, Mode::from_bits_truncate(0o600))?;
+        let mut file = File::from(fd);
         let deadline = Instant::now() + wait;
         let mut said = false;
         loop {
-            let file =
-                File::create(&path).with_context(|| format!("opening {}", path.display()))?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(flock) => return Ok(Lock { _flock: flock }),
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                Err((f, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                    file = f;
                     if !said {
                         eprintln!("waiting for another grelab working on lab `{lab}` ...");
                         said = true;
                     }
+                    crate::interrupt::check()?;
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err((_, e)) => {
-                    return Err(crate::error::environment(format!(
+                    return Err(error::environment(format!(
                         "lab `{lab}` is busy: another grelab holds {} ({e}); try again when it is done",
                         path.display()
                     )));

@@ -1,6 +1,8 @@
-//! Down: removes a lab. It trusts only the ownership marks in the kernel:
-//! a namespace is deleted only if its `lo` carries the lab's mark, so grelab
-//! never removes what it did not create, and a lost record loses nothing.
+//! Down: removes a lab. It deletes the namespaces the lab's journal proves
+//! it created (their identity matches), and the placeholder files a crash
+//! left; a namespace of the same name that is someone else's stays. Without
+//! journal or record (state deleted by hand) the ownership marks are the
+//! fallback: a namespace whose `lo` carries the lab's mark.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -9,9 +11,10 @@ use anyhow::{Result, anyhow};
 
 use crate::apply::pool;
 use crate::dataplane;
-use crate::netns;
+use crate::journal;
+use crate::netns::{self, Found};
 use crate::rtnl;
-use crate::state::{self, State};
+use crate::state::{self, Mark, State};
 
 /// The mark on each of `namespaces`' `lo` (None when unmarked or
 /// unreadable: a namespace that vanished or is half made is no lab's).
@@ -37,21 +40,32 @@ pub fn marks(namespaces: Vec<String>) -> Result<Vec<(String, Option<String>)>> {
     Ok(found.into_inner().unwrap_or_default())
 }
 
-/// The grelab lab that owns namespace `ns`, if any.
+/// The grelab lab whose mark namespace `ns` carries, if any.
 pub fn owner(ns: &str) -> Result<Option<String>> {
     let m = marks(vec![ns.to_owned()])?;
     Ok(m.into_iter()
         .next()
-        .and_then(|(_, a)| a)
-        .and_then(|a| state::lab_of_mark(&a).map(str::to_owned)))
+        .and_then(|(_, a)| match state::parse_mark(a.as_deref()?) {
+            Mark::Lab(lab) => Some(lab.to_owned()),
+            _ => None,
+        }))
 }
 
-/// Labs found by their marks on the host's named namespaces.
+/// Labs found by their marks on the host's named namespaces. A mark whose
+/// name breaks the lab-name rule (forged, or corrupt) is ignored, with a
+/// warning naming its namespace.
 pub fn marked_labs() -> Result<Vec<String>> {
-    let mut labs: Vec<String> = marks(netns::list()?)?
-        .into_iter()
-        .filter_map(|(_, a)| a.and_then(|a| state::lab_of_mark(&a).map(str::to_owned)))
-        .collect();
+    let mut labs = Vec::new();
+    for (ns, alias) in marks(netns::list()?)? {
+        match alias.as_deref().map(state::parse_mark) {
+            Some(Mark::Lab(lab)) => labs.push(lab.to_owned()),
+            Some(Mark::Invalid(name)) => eprintln!(
+                "warning: namespace `{ns}` carries a grelab mark naming `{name}`, which is no \
+                 valid lab name: ignored (grelab did not make it so; it is left alone)"
+            ),
+            _ => {}
+        }
+    }
     labs.sort();
     labs.dedup();
     Ok(labs)
@@ -61,7 +75,11 @@ pub fn marked_labs() -> Result<Vec<String>> {
 #[derive(Debug, Default)]
 pub struct Removed {
     pub namespaces: Vec<String>,
-    /// Namespaces named in the record but not carrying the lab's mark: left alone.
+    /// Empty namespace files a crash left (between creating and mounting,
+    /// or unmounting and removing).
+    pub placeholders: Vec<String>,
+    /// Namespaces of the lab's names that are not the lab's (another
+    /// identity, or no mark): left alone.
     pub skipped: Vec<String>,
     pub dataplane: bool,
 }
@@ -69,6 +87,7 @@ pub struct Removed {
 /// Removes lab `lab`: its dataplane, its marked namespaces, its record.
 /// Keeps going past failures and reports them all.
 pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
+    state::check_lab(lab)?;
     let mark = state::mark(lab);
     let mut removed = Removed::default();
     let mut failures = Vec::new();
@@ -90,15 +109,45 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
         }
     }
 
-    // With a record, check its namespaces; without, every namespace's mark.
+    let dir = state::LabDir::open(lab)?;
+    let journal = match &dir {
+        Some(d) => journal::read(d)?,
+        None => Default::default(),
+    };
+    for (ns, owned) in &journal {
+        let found = netns::inspect(ns);
+        let delete = match found {
+            Ok(Found::Absent) => continue,
+            Ok(Found::Namespace(id)) if owned.has_namespace(id) => true,
+            Ok(Found::Placeholder(id)) if owned.has_placeholder(id) => false,
+            Ok(_) => {
+                removed.skipped.push(ns.clone());
+                continue;
+            }
+            Err(e) => {
+                failures.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        match netns::delete(ns) {
+            Ok(()) if delete => removed.namespaces.push(ns.clone()),
+            Ok(()) => removed.placeholders.push(ns.clone()),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+
+    // What the journal cannot prove, by the marks: a record's namespaces
+    // the journal does not name (made by an older grelab) and, with
+    // neither record nor journal, every namespace.
     let candidates: Vec<String> = match record {
         Some(s) => s
             .plan
             .namespaces()
-            .filter(|ns| netns::exists(ns))
+            .filter(|ns| !journal.contains_key(*ns) && netns::exists(ns))
             .map(str::to_owned)
             .collect(),
-        None => netns::list()?,
+        None if journal.is_empty() => netns::list()?,
+        None => Vec::new(),
     };
     for (ns, alias) in marks(candidates)? {
         if alias.as_deref() == Some(mark.as_str()) {
@@ -110,7 +159,11 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
             removed.skipped.push(ns);
         }
     }
-    if let Err(e) = state::remove(lab) {
+    // Kept while something is left, so that `down` again can finish.
+    if failures.is_empty()
+        && let Some(d) = dir
+        && let Err(e) = d.remove()
+    {
         failures.push(format!("{e:#}"));
     }
     if failures.is_empty() {
@@ -134,7 +187,11 @@ pub fn down(lab: &str) -> Result<Option<Removed>> {
         }
     };
     let removed = remove_lab(lab, record.as_ref())?;
-    if record.is_none() && removed.namespaces.is_empty() && !removed.dataplane {
+    if record.is_none()
+        && removed.namespaces.is_empty()
+        && removed.placeholders.is_empty()
+        && !removed.dataplane
+    {
         return Ok(None);
     }
     Ok(Some(removed))
