@@ -204,6 +204,26 @@ fn up_builds_the_basic_lab_as_the_file_says_and_down_removes_it() {
 }
 
 #[test]
+fn ipv6_addresses_on_interfaces_whose_names_hold_dots() {
+    // The interface name is one sysctl path component, dots and all.
+    let s = Scope::new();
+    let lab = s.yaml(
+        "dots.yaml",
+        "name: dots\nnodes:\n  a: {}\n  b: {}\nlinks:\n  - endpoints: [\"a:v.1\", \"b:v.2\"]\n    addresses: [\"fd00:9::1/64\", \"fd00:9::2/64\"]\n",
+    );
+    lab.start();
+    let v6 = addrs(&lab.ns("a"), "v.1", "inet6");
+    assert!(v6.contains(&"fd00:9::1/64".to_owned()), "{v6:?}");
+    let dad = in_ns(
+        &lab.ns("a"),
+        &["cat", "/proc/sys/net/ipv6/conf/v.1/accept_dad"],
+    );
+    assert_eq!(dad.stdout.trim(), "0", "{dad}");
+    lab.down().ok();
+    lab.assert_gone();
+}
+
+#[test]
 fn a_capture_on_the_underlay_shows_the_seed_packet() {
     let s = Scope::new();
     let lab = s.example("basic.yaml");
