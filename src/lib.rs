@@ -24,6 +24,7 @@ pub mod generate;
 pub mod gre;
 pub mod icmp;
 pub mod netns;
+pub mod output;
 pub mod plan;
 pub mod report;
 pub mod rtnl;
