@@ -658,8 +658,8 @@ fn seconds(s: &str) -> Result<f64, String> {
 }
 
 /// Shows packets on `iface` in namespace `ns`; each is written to `pcap` as
-/// it arrives, unbuffered, so the file is whole at any moment (a Ctrl-C
-/// keeps what was captured).
+/// it arrives, unbuffered: a new file is whole at any moment, and a Ctrl-C
+/// keeps what was captured (a replacement takes its name at the end).
 fn capture(
     ns: &str,
     iface: &str,
