@@ -57,7 +57,8 @@ enum Command {
         lab: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
-        /// Also write a JUnit XML report here.
+        /// Also write a JUnit XML report here. A report of an earlier run is
+        /// replaced (atomically); a symbolic link is refused, never followed.
         #[arg(long)]
         junit: Option<PathBuf>,
         /// Print details of passing checks too.
@@ -100,20 +101,27 @@ enum Command {
         /// Stop after this many packets.
         #[arg(short = 'c', long, default_value_t = 10)]
         count: u32,
-        /// Stop after this many seconds.
-        #[arg(long, default_value_t = 10.0)]
+        /// Stop after this many seconds (0 to 86400).
+        #[arg(long, default_value_t = 10.0, value_parser = seconds, allow_hyphen_values = true)]
         timeout: f64,
-        /// Also write the packets to this pcap file (Wireshark, tcpdump -r).
+        /// Also write the packets to this pcap file (Wireshark, tcpdump -r), as
+        /// they arrive. An existing file is kept unless --force; a symbolic
+        /// link is refused, never followed.
         #[arg(short = 'w', long)]
         write: Option<PathBuf>,
+        /// Replace an existing --write file (atomically, when the capture ends).
+        #[arg(long, requires = "write")]
+        force: bool,
     },
     /// Write an example topology to ./grelab.yaml (or --output).
     Init {
         #[arg(long, value_enum, default_value_t = Example::Basic)]
         example: Example,
+        /// Where to write. An existing file is kept unless --force; a symbolic
+        /// link is refused, never followed.
         #[arg(short, long, default_value = "grelab.yaml")]
         output: PathBuf,
-        /// Overwrite an existing file.
+        /// Replace an existing file (atomically).
         #[arg(long)]
         force: bool,
     },
@@ -257,14 +265,7 @@ fn run(cli: Cli) -> Result<()> {
             output,
             force,
         } => {
-            if output.exists() && !force {
-                return Err(bad_input(format!(
-                    "`{}` exists already; pass --force to overwrite it",
-                    output.display()
-                )));
-            }
-            std::fs::write(&output, example.text())
-                .map_err(|e| anyhow::anyhow!("writing `{}`: {e}", output.display()))?;
+            crate::output::write(&output, existing(force), example.text().as_bytes())?;
             println!(
                 "wrote {} ({:?} example); next: `grelab up {}`",
                 output.display(),
@@ -381,7 +382,14 @@ fn run(cli: Cli) -> Result<()> {
             count,
             timeout,
             write,
-        } => capture(lab, &node, &iface, count, timeout, write),
+            force,
+        } => {
+            let ns = node_ns(lab, &node)?;
+            let pcap = write
+                .map(|p| crate::output::create(&p, existing(force)))
+                .transpose()?;
+            capture(&ns, &iface, count, timeout, pcap)
+        }
         Command::Verify {
             lab,
             format,
@@ -404,11 +412,20 @@ fn run(cli: Cli) -> Result<()> {
                 derived: !no_derived,
                 only_ping: false,
             };
+            // Opened first, so that a path that is refused is refused at once.
+            let report = junit
+                .map(|p| {
+                    crate::output::create(&p, crate::output::Existing::Replace).map(|o| (p, o))
+                })
+                .transpose()?;
             let results = crate::verify::run(&s.plan, opts);
-            if let Some(path) = junit {
-                std::fs::write(&path, crate::report::junit(&lab, &results)).map_err(|e| {
-                    anyhow::anyhow!("writing the JUnit report {}: {e}", path.display())
-                })?;
+            if let Some((path, mut out)) = report {
+                use std::io::Write;
+                out.write_all(crate::report::junit(&lab, &results).as_bytes())
+                    .map_err(|e| {
+                        anyhow::anyhow!("writing the JUnit report {}: {e}", path.display())
+                    })?;
+                out.commit()?;
             }
             match format {
                 Format::Human => {
@@ -628,31 +645,52 @@ fn node_ns(lab: Option<String>, node: &str) -> Result<String> {
     })
 }
 
+/// `--force` as what an output file does with an existing file.
+fn existing(force: bool) -> crate::output::Existing {
+    if force {
+        crate::output::Existing::Replace
+    } else {
+        crate::output::Existing::Keep
+    }
+}
+
+/// A number of seconds for `--timeout`: finite, 0 to a day.
+fn seconds(s: &str) -> Result<f64, String> {
+    let t: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(0.0..=86400.0).contains(&t) {
+        return Err(format!("{s} is out of range: use 0 to 86400 seconds"));
+    }
+    Ok(t)
+}
+
+/// Shows packets on `iface` in namespace `ns`; each is written to `pcap` as
+/// it arrives, unbuffered: a new file is whole at any moment, and a Ctrl-C
+/// keeps what was captured (a replacement takes its name at the end).
 fn capture(
-    lab: Option<String>,
-    node: &str,
+    ns: &str,
     iface: &str,
     count: u32,
     timeout: f64,
-    write: Option<PathBuf>,
+    pcap: Option<crate::output::Output>,
 ) -> Result<()> {
-    let ns = node_ns(lab, node)?;
     let iface = iface.to_owned();
-    crate::netns::run_in(&ns, move || {
+    crate::netns::run_in(ns, move || {
         let mut cap = crate::capture::Capture::open(&iface)?;
-        let mut pcap = match &write {
-            Some(p) => Some(crate::capture::PcapWriter::new(std::io::BufWriter::new(
-                std::fs::File::create(p)
-                    .map_err(|e| anyhow::anyhow!("creating {}: {e}", p.display()))?,
-            ))?),
-            None => None,
-        };
-        let deadline = std::time::Instant::now()
-            + std::time::Duration::from_secs_f64(timeout.clamp(0.0, 86400.0));
+        let mut pcap = pcap.map(crate::capture::PcapWriter::new).transpose()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout);
         let mut seen = 0;
+        // A failed read ends the capture; what was captured is still kept.
+        let mut failed = None;
         while seen < count {
-            let Some(frame) = cap.next(deadline)? else {
-                break;
+            let frame = match cap.next(deadline) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             };
             seen += 1;
             let dir = if frame.outgoing { "out" } else { "in" };
@@ -668,14 +706,13 @@ fn capture(
             }
         }
         if let Some(w) = pcap {
-            use std::io::Write;
-            w.into_inner().flush()?;
+            w.into_inner().commit()?;
         }
         eprintln!(
             "{seen} packets captured on {node_iface}",
             node_iface = iface
         );
-        Ok(())
+        failed.map_or(Ok(()), Err)
     })
 }
 

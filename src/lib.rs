@@ -26,6 +26,7 @@ pub mod icmp;
 pub mod interrupt;
 pub mod journal;
 pub mod netns;
+pub mod output;
 pub mod plan;
 pub mod report;
 pub mod rtnl;

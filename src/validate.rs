@@ -511,6 +511,13 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
                 }
                 if p.count == 0 {
                     c.err(loc, "ping check with count 0", "use count: 1 or more");
+                } else if p.count > u32::from(u16::MAX) {
+                    // Echo sequence numbers are 16 bits.
+                    c.err(
+                        loc,
+                        format!("ping check count {} is above 65535", p.count),
+                        "use count: 1 to 65535",
+                    );
                 }
             }
             Check::Mtu(t) | Check::Encap(t) => {
@@ -573,6 +580,16 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
             Check::Exec(e) => {
                 timeout(&mut c, e.timeout);
                 c.node_exists(&e.node, loc);
+                if !(0..=255).contains(&e.exit) {
+                    c.err(
+                        loc,
+                        format!(
+                            "exec check expects exit {}, which no program can return",
+                            e.exit
+                        ),
+                        "exit codes are 0 to 255",
+                    );
+                }
                 if e.cmd.is_empty() {
                     c.err(
                         loc,

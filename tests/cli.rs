@@ -395,3 +395,46 @@ fn help_of_each_command_says_what_it_does() {
         format!("grelab {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn capture_refuses_a_timeout_that_is_no_finite_number_of_seconds() {
+    // Refused while parsing the arguments: no lab needs to be up.
+    for t in ["nan", "NaN", "inf", "-inf", "-1", "86401", "1e300", "ten"] {
+        let joined = format!("--timeout={t}");
+        for args in [
+            &["capture", "x", "y", "--timeout", t][..],
+            &["capture", "x", "y", &joined],
+        ] {
+            let out = grelab(args);
+            assert_exit(&out, 2, &format!("{args:?}"));
+            let err = text(&out.stderr);
+            assert!(
+                err.contains(&format!("invalid value '{t}' for '--timeout")),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn help_says_how_each_output_file_is_written() {
+    for (cmd, says) in [
+        (
+            "capture",
+            &["kept unless --force", "symbolic link", "--force"][..],
+        ),
+        ("init", &["kept unless --force", "symbolic link"]),
+        ("verify", &["earlier run is replaced", "symbolic link"]),
+    ] {
+        let out = grelab(&[cmd, "--help"]);
+        assert_exit(&out, 0, cmd);
+        // clap wraps long help to the terminal; compare words, not lines.
+        let help = text(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for s in says {
+            assert!(help.contains(s), "`{cmd} --help` should say `{s}`:\n{help}");
+        }
+    }
+}

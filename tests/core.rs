@@ -94,12 +94,14 @@ macro_rules! bad {
 mod bad {
     use super::check_bad;
     bad! {
+    check_timeout_nan: "check-timeout-nan.yaml",
     checksum_one_end: "checksum-one-end.yaml",
     duplicate_address_across_nodes: "duplicate-address-across-nodes.yaml",
     duplicate_iface_link_and_tunnel: "duplicate-iface-link-and-tunnel.yaml",
     duplicate_node: "duplicate-node.yaml",
     duplicate_tunnel_identity: "duplicate-tunnel-identity.yaml",
     endpoint_without_colon: "endpoint-without-colon.yaml",
+    exec_exit_out_of_range: "exec-exit-out-of-range.yaml",
     gre_with_ipv6_local: "gre-with-ipv6-local.yaml",
     iface_name_lo: "iface-name-lo.yaml",
     iface_name_shell_metachar: "iface-name-shell-metachar.yaml",
@@ -122,6 +124,7 @@ mod bad {
     node_name_with_slash: "node-name-with-slash.yaml",
     only_a_comment: "only-a-comment.yaml",
     overlapping_subnets_on_node: "overlapping-subnets-on-node.yaml",
+    ping_count_too_large: "ping-count-too-large.yaml",
     ping_count_zero: "ping-count-zero.yaml",
     ping_target_outside_lab: "ping-target-outside-lab.yaml",
     prefix_too_long: "prefix-too-long.yaml",
