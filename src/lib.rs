@@ -25,6 +25,7 @@ pub mod gre;
 pub mod icmp;
 pub mod netns;
 pub mod plan;
+pub mod process;
 pub mod report;
 pub mod rtnl;
 pub mod state;
