@@ -210,9 +210,7 @@ pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Resul
 
     if let Some(old) = state::load(&plan.lab).ok().flatten() {
         let healthy = old.plan.namespaces().all(netns::exists)
-            && old
-                .dataplane_pid
-                .is_none_or(|p| dataplane::is_running(p, &state::lab_dir(&plan.lab)));
+            && old.dataplane.is_none_or(|id| dataplane::is_running(&id));
         if old.digest == digest && healthy {
             return Ok(Outcome {
                 elapsed: start.elapsed(),
@@ -254,7 +252,7 @@ pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Resul
 
     let mut journal = Journal::default();
     match build(plan, backend, &mut journal) {
-        Ok((dataplane_pid, backends, notes)) => {
+        Ok((dataplane, backends, notes)) => {
             state::save(&State {
                 plan: plan.clone(),
                 source: source.map(Path::to_path_buf),
@@ -262,7 +260,7 @@ pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Resul
                 created: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
-                dataplane_pid,
+                dataplane,
                 backends,
             })?;
             Ok(Outcome {
@@ -289,17 +287,17 @@ pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Resul
 #[derive(Default)]
 struct Journal {
     namespaces: Vec<String>,
-    dataplane: Option<u32>,
+    dataplane: Option<crate::process::Identity>,
 }
 
 impl Journal {
     /// Undoes everything, best effort; returns what could not be undone.
     fn undo(&mut self, lab: &str) -> Vec<String> {
         let mut failures = Vec::new();
-        if let Some(pid) = self.dataplane.take()
-            && let Err(e) = dataplane::stop(pid, &state::lab_dir(lab))
+        if let Some(id) = self.dataplane.take()
+            && let Err(e) = dataplane::stop(&id)
         {
-            failures.push(format!("stopping dataplane {pid}: {e:#}"));
+            failures.push(format!("{e:#}"));
         }
         for ns in self.namespaces.drain(..).rev() {
             if let Err(e) = netns::delete(&ns) {
@@ -311,7 +309,11 @@ impl Journal {
     }
 }
 
-type Built = (Option<u32>, Vec<(String, String, String)>, Vec<String>);
+type Built = (
+    Option<crate::process::Identity>,
+    Vec<(String, String, String)>,
+    Vec<String>,
+);
 
 /// Prints how long each phase took when GRELAB_TIMINGS is set: where the
 /// time of a large `up` goes.

@@ -385,8 +385,9 @@ fn run(cli: Cli) -> Result<()> {
             let lab = the_lab(lab)?;
             let s = record(&lab)?;
             if let Some(pid) = s
-                .dataplane_pid
-                .filter(|p| !crate::dataplane::is_running(*p, &crate::state::lab_dir(&lab)))
+                .dataplane
+                .filter(|id| !crate::dataplane::is_running(id))
+                .map(|id| id.pid)
             {
                 eprintln!(
                     "warning: the lab's userspace dataplane (pid {pid}) is not running; `grelab up` restarts it"
@@ -519,8 +520,8 @@ fn status(format: Format) -> Result<()> {
                     .collect();
                 let dir = crate::state::lab_dir(&lab);
                 let dataplane = s
-                    .dataplane_pid
-                    .map(|p| (p, crate::dataplane::is_running(p, &dir)));
+                    .dataplane
+                    .map(|id| (id.pid, crate::dataplane::is_running(&id)));
                 // Which userspace ends the fast path carries, if the
                 // dataplane runs and says.
                 let stats = match dataplane {
@@ -549,7 +550,7 @@ fn status(format: Format) -> Result<()> {
                     "status": health,
                     "source": s.source,
                     "namespaces": s.plan.nodes,
-                    "dataplane_pid": s.dataplane_pid,
+                    "dataplane_pid": s.dataplane.map(|id| id.pid),
                     "tunnels": s.backends.iter().map(|(ns, dev, b)| {
                         let mut t = serde_json::json!({"namespace": ns, "device": dev, "backend": b});
                         if let Some(on) = fast(ns, dev) {

@@ -73,20 +73,12 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
     let mut removed = Removed::default();
     let mut failures = Vec::new();
 
-    // Without a record, by /proc: it finds the dataplane by its lab's spec
-    // path, never another lab's through a recycled pid.
+    // By its identity (recorded, or left beside its spec), else by /proc.
     let dir = state::lab_dir(lab);
-    let pids = match record.map(|s| s.dataplane_pid) {
-        // No userspace tunnels: nothing to look for.
-        Some(None) => Vec::new(),
-        // The record's pid, if it is still that lab's dataplane.
-        Some(Some(p)) if dataplane::is_running(p, &dir) => vec![p],
-        _ => dataplane::find(&dir),
-    };
-    for pid in pids {
-        match dataplane::stop(pid, &dir) {
-            Ok(()) => removed.dataplane = true,
-            Err(e) => failures.push(format!("stopping dataplane {pid}: {e:#}")),
+    for id in dataplane::find(&dir, record.and_then(|s| s.dataplane)) {
+        match dataplane::stop(&id) {
+            Ok(stopped) => removed.dataplane |= stopped,
+            Err(e) => failures.push(format!("{e:#}")),
         }
     }
 
