@@ -347,12 +347,17 @@ fn run(cli: Cli) -> Result<()> {
                     None => println!("lab `{lab}` is not up"),
                     Some(r) => {
                         println!(
-                            "lab `{lab}` is down: {} namespaces removed{}",
+                            "lab `{lab}` is down: {} namespaces removed{}{}",
                             r.namespaces.len(),
                             if r.dataplane {
                                 ", dataplane stopped"
                             } else {
                                 ""
+                            },
+                            match r.processes {
+                                0 => String::new(),
+                                1 => ", 1 process stopped".to_owned(),
+                                n => format!(", {n} processes stopped"),
                             }
                         );
                         for ns in r.skipped {

@@ -5,11 +5,12 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 
 use crate::apply::pool;
 use crate::dataplane;
 use crate::netns;
+use crate::process::{self, FileId};
 use crate::rtnl;
 use crate::state::{self, State};
 
@@ -64,6 +65,21 @@ pub struct Removed {
     /// Namespaces named in the record but not carrying the lab's mark: left alone.
     pub skipped: Vec<String>,
     pub dataplane: bool,
+    /// Processes that were still running in the lab's namespaces.
+    pub processes: usize,
+}
+
+/// Stops every process still in one of `namespaces`, which would keep it
+/// alive past its deletion; returns how many.
+fn stop_processes(namespaces: &[&str]) -> Result<usize> {
+    // Held open during the sweep, so each inode stays that namespace's.
+    let files: Vec<std::fs::File> = namespaces
+        .iter()
+        .filter_map(|ns| netns::open(ns).ok())
+        .collect();
+    let ids: Vec<FileId> = files.iter().filter_map(FileId::of_file).collect();
+    process::stop_in_namespaces(&ids, Duration::from_secs(2))
+        .context("stopping the processes left in the lab's namespaces")
 }
 
 /// Removes lab `lab`: its dataplane, its marked namespaces, its record.
@@ -92,7 +108,17 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
             .collect(),
         None => netns::list()?,
     };
-    for (ns, alias) in marks(candidates)? {
+    let marked = marks(candidates)?;
+    let ours: Vec<&str> = marked
+        .iter()
+        .filter(|(_, alias)| alias.as_deref() == Some(mark.as_str()))
+        .map(|(ns, _)| ns.as_str())
+        .collect();
+    match stop_processes(&ours) {
+        Ok(n) => removed.processes = n,
+        Err(e) => failures.push(format!("{e:#}")),
+    }
+    for (ns, alias) in marked {
         if alias.as_deref() == Some(mark.as_str()) {
             match netns::delete(&ns) {
                 Ok(()) => removed.namespaces.push(ns),

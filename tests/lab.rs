@@ -949,3 +949,92 @@ fn a_record_from_before_identities_still_brings_its_dataplane_down() {
     assert!(!alive(dp), "dataplane {dp} survived down");
     lab.assert_gone();
 }
+
+/// Runs `script` under sh in `node` of `lab` with `grelab exec`; returns
+/// the pid it prints.
+fn left_in_node(lab: &Lab, node: &str, script: &str) -> u32 {
+    let out = grelab(&["exec", "--lab", &lab.name, node, "--", "sh", "-c", script]);
+    out.ok();
+    let pid: u32 = out
+        .stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(alive(pid), "{out}");
+    pid
+}
+
+/// Kills `pid` through a pidfd opened while it is known to be the test's
+/// (not our child, so its pid alone could be another's by then), so a
+/// failing test leaves no process behind.
+struct KillAfter(Option<grelab::process::Pidfd>);
+
+impl KillAfter {
+    fn new(pid: u32) -> KillAfter {
+        KillAfter(grelab::process::Pidfd::open_if(pid, |_| true))
+    }
+}
+
+impl Drop for KillAfter {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = p.signal(nix::libc::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn down_stops_a_process_left_running_in_a_node() {
+    let s = Scope::new();
+    let lab = s.example("basic.yaml");
+    lab.start();
+    let pid = left_in_node(&lab, "host1", "sleep 300 >/dev/null 2>&1 & echo $!");
+    let _kill = KillAfter::new(pid);
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let host1 = std::fs::metadata(format!("/run/netns/{}", lab.ns("host1"))).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        ns.to_string_lossy(),
+        format!("net:[{}]", host1.ino()),
+        "the sleep runs in host1"
+    );
+    let out = lab.down();
+    out.ok();
+    assert!(!alive(pid), "the sleep ({pid}) outlived `down`\n{out}");
+    assert!(
+        out.stdout
+            .contains("3 namespaces removed, dataplane stopped, 1 process stopped"),
+        "{out}"
+    );
+    lab.assert_gone();
+}
+
+#[test]
+fn down_kills_a_process_in_a_node_that_ignores_sigterm() {
+    let s = Scope::new();
+    let lab = s.example("basic.yaml");
+    lab.start();
+    let pid = left_in_node(
+        &lab,
+        "host2",
+        "trap '' TERM; sleep 300 >/dev/null 2>&1 & echo $!",
+    );
+    let _kill = KillAfter::new(pid);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap();
+    assert_ne!(ignored & 1 << (15 - 1), 0, "the sleep ignores SIGTERM");
+    let out = lab.down();
+    out.ok();
+    assert!(!alive(pid), "the sleep ({pid}) outlived `down`\n{out}");
+    assert!(out.stdout.contains("1 process stopped"), "{out}");
+    assert!(
+        out.elapsed >= Duration::from_secs(2),
+        "SIGKILL only after the grace period: {:?}",
+        out.elapsed
+    );
+    lab.assert_gone();
+}
