@@ -188,8 +188,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// `spec_path` until SIGTERM or SIGINT, reporting `ready` or `error: ...`
 /// on `ready_fd`.
 pub fn serve(spec_path: &Path, stats_path: &Path, ready_fd: Option<RawFd>) -> Result<()> {
-    // SAFETY: the caller hands over `ready_fd`; it is closed once used.
-    let mut ready = ready_fd.map(|fd| unsafe { File::from_raw_fd(fd) });
+    let mut ready = ready_fd.map(ready_pipe).transpose()?;
     let result = (|| {
         let text = fs::read(spec_path)
             .with_context(|| format!("reading dataplane spec {}", spec_path.display()))?;
@@ -220,6 +219,39 @@ pub fn serve(spec_path: &Path, stats_path: &Path, ready_fd: Option<RawFd>) -> Re
         tell(&mut ready, &format!("error: {e:#}"));
     }
     result
+}
+
+/// Takes `fd` as the ready pipe if it is one: the write end of a pipe, not
+/// a standard stream. Anything else is refused (exit 2) rather than
+/// written to or closed.
+fn ready_pipe(fd: RawFd) -> Result<File> {
+    let bad = |why: &str| {
+        crate::error::bad_input(format!(
+            "--ready-fd {fd}: {why}; it takes the write end of a pipe that the \
+             starting grelab reads (`grelab up` starts the dataplane with it)"
+        ))
+    };
+    if fd <= 2 {
+        return Err(bad("0, 1 and 2 are the standard streams"));
+    }
+    // SAFETY: plain data; zero is valid.
+    let mut st: libc::stat = unsafe { zeroed() };
+    // SAFETY: fstat only fills `st`, and fails on a closed descriptor.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(bad(&format!("not an open descriptor ({e})")));
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return Err(bad("not a pipe"));
+    }
+    // SAFETY: F_GETFL only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || flags & libc::O_ACCMODE != libc::O_WRONLY {
+        return Err(bad("not a pipe's write end"));
+    }
+    // SAFETY: an inherited pipe end that nothing else in this process uses;
+    // the dataplane owns it from here and closes it once it said ready.
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// Writes one line to the ready pipe, then closes it.
