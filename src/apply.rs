@@ -234,10 +234,7 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
 
     match state::load(&plan.lab) {
         Ok(Some(old)) => {
-            let healthy = old.intact()
-                && old
-                    .dataplane_pid
-                    .is_none_or(|p| dataplane::is_running(p, &state::lab_dir(&plan.lab)));
+            let healthy = old.intact() && old.dataplane.is_none_or(|id| dataplane::is_running(&id));
             if old.digest == digest && healthy {
                 return Ok(Outcome {
                     elapsed: start.elapsed(),
@@ -297,7 +294,7 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
         Ok(built)
     });
     match built {
-        Ok((dataplane_pid, backends, notes, identities)) => {
+        Ok((dataplane, backends, notes, identities)) => {
             state::save(&State {
                 plan: plan.clone(),
                 source: source.map(Path::to_path_buf),
@@ -305,7 +302,7 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
                 created: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
-                dataplane_pid,
+                dataplane,
                 backends,
                 identities,
             })?;
@@ -333,7 +330,7 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
 /// What a build started that the journal does not cover, to undo on failure.
 #[derive(Default)]
 struct Undo {
-    dataplane: Option<u32>,
+    dataplane: Option<crate::process::Identity>,
 }
 
 impl Undo {
@@ -341,10 +338,10 @@ impl Undo {
     /// the journal names (as `down` would). Returns what could not be undone.
     fn undo(&mut self, lab: &str) -> Vec<String> {
         let mut failures = Vec::new();
-        if let Some(pid) = self.dataplane.take()
-            && let Err(e) = dataplane::stop(pid, &state::lab_dir(lab))
+        if let Some(id) = self.dataplane.take()
+            && let Err(e) = dataplane::stop(&id)
         {
-            failures.push(format!("stopping dataplane {pid}: {e:#}"));
+            failures.push(format!("{e:#}"));
         }
         if let Err(e) = crate::teardown::remove_lab(lab, None) {
             failures.push(format!("{e:#}"));
@@ -354,7 +351,7 @@ impl Undo {
 }
 
 type Built = (
-    Option<u32>,
+    Option<crate::process::Identity>,
     Vec<(String, String, String)>,
     Vec<String>,
     Vec<(String, NsId)>,

@@ -348,12 +348,17 @@ fn run(cli: Cli) -> Result<()> {
                     None => println!("lab `{lab}` is not up"),
                     Some(r) => {
                         println!(
-                            "lab `{lab}` is down: {} namespaces removed{}",
+                            "lab `{lab}` is down: {} namespaces removed{}{}",
                             r.namespaces.len(),
                             if r.dataplane {
                                 ", dataplane stopped"
                             } else {
                                 ""
+                            },
+                            match r.processes {
+                                0 => String::new(),
+                                1 => ", 1 process stopped".to_owned(),
+                                n => format!(", {n} processes stopped"),
                             }
                         );
                         if !r.placeholders.is_empty() {
@@ -401,8 +406,9 @@ fn run(cli: Cli) -> Result<()> {
             let s = record(&lab)?;
             s.trust();
             if let Some(pid) = s
-                .dataplane_pid
-                .filter(|p| !crate::dataplane::is_running(*p, &crate::state::lab_dir(&lab)))
+                .dataplane
+                .filter(|id| !crate::dataplane::is_running(id))
+                .map(|id| id.pid)
             {
                 eprintln!(
                     "warning: the lab's userspace dataplane (pid {pid}) is not running; `grelab up` restarts it"
@@ -540,8 +546,8 @@ fn status(format: Format) -> Result<()> {
                 let missing = s.missing();
                 let dir = crate::state::lab_dir(&lab);
                 let dataplane = s
-                    .dataplane_pid
-                    .map(|p| (p, crate::dataplane::is_running(p, &dir)));
+                    .dataplane
+                    .map(|id| (id.pid, crate::dataplane::is_running(&id)));
                 // Which userspace ends the fast path carries, if the
                 // dataplane runs and says.
                 let stats = match dataplane {
@@ -573,7 +579,7 @@ fn status(format: Format) -> Result<()> {
                     "status": health,
                     "source": s.source,
                     "namespaces": s.plan.nodes,
-                    "dataplane_pid": s.dataplane_pid,
+                    "dataplane_pid": s.dataplane.map(|id| id.pid),
                     "tunnels": s.backends.iter().map(|(ns, dev, b)| {
                         let mut t = serde_json::json!({"namespace": ns, "device": dev, "backend": b});
                         if let Some(on) = fast(ns, dev) {

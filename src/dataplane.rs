@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fastpath::{self, Encap, FastPath};
 use crate::plan::TunnelEnd;
+use crate::process::{self, Identity, Pidfd};
 use crate::topology::overhead;
 use crate::{gre, netns, rtnl, tun};
 
@@ -187,8 +188,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// `spec_path` until SIGTERM or SIGINT, reporting `ready` or `error: ...`
 /// on `ready_fd`.
 pub fn serve(spec_path: &Path, stats_path: &Path, ready_fd: Option<RawFd>) -> Result<()> {
-    // SAFETY: the caller hands over `ready_fd`; it is closed once used.
-    let mut ready = ready_fd.map(|fd| unsafe { File::from_raw_fd(fd) });
+    let mut ready = ready_fd.map(ready_pipe).transpose()?;
     let result = (|| {
         let text = fs::read(spec_path)
             .with_context(|| format!("reading dataplane spec {}", spec_path.display()))?;
@@ -221,6 +221,39 @@ pub fn serve(spec_path: &Path, stats_path: &Path, ready_fd: Option<RawFd>) -> Re
     result
 }
 
+/// Takes `fd` as the ready pipe if it is one: the write end of a pipe, not
+/// a standard stream. Anything else is refused (exit 2) rather than
+/// written to or closed.
+fn ready_pipe(fd: RawFd) -> Result<File> {
+    let bad = |why: &str| {
+        crate::error::bad_input(format!(
+            "--ready-fd {fd}: {why}; it takes the write end of a pipe that the \
+             starting grelab reads (`grelab up` starts the dataplane with it)"
+        ))
+    };
+    if fd <= 2 {
+        return Err(bad("0, 1 and 2 are the standard streams"));
+    }
+    // SAFETY: plain data; zero is valid.
+    let mut st: libc::stat = unsafe { zeroed() };
+    // SAFETY: fstat only fills `st`, and fails on a closed descriptor.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(bad(&format!("not an open descriptor ({e})")));
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return Err(bad("not a pipe"));
+    }
+    // SAFETY: F_GETFL only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || flags & libc::O_ACCMODE != libc::O_WRONLY {
+        return Err(bad("not a pipe's write end"));
+    }
+    // SAFETY: an inherited pipe end that nothing else in this process uses;
+    // the dataplane owns it from here and closes it once it said ready.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
 /// Writes one line to the ready pipe, then closes it.
 fn tell(ready: &mut Option<File>, line: &str) {
     if let Some(mut f) = ready.take() {
@@ -229,12 +262,15 @@ fn tell(ready: &mut Option<File>, line: &str) {
 }
 
 /// Starts a detached dataplane process serving `spec`, with its files in
-/// `lab_dir`; returns its pid once it is ready.
-pub fn start(lab_dir: &Path, spec: &Spec) -> Result<u32> {
+/// `lab_dir`; returns its identity once it is ready.
+pub fn start(lab_dir: &Path, spec: &Spec) -> Result<Identity> {
     let exe =
         std::env::current_exe().context("finding the grelab executable to start the dataplane")?;
     launch(lab_dir, spec, |spec_path, stats_path| {
-        let mut cmd = Command::new(&exe);
+        // This very executable, even if its path now names another file:
+        // `find` knows a dataplane by running the same one.
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg0(&exe);
         cmd.arg("dataplane").arg("--spec").arg(spec_path);
         cmd.arg("--stats")
             .arg(stats_path)
@@ -250,13 +286,25 @@ pub fn stats_path(lab_dir: &Path) -> std::path::PathBuf {
     lab_dir.join("dataplane-stats.json")
 }
 
+/// Where a started dataplane's identity is kept beside its spec, so that
+/// `down` finds it without the lab's record.
+fn identity_path(lab_dir: &Path) -> std::path::PathBuf {
+    lab_dir.join("dataplane-identity.json")
+}
+
+/// The identity `launch` left in `lab_dir`, if any.
+fn read_identity(lab_dir: &Path) -> Option<Identity> {
+    serde_json::from_slice(&fs::read(identity_path(lab_dir)).ok()?).ok()
+}
+
 /// Writes the spec, spawns `command(spec_path, stats_path)` in a new session
-/// with the ready pipe on fd 3 and waits for its ready line.
+/// with the ready pipe on fd 3, waits for its ready line and records its
+/// identity.
 fn launch(
     lab_dir: &Path,
     spec: &Spec,
     command: impl FnOnce(&Path, &Path) -> Command,
-) -> Result<u32> {
+) -> Result<Identity> {
     let spec_path = lab_dir.join("dataplane.json");
     let stats_path = stats_path(lab_dir);
     let log_path = lab_dir.join("dataplane.log");
@@ -297,7 +345,27 @@ fn launch(
     drop(write_end);
     let pid = child.id();
     match read_line(read_end, Duration::from_secs(10)) {
-        Ok(Some(line)) if line == "ready" => Ok(pid),
+        Ok(Some(line)) if line == "ready" => {
+            // Our unreaped child: its pid is its own while we read /proc.
+            let tmp = lab_dir.join("dataplane-identity.json.tmp");
+            let recorded = match Identity::of(pid) {
+                None => Err(anyhow::anyhow!(
+                    "the userspace GRE dataplane exited once ready (log: {})",
+                    log_path.display()
+                )),
+                Some(id) => serde_json::to_vec(&id)
+                    .map_err(io::Error::from)
+                    .and_then(|json| fs::write(&tmp, json))
+                    .and_then(|()| fs::rename(&tmp, identity_path(lab_dir)))
+                    .with_context(|| format!("recording the dataplane in {}", tmp.display()))
+                    .map(|()| id),
+            };
+            if recorded.is_err() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            recorded
+        }
         Ok(line) => {
             let _ = child.wait();
             let why = match line {
@@ -354,66 +422,54 @@ fn read_line(fd: OwnedFd, timeout: Duration) -> Result<Option<String>> {
     }
 }
 
-/// Stops the dataplane `pid` of the lab in `lab_dir`: SIGTERM, then
-/// SIGKILL after 3 s.
-pub fn stop(pid: u32, lab_dir: &Path) -> Result<()> {
-    use nix::sys::signal::{Signal, kill};
-    if !is_running(pid, lab_dir) {
-        return Ok(());
-    }
-    let target = nix::unistd::Pid::from_raw(pid as i32);
-    kill(target, Signal::SIGTERM).with_context(|| format!("stopping the dataplane (pid {pid})"))?;
-    let start = Instant::now();
-    let mut killed = false;
-    loop {
-        // Reaps it if it is our child (a zombie would stay in /proc).
-        let _ = nix::sys::wait::waitpid(target, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-        if gone(pid) {
-            return Ok(());
-        }
-        if !killed && start.elapsed() > Duration::from_secs(3) {
-            let _ = kill(target, Signal::SIGKILL);
-            killed = true;
-        }
-        if start.elapsed() > Duration::from_secs(6) {
-            bail!("the dataplane (pid {pid}) did not exit after SIGKILL");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether `pid` is a live dataplane serving the lab in `lab_dir`: its
-/// command line names that lab's spec, so a recycled pid, or another lab's
-/// dataplane, is never taken for it.
-pub fn is_running(pid: u32, lab_dir: &Path) -> bool {
-    let spec = lab_dir.join("dataplane.json");
-    let spec = spec.as_os_str().as_encoded_bytes();
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let mut args = cmdline.split(|b| *b == 0);
-    !gone(pid) && args.any(|a| a == spec)
-}
-
-/// Dataplane processes serving the lab in `lab_dir`, found through /proc
-/// (for when the lab's record is lost).
-pub fn find(lab_dir: &Path) -> Vec<u32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
+/// Stops the dataplane `id`: SIGTERM, SIGKILL after 3 s, through a pidfd
+/// opened on that very process. Ok(false) when it no longer runs.
+pub fn stop(id: &Identity) -> Result<bool> {
+    let Some(p) = Pidfd::open(id) else {
+        return Ok(false);
     };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter(|pid| is_running(*pid, lab_dir))
-        .collect()
+    process::terminate(std::slice::from_ref(&p), Duration::from_secs(3))
+        .with_context(|| format!("stopping the dataplane (pid {})", id.pid))?;
+    Ok(true)
 }
 
-/// Whether `pid` has exited (no such process, or a zombie).
-fn gone(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_none_or(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => true,
+/// Whether the dataplane `id` still runs (a recycled pid is another process).
+pub fn is_running(id: &Identity) -> bool {
+    id.is_running()
+}
+
+/// The running dataplanes of the lab in `lab_dir`: `recorded` (the lab's
+/// record) or the identity `launch` left beside the spec; when neither
+/// runs, any process in /proc that is unmistakably one: root's, running
+/// this grelab executable as `dataplane --spec <the lab's spec>`.
+pub fn find(lab_dir: &Path, recorded: Option<Identity>) -> Vec<Identity> {
+    let mut known: Vec<Identity> = recorded
+        .into_iter()
+        .chain(read_identity(lab_dir))
+        .filter(is_running)
+        .collect();
+    known.dedup();
+    if !known.is_empty() {
+        return known;
     }
+    let Some(exe) = process::own_exe() else {
+        return known;
+    };
+    let spec = lab_dir.join("dataplane.json");
+    let want: [&[u8]; 3] = [b"dataplane", b"--spec", spec.as_os_str().as_encoded_bytes()];
+    let is_ours = |pid| {
+        let args = process::cmdline(pid);
+        args.len() > want.len()
+            && args[1..=want.len()].iter().zip(want).all(|(a, w)| a == w)
+            && process::is_root(pid)
+    };
+    process::pids()
+        .into_iter()
+        .filter_map(Identity::of)
+        .filter(|id| id.exe == exe)
+        // Identity again after the checks: they read that same process.
+        .filter(|id| is_ours(id.pid) && id.is_running())
+        .collect()
 }
 
 /// Writes `stats` to `path` atomically (temp file, then rename).
@@ -3666,7 +3722,7 @@ mod tests {
 
     /// `launch` with this test binary running `child_serve` in place of
     /// `grelab dataplane`.
-    fn launch_test_child(lab: &Lab, spec: &Spec) -> Result<u32> {
+    fn launch_test_child(lab: &Lab, spec: &Spec) -> Result<Identity> {
         let exe = std::env::current_exe().unwrap();
         launch(&lab.dir, spec, |spec_path, stats_path| {
             let mut cmd = Command::new(exe);
@@ -3677,9 +3733,6 @@ mod tests {
                 "--nocapture",
                 "--test-threads=1",
             ]);
-            // Named on the command line as `grelab dataplane` names it, so
-            // is_running() knows the process (a --skip filter matching nothing).
-            cmd.arg("--skip").arg(spec_path);
             cmd.env("GRELAB_DP_SPEC", spec_path)
                 .env("GRELAB_DP_STATS", stats_path);
             cmd
@@ -3694,15 +3747,21 @@ mod tests {
             lab: "test".into(),
             tunnels: vec![a.clone(), b],
         };
-        let pid = launch_test_child(&lab, &spec).unwrap();
-        struct Kill(u32, PathBuf);
+        let id = launch_test_child(&lab, &spec).unwrap();
+        struct Kill(Identity);
         impl Drop for Kill {
             fn drop(&mut self) {
-                let _ = stop(self.0, &self.1);
+                let _ = stop(&self.0);
             }
         }
-        let _guard = Kill(pid, lab.dir.clone());
-        assert!(is_running(pid, &lab.dir));
+        let _guard = Kill(id);
+        let pid = id.pid;
+        assert!(is_running(&id));
+        assert_eq!(
+            find(&lab.dir, None),
+            [id],
+            "found by the identity left beside the spec"
+        );
         ip(&lab.a, "addr add 192.168.50.1/30 dev tun0");
         ip(&lab.b, "addr add 192.168.50.2/30 dev tun0");
         ping(&lab.a, "192.168.50.2", 3)
@@ -3713,8 +3772,13 @@ mod tests {
             .find(|l| l.starts_with("VmRSS"))
             .unwrap_or("VmRSS: ?");
         eprintln!("dataplane process serving the basic lab (2 ends, in the test binary): {rss}");
-        stop(pid, &lab.dir).unwrap();
-        assert!(!is_running(pid, &lab.dir) && gone(pid));
+        assert!(stop(&id).unwrap());
+        assert!(!is_running(&id));
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "stopped and reaped"
+        );
+        assert!(!stop(&id).unwrap(), "nothing left to stop");
         let s = read_stats(&stats_path(&lab.dir)).unwrap();
         // The first packet attaches the fast path, which carries the rest.
         let b = stat(&s, &lab.b, "tun0");
@@ -3745,7 +3809,10 @@ mod tests {
             msg.contains("failed to start") && msg.contains("-missing"),
             "{msg}"
         );
-        assert!(!is_running(u32::MAX / 2, &lab.dir));
+        assert!(!is_running(&Identity {
+            pid: u32::MAX / 2,
+            ..id
+        }));
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod journal;
 pub mod netns;
 pub mod output;
 pub mod plan;
+pub mod process;
 pub mod report;
 pub mod rtnl;
 pub mod state;

@@ -16,7 +16,6 @@ use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
-use serde::{Deserialize, Serialize};
 
 /// Where iproute2 (and so grelab) keeps named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
@@ -46,30 +45,18 @@ pub fn list() -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// A file's identity: device and inode. A namespace's is its nsfs inode,
-/// which no other namespace shares while it lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct NsId {
-    pub dev: u64,
-    pub ino: u64,
+/// A namespace's identity is its nsfs inode, which no other namespace
+/// shares while it lives.
+pub type NsId = crate::process::FileId;
+
+/// The identity of the calling thread's network namespace.
+pub fn current_id() -> Result<NsId> {
+    NsId::of("/proc/thread-self/ns/net").context("reading /proc/thread-self/ns/net")
 }
 
-impl NsId {
-    /// The identity of the file behind `fd`.
-    pub fn of(fd: &impl AsFd) -> Result<NsId> {
-        let st = nix::sys::stat::fstat(fd).context("fstat")?;
-        Ok(NsId {
-            dev: st.st_dev,
-            ino: st.st_ino,
-        })
-    }
-
-    /// The identity of the calling thread's network namespace.
-    pub fn current() -> Result<NsId> {
-        let f =
-            File::open("/proc/thread-self/ns/net").context("opening /proc/thread-self/ns/net")?;
-        NsId::of(&f)
-    }
+/// The identity of the file `file` has open.
+fn id_of(file: &File) -> Result<NsId> {
+    NsId::of_file(file).context("fstat")
 }
 
 /// What is at `/run/netns/NAME`.
@@ -97,7 +84,7 @@ pub fn inspect(name: &str) -> Result<Found> {
         ino: md.ino(),
     };
     // Every namespace inode lives on the one nsfs: ours tells its device.
-    let nsfs = NsId::current()?.dev;
+    let nsfs = current_id()?.dev;
     Ok(if md.dev() == nsfs {
         Found::Namespace(id)
     } else if md.file_type().is_file() && md.len() == 0 {
@@ -133,7 +120,7 @@ pub fn open(name: &str) -> Result<File> {
         .with_context(|| format!("opening network namespace `{name}` ({})", p.display()))?;
     let expected = trusted().lock().ok().and_then(|t| t.get(name).copied());
     if let Some(want) = expected
-        && NsId::of(&file)? != want
+        && id_of(&file)? != want
     {
         return Err(crate::error::environment(format!(
             "network namespace `{name}` is not the one grelab created (it was replaced, \
@@ -232,7 +219,7 @@ pub fn prepare() -> Result<()> {
 pub fn create_here(name: &str, journal: &dyn Fn(Created) -> Result<()>) -> Result<()> {
     let target = path(name);
     unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
-    journal(Created::Namespace(NsId::current()?))?;
+    journal(Created::Namespace(current_id()?))?;
     let file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -246,7 +233,7 @@ pub fn create_here(name: &str, journal: &dyn Fn(Created) -> Result<()>) -> Resul
         }
         Err(e) => return Err(e).with_context(|| format!("creating {}", target.display())),
     };
-    let made = NsId::of(&file)
+    let made = id_of(&file)
         .and_then(|id| journal(Created::Placeholder(id)))
         .and_then(|()| {
             crate::interrupt::crash_point("namespace-placeholder");

@@ -99,8 +99,11 @@ pub struct State {
     pub digest: String,
     /// Seconds since the epoch when the lab came up.
     pub created: u64,
-    /// The userspace dataplane process, when some tunnel uses it.
-    pub dataplane_pid: Option<u32>,
+    /// The userspace dataplane process, when some tunnel uses it (records
+    /// from before identities name only `dataplane_pid`: read as none, and
+    /// `down` looks for the dataplane as without a record).
+    #[serde(default)]
+    pub dataplane: Option<crate::process::Identity>,
     /// Tunnel ends and the backend that built each: (namespace, device, backend).
     pub backends: Vec<(String, String, String)>,
     /// Each namespace's identity as created, from the journal: `exec`,

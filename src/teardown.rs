@@ -7,12 +7,14 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 
 use crate::apply::pool;
 use crate::dataplane;
 use crate::journal;
 use crate::netns::{self, Found};
+use crate::process::{self, FileId};
+
 use crate::rtnl;
 use crate::state::{self, Mark, State};
 
@@ -82,6 +84,21 @@ pub struct Removed {
     /// identity, or no mark): left alone.
     pub skipped: Vec<String>,
     pub dataplane: bool,
+    /// Processes that were still running in the lab's namespaces.
+    pub processes: usize,
+}
+
+/// Stops every process still in one of `namespaces`, which would keep it
+/// alive past its deletion; returns how many.
+fn stop_processes(namespaces: &[&str]) -> Result<usize> {
+    // Held open during the sweep, so each inode stays that namespace's.
+    let files: Vec<std::fs::File> = namespaces
+        .iter()
+        .filter_map(|ns| netns::open(ns).ok())
+        .collect();
+    let ids: Vec<FileId> = files.iter().filter_map(FileId::of_file).collect();
+    process::stop_in_namespaces(&ids, Duration::from_secs(2))
+        .context("stopping the processes left in the lab's namespaces")
 }
 
 /// Removes lab `lab`: its dataplane, its marked namespaces, its record.
@@ -92,20 +109,12 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
     let mut removed = Removed::default();
     let mut failures = Vec::new();
 
-    // Without a record, by /proc: it finds the dataplane by its lab's spec
-    // path, never another lab's through a recycled pid.
+    // By its identity (recorded, or left beside its spec), else by /proc.
     let dir = state::lab_dir(lab);
-    let pids = match record.map(|s| s.dataplane_pid) {
-        // No userspace tunnels: nothing to look for.
-        Some(None) => Vec::new(),
-        // The record's pid, if it is still that lab's dataplane.
-        Some(Some(p)) if dataplane::is_running(p, &dir) => vec![p],
-        _ => dataplane::find(&dir),
-    };
-    for pid in pids {
-        match dataplane::stop(pid, &dir) {
-            Ok(()) => removed.dataplane = true,
-            Err(e) => failures.push(format!("stopping dataplane {pid}: {e:#}")),
+    for id in dataplane::find(&dir, record.and_then(|s| s.dataplane)) {
+        match dataplane::stop(&id) {
+            Ok(stopped) => removed.dataplane |= stopped,
+            Err(e) => failures.push(format!("{e:#}")),
         }
     }
 
@@ -114,28 +123,21 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
         Some(d) => journal::read(d)?,
         None => Default::default(),
     };
+    // The lab's namespaces, and the placeholders a crash left: by what the
+    // journal proves.
+    let mut doomed: Vec<String> = Vec::new();
     for (ns, owned) in &journal {
-        let found = netns::inspect(ns);
-        let delete = match found {
-            Ok(Found::Absent) => continue,
-            Ok(Found::Namespace(id)) if owned.has_namespace(id) => true,
-            Ok(Found::Placeholder(id)) if owned.has_placeholder(id) => false,
-            Ok(_) => {
-                removed.skipped.push(ns.clone());
-                continue;
-            }
-            Err(e) => {
-                failures.push(format!("{e:#}"));
-                continue;
-            }
-        };
-        match netns::delete(ns) {
-            Ok(()) if delete => removed.namespaces.push(ns.clone()),
-            Ok(()) => removed.placeholders.push(ns.clone()),
+        match netns::inspect(ns) {
+            Ok(Found::Absent) => {}
+            Ok(Found::Namespace(id)) if owned.has_namespace(id) => doomed.push(ns.clone()),
+            Ok(Found::Placeholder(id)) if owned.has_placeholder(id) => match netns::delete(ns) {
+                Ok(()) => removed.placeholders.push(ns.clone()),
+                Err(e) => failures.push(format!("{e:#}")),
+            },
+            Ok(_) => removed.skipped.push(ns.clone()),
             Err(e) => failures.push(format!("{e:#}")),
         }
     }
-
     // What the journal cannot prove, by the marks: a record's namespaces
     // the journal does not name (made by an older grelab) and, with
     // neither record nor journal, every namespace.
@@ -151,12 +153,20 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
     };
     for (ns, alias) in marks(candidates)? {
         if alias.as_deref() == Some(mark.as_str()) {
-            match netns::delete(&ns) {
-                Ok(()) => removed.namespaces.push(ns),
-                Err(e) => failures.push(format!("{e:#}")),
-            }
+            doomed.push(ns);
         } else if record.is_some() {
             removed.skipped.push(ns);
+        }
+    }
+    let doomed_refs: Vec<&str> = doomed.iter().map(String::as_str).collect();
+    match stop_processes(&doomed_refs) {
+        Ok(n) => removed.processes = n,
+        Err(e) => failures.push(format!("{e:#}")),
+    }
+    for ns in doomed {
+        match netns::delete(&ns) {
+            Ok(()) => removed.namespaces.push(ns),
+            Err(e) => failures.push(format!("{e:#}")),
         }
     }
     // Kept while something is left, so that `down` again can finish.

@@ -438,3 +438,58 @@ fn help_says_how_each_output_file_is_written() {
         }
     }
 }
+
+#[test]
+fn the_dataplane_takes_only_a_pipes_write_end_as_its_ready_fd() {
+    let dir = TempDir::new("ready-fd");
+    let spec = dir.path().join("no-such-spec.json");
+    let stats = dir.path().join("stats.json");
+    // `sh` sets up fd 3 (or not) as each case says, then runs the dataplane.
+    let run = |fd: &str, redirect: &str| {
+        let script = format!(
+            "exec \"$0\" dataplane --spec \"$1\" --stats \"$2\" --ready-fd {fd} {redirect}"
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_grelab"))
+            .arg(&spec)
+            .arg(&stats)
+            .stdin(std::process::Stdio::piped())
+            .output()
+            .expect("running sh")
+    };
+    let refused = [
+        ("1", "", "0, 1 and 2 are the standard streams"),
+        ("2", "", "0, 1 and 2 are the standard streams"),
+        ("9", "", "not an open descriptor"),
+        ("3", "3</dev/null", "not a pipe"),
+        (
+            "3",
+            &format!("3>{}", dir.path().join("f").display()),
+            "not a pipe",
+        ),
+        // stdin is a pipe here: its read end.
+        ("3", "3<&0", "not a pipe's write end"),
+    ];
+    for (fd, redirect, why) in refused {
+        let out = run(fd, redirect);
+        let what = format!("--ready-fd {fd} {redirect}");
+        assert_exit(&out, 2, &what);
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("--ready-fd {fd}: {why}")) && err.contains("write end of a pipe"),
+            "{what}: {err}"
+        );
+        assert!(text(&out.stdout).is_empty(), "{what} wrote to stdout");
+    }
+    // A pipe's write end (stdout's, as fd 3) is taken: the failure to read
+    // the spec is reported on it.
+    let out = run("3", "3>&1");
+    assert_exit(&out, 1, "a pipe");
+    let said = text(&out.stdout);
+    assert!(
+        said.starts_with("error: reading dataplane spec"),
+        "the ready pipe: {said:?}"
+    );
+}

@@ -752,9 +752,11 @@ fn down_never_stops_another_labs_dataplane_through_a_reused_pid() {
     )
     .unwrap();
     assert!(eventually(Duration::from_secs(5), || !alive(a_dp)));
+    // Only the pid changes: b's dataplane runs the same executable, so
+    // the start time in a's identity is what tells them apart.
     let path = a.dir().join("state.json");
     let mut record = a.record();
-    record["dataplane_pid"] = b_dp.into();
+    record["dataplane"]["pid"] = b_dp.into();
     std::fs::write(&path, record.to_string()).unwrap();
 
     let mut wrong = Vec::new();
@@ -817,4 +819,242 @@ fn validate_refuses_interface_names_the_kernel_refuses() {
         );
         assert!(out.all().contains(&format!("`{name}`")), "{out}");
     }
+}
+
+/// Kills (by the pid it holds, never by name) and reaps a process the test
+/// started, even when the test fails.
+struct Started(std::process::Child);
+
+impl Started {
+    fn new(cmd: &mut Command) -> Started {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+        Started(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits until it runs `exe` (past setpriv's exec).
+    fn runs(&self, exe: &str) -> &Self {
+        let pid = self.pid();
+        let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        assert!(
+            eventually(Duration::from_secs(5), || comm().trim() == exe),
+            "process {pid} never ran {exe}"
+        );
+        self
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        // Our unreaped child: its pid is still its own.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Kills `lab`'s dataplane by its pid and waits for it to be gone.
+fn kill_dataplane(lab: &Lab) {
+    let dp = lab.dataplane_pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dp as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(eventually(Duration::from_secs(5), || !alive(dp)));
+}
+
+#[test]
+fn down_spares_processes_whose_command_line_merely_names_the_spec() {
+    // The dataplane died. Other processes name its spec on their command
+    // lines: a `tail` run by `nobody`, and one run by root.
+    let s = Scope::new();
+    let lab = s.example("basic.yaml");
+    lab.start();
+    kill_dataplane(&lab);
+    let spec = lab.dir().join("dataplane.json");
+    let nobody = Started::new(
+        Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .args(["tail", "-F"])
+            .arg(&spec),
+    );
+    let root_tail = Started::new(Command::new("tail").arg("-F").arg(&spec));
+    nobody.runs("tail");
+    root_tail.runs("tail");
+    let out = lab.down();
+    out.ok();
+    for (who, p) in [("nobody", &nobody), ("root", &root_tail)] {
+        assert!(
+            alive(p.pid()),
+            "`down` signalled {who}'s `tail -F {}` ({})\n{out}",
+            spec.display(),
+            p.pid()
+        );
+    }
+    assert!(
+        out.stdout.contains("3 namespaces removed") && !out.stdout.contains("dataplane"),
+        "{out}"
+    );
+}
+
+#[test]
+fn down_never_signals_a_process_that_took_over_the_dataplanes_pid() {
+    // The dataplane died and its pid went to another process of root's,
+    // one that even names the spec on its command line. The identity
+    // recorded for the dataplane (record and the file beside the spec)
+    // now names that pid, with the dead dataplane's start time.
+    let s = Scope::new();
+    let lab = s.example("basic.yaml");
+    lab.start();
+    kill_dataplane(&lab);
+    let spec = lab.dir().join("dataplane.json");
+    let heir = Started::new(Command::new("tail").arg("-F").arg(&spec));
+    heir.runs("tail");
+    let path = lab.dir().join("state.json");
+    let mut record = lab.record();
+    record["dataplane"]["pid"] = heir.pid().into();
+    record["dataplane_pid"] = heir.pid().into(); // as records before identities said
+    std::fs::write(&path, record.to_string()).unwrap();
+    let file = lab.dir().join("dataplane-identity.json");
+    std::fs::write(&file, record["dataplane"].to_string()).unwrap();
+    let mut wrong = Vec::new();
+    let st = lab.status().unwrap();
+    if !st["status"].as_str().unwrap().starts_with("broken") {
+        wrong.push(format!(
+            "status calls a dataplane whose pid was taken over healthy: {st}"
+        ));
+    }
+    let out = lab.down();
+    out.ok();
+    if !alive(heir.pid()) || out.stdout.contains("dataplane") {
+        wrong.push(format!(
+            "`down` signalled {}, which took over the dataplane's pid\n{out}",
+            heir.pid()
+        ));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_record_from_before_identities_still_brings_its_dataplane_down() {
+    // Written by a grelab that recorded only the pid, and no identity file.
+    let s = Scope::new();
+    let lab = s.example("basic.yaml");
+    lab.start();
+    let dp = lab.dataplane_pid();
+    let mut record = lab.record();
+    let fields = record.as_object_mut().unwrap();
+    fields
+        .remove("dataplane")
+        .expect("an identity in the record");
+    fields.insert("dataplane_pid".into(), dp.into());
+    std::fs::write(lab.dir().join("state.json"), record.to_string()).unwrap();
+    std::fs::remove_file(lab.dir().join("dataplane-identity.json")).unwrap();
+    assert_eq!(lab.status().unwrap()["status"], "up", "the record reads");
+    let out = lab.down();
+    out.ok();
+    assert!(
+        out.stdout
+            .contains("3 namespaces removed, dataplane stopped"),
+        "{out}"
+    );
+    assert!(!alive(dp), "dataplane {dp} survived down");
+    lab.assert_gone();
+}
+
+/// Runs `script` under sh in `node` of `lab` with `grelab exec`; returns
+/// the pid it prints.
+fn left_in_node(lab: &Lab, node: &str, script: &str) -> u32 {
+    let out = grelab(&["exec", "--lab", &lab.name, node, "--", "sh", "-c", script]);
+    out.ok();
+    let pid: u32 = out
+        .stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(alive(pid), "{out}");
+    pid
+}
+
+/// Kills `pid` through a pidfd opened while it is known to be the test's
+/// (not our child, so its pid alone could be another's by then), so a
+/// failing test leaves no process behind.
+struct KillAfter(Option<grelab::process::Pidfd>);
+
+impl KillAfter {
+    fn new(pid: u32) -> KillAfter {
+        KillAfter(grelab::process::Pidfd::open_if(pid, |_| true))
+    }
+}
+
+impl Drop for KillAfter {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = p.signal(nix::libc::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn down_stops_a_process_left_running_in_a_node() {
+    let s = Scope::new();
+    let lab = s.example("basic.yaml");
+    lab.start();
+    let pid = left_in_node(&lab, "host1", "sleep 300 >/dev/null 2>&1 & echo $!");
+    let _kill = KillAfter::new(pid);
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let host1 = std::fs::metadata(format!("/run/netns/{}", lab.ns("host1"))).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        ns.to_string_lossy(),
+        format!("net:[{}]", host1.ino()),
+        "the sleep runs in host1"
+    );
+    let out = lab.down();
+    out.ok();
+    assert!(!alive(pid), "the sleep ({pid}) outlived `down`\n{out}");
+    assert!(
+        out.stdout
+            .contains("3 namespaces removed, dataplane stopped, 1 process stopped"),
+        "{out}"
+    );
+    lab.assert_gone();
+}
+
+#[test]
+fn down_kills_a_process_in_a_node_that_ignores_sigterm() {
+    let s = Scope::new();
+    let lab = s.example("basic.yaml");
+    lab.start();
+    let pid = left_in_node(
+        &lab,
+        "host2",
+        "trap '' TERM; sleep 300 >/dev/null 2>&1 & echo $!",
+    );
+    let _kill = KillAfter::new(pid);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap();
+    assert_ne!(ignored & 1 << (15 - 1), 0, "the sleep ignores SIGTERM");
+    let out = lab.down();
+    out.ok();
+    assert!(!alive(pid), "the sleep ({pid}) outlived `down`\n{out}");
+    assert!(out.stdout.contains("1 process stopped"), "{out}");
+    assert!(
+        out.elapsed >= Duration::from_secs(2),
+        "SIGKILL only after the grace period: {:?}",
+        out.elapsed
+    );
+    lab.assert_gone();
 }

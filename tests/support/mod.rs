@@ -417,10 +417,13 @@ impl Lab {
         serde_json::from_str(&text).unwrap()
     }
 
-    /// The dataplane pid the record names.
+    /// The dataplane pid the record names (within its identity; records
+    /// before identities had only `dataplane_pid`).
     pub fn dataplane_pid(&self) -> u32 {
-        self.record()["dataplane_pid"]
+        let record = self.record();
+        record["dataplane"]["pid"]
             .as_u64()
+            .or(record["dataplane_pid"].as_u64())
             .unwrap_or_else(|| panic!("lab {} records no dataplane", self.name)) as u32
     }
 
