@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use grelab::{gre, netns};
+use grelab::sys::netns;
+use grelab::wire::gre;
 
 type Result<T> = std::result::Result<T, String>;
 

@@ -1,39 +1,38 @@
 //! grelab builds GRE tunnel labs in Linux network namespaces from a YAML
 //! file, proves they work, and removes them without a trace.
 //!
-//! The flow, one module per step:
+//! The flow, and the folders that are its layers (each may import only the
+//! layers below it; each folder's `mod.rs` says what it owns):
 //!
 //! ```text
 //! YAML --topology--> Topology --validate--> (all errors, with line:col)
 //!      --plan-->     Plan (ordered steps; `grelab plan` prints it as iproute2)
-//!      --apply-->    kernel via rtnl (pool threads that enter namespaces, netns)
-//!                    + userspace GRE (dataplane, over the gre codec; flows
-//!                      move onto its in-kernel eBPF fast path, fastpath)
-//!      --state-->    /run/grelab/<lab>/ (record, lock)
-//! verify: state + plan --> checks (icmp, capture) --> report
-//! down:   state, or the ownership marks in the kernel --> teardown
+//!      --lab::up-->  the kernel through sys (netns, rtnl: pool threads that
+//!                    enter namespaces) + the userspace GRE dataplane (over
+//!                    wire::gre; flows move onto its in-kernel eBPF fast path)
+//!      --lab::state--> /run/grelab/<lab>/ (journal, record, lock)
+//! check (verify): state + plan --> checks (ping, encap via capture) --> report
+//! lab::teardown (down): journal + state, or the ownership marks --> teardown
+//! ```
+//!
+//! ```text
+//! cli                      commands; nothing imports it
+//! check  capture           verify's checks and reports; packets read off an interface
+//! lab                      up, teardown, state, journal, interrupt
+//! dataplane                the userspace GRE process and its eBPF fast path
+//! sys                      netns, rtnl, tun, process: the kernel, thin
+//! plan  validate  topology the file, checked, and what to build: pure
+//! wire  error              packet views; exit codes
 //! ```
 
-pub mod apply;
 pub mod capture;
+pub mod check;
 pub mod cli;
 pub mod dataplane;
 pub mod error;
-pub mod fastpath;
-pub mod generate;
-pub mod gre;
-pub mod icmp;
-pub mod interrupt;
-pub mod journal;
-pub mod netns;
-pub mod output;
+pub mod lab;
 pub mod plan;
-pub mod process;
-pub mod report;
-pub mod rtnl;
-pub mod state;
-pub mod teardown;
+pub mod sys;
 pub mod topology;
-pub mod tun;
 pub mod validate;
-pub mod verify;
+pub mod wire;

@@ -987,11 +987,11 @@ fn left_in_node(lab: &Lab, node: &str, script: &str) -> u32 {
 /// Kills `pid` through a pidfd opened while it is known to be the test's
 /// (not our child, so its pid alone could be another's by then), so a
 /// failing test leaves no process behind.
-struct KillAfter(Option<grelab::process::Pidfd>);
+struct KillAfter(Option<grelab::sys::process::Pidfd>);
 
 impl KillAfter {
     fn new(pid: u32) -> KillAfter {
-        KillAfter(grelab::process::Pidfd::open_if(pid, |_| true))
+        KillAfter(grelab::sys::process::Pidfd::open_if(pid, |_| true))
     }
 }
 

@@ -15,10 +15,10 @@ use futures::future::try_join_all;
 
 use crate::dataplane;
 use crate::error;
-use crate::netns::{self, NsId};
+use crate::lab::state::{self, State};
 use crate::plan::{Plan, Step, TunnelEnd, TunnelKind};
-use crate::rtnl::{self, Rtnl};
-use crate::state::{self, State};
+use crate::sys::netns::{self, NsId};
+use crate::sys::rtnl::{self, Rtnl};
 use crate::topology::Backend;
 
 /// Runs `work` once per job, each inside its namespace with a netlink
@@ -86,7 +86,7 @@ where
                     if stop_on_error && errors.lock().map_or(true, |e| !e.is_empty()) {
                         return;
                     }
-                    if stop_on_error && let Err(e) = crate::interrupt::check() {
+                    if stop_on_error && let Err(e) = crate::lab::interrupt::check() {
                         return fail(e);
                     }
                     let Some((ns, job)) = queue.lock().ok().and_then(|mut q| q.pop()) else {
@@ -221,9 +221,9 @@ fn choose_backends(
 /// changed one while the lab is up. SIGINT and SIGTERM roll it back.
 pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Result<Outcome> {
     netns::check_privileges().map_err(|e| error::environment(format!("{e:#}")))?;
-    crate::interrupt::catch()?;
+    crate::lab::interrupt::catch()?;
     let out = up_caught(plan, source, backend);
-    crate::interrupt::release();
+    crate::lab::interrupt::release();
     out
 }
 
@@ -256,7 +256,7 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
                 "lab `{}` is broken (a namespace or its dataplane is gone or replaced): rebuilding",
                 plan.lab
             );
-            crate::teardown::remove_lab(&plan.lab, Some(&old))?;
+            crate::lab::teardown::remove_lab(&plan.lab, Some(&old))?;
         }
         // State without a record: an earlier `up` that never finished.
         Ok(None) if state::LabDir::open(&plan.lab)?.is_some() => {
@@ -264,7 +264,7 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
                 "removing what an earlier `up` of lab `{}` left when it was stopped",
                 plan.lab
             );
-            crate::teardown::remove_lab(&plan.lab, None)?;
+            crate::lab::teardown::remove_lab(&plan.lab, None)?;
         }
         Ok(None) => {}
         Err(e) => return Err(e),
@@ -272,7 +272,7 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
 
     for ns in plan.namespaces() {
         if netns::exists(ns) {
-            let owner = crate::teardown::owner(ns).ok().flatten();
+            let owner = crate::lab::teardown::owner(ns).ok().flatten();
             return Err(error::environment(match owner {
                 Some(lab) => format!(
                     "namespace `{ns}` exists, left by grelab lab `{lab}`; run `grelab down --lab {lab}` first"
@@ -286,11 +286,11 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
     }
 
     let dir = state::LabDir::create(&plan.lab)?;
-    let journal = crate::journal::Writer::open(&dir)?;
+    let journal = crate::lab::journal::Writer::open(&dir)?;
     let mut undo = Undo::default();
     let built = build(plan, backend, &journal, &mut undo).and_then(|built| {
         // A signal during the last step still rolls back.
-        crate::interrupt::check()?;
+        crate::lab::interrupt::check()?;
         Ok(built)
     });
     match built {
@@ -330,7 +330,7 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
 /// What a build started that the journal does not cover, to undo on failure.
 #[derive(Default)]
 struct Undo {
-    dataplane: Option<crate::process::Identity>,
+    dataplane: Option<crate::sys::process::Identity>,
 }
 
 impl Undo {
@@ -343,7 +343,7 @@ impl Undo {
         {
             failures.push(format!("{e:#}"));
         }
-        if let Err(e) = crate::teardown::remove_lab(lab, None) {
+        if let Err(e) = crate::lab::teardown::remove_lab(lab, None) {
             failures.push(format!("{e:#}"));
         }
         failures
@@ -351,7 +351,7 @@ impl Undo {
 }
 
 type Built = (
-    Option<crate::process::Identity>,
+    Option<crate::sys::process::Identity>,
     Vec<(String, String, String)>,
     Vec<String>,
     Vec<(String, NsId)>,
@@ -380,7 +380,7 @@ impl Timings {
 fn create_namespaces(
     plan: &Plan,
     mark: &str,
-    journal: &crate::journal::Writer,
+    journal: &crate::lab::journal::Writer,
 ) -> (Vec<(String, NsId)>, Result<()>) {
     if let Err(e) = netns::prepare() {
         return (Vec::new(), Err(e));
@@ -407,7 +407,7 @@ fn create_namespaces(
                         }
                         journal.record(ns, step)
                     };
-                    let made = crate::interrupt::check()
+                    let made = crate::lab::interrupt::check()
                         .and_then(|()| netns::create_here(ns, &record))
                         .and_then(|()| {
                             DONE.fetch_add(1, Ordering::Relaxed);
@@ -517,7 +517,7 @@ impl Drop for Progress {
 fn build(
     plan: &Plan,
     backend: Option<Backend>,
-    journal: &crate::journal::Writer,
+    journal: &crate::lab::journal::Writer,
     undo: &mut Undo,
 ) -> Result<Built> {
     let mark = state::mark(&plan.lab);
@@ -538,7 +538,7 @@ fn build(
         .map(|(e, _)| e.clone())
         .collect();
     timings.lap("backend probe");
-    crate::interrupt::check()?;
+    crate::lab::interrupt::check()?;
     progress.phase("creating links");
     let dir = state::lab_dir(&plan.lab);
 
@@ -619,8 +619,8 @@ fn build(
         }
     };
     veths?;
-    crate::interrupt::crash_point("links-made");
-    crate::interrupt::check()?;
+    crate::lab::interrupt::crash_point("links-made");
+    crate::lab::interrupt::check()?;
     timings.lap("links and the dataplane's devices");
     progress.phase("configuring");
 
@@ -720,7 +720,7 @@ async fn configure(rtnl: &Rtnl, mark: &str, job: &Configure) -> Result<()> {
         }
     }
     for dev in &job.no_tx_csum {
-        crate::rtnl::disable_tx_checksum(dev)?;
+        crate::sys::rtnl::disable_tx_checksum(dev)?;
     }
     for dev in &job.ipv6 {
         ipv6_conf(dev, "accept_dad", "0")?;

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::apply::pool;
 use crate::dataplane;
-use crate::journal;
-use crate::netns::{self, Found};
-use crate::process::{self, FileId};
+use crate::lab::journal;
+use crate::lab::up::pool;
+use crate::sys::netns::{self, Found};
+use crate::sys::process::{self, FileId};
 
-use crate::rtnl;
-use crate::state::{self, Mark, State};
+use crate::lab::state::{self, Mark, State};
+use crate::sys::rtnl;
 
 /// The mark on each of `namespaces`' `lo` (None when unmarked or
 /// unreadable: a namespace that vanished or is half made is no lab's).

@@ -28,8 +28,8 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 use serde::{Deserialize, Serialize};
 
 use crate::error;
-use crate::netns::NsId;
 use crate::plan::Plan;
+use crate::sys::netns::NsId;
 
 /// Where lab state lives (tmpfs, so a reboot, which removes every
 /// namespace, removes the records too). `GRELAB_STATE_DIR` moves it, for
@@ -103,7 +103,7 @@ pub struct State {
     /// from before identities name only `dataplane_pid`: read as none, and
     /// `down` looks for the dataplane as without a record).
     #[serde(default)]
-    pub dataplane: Option<crate::process::Identity>,
+    pub dataplane: Option<crate::sys::process::Identity>,
     /// Tunnel ends and the backend that built each: (namespace, device, backend).
     pub backends: Vec<(String, String, String)>,
     /// Each namespace's identity as created, from the journal: `exec`,
@@ -121,9 +121,10 @@ impl State {
             .namespaces()
             .filter(|ns| match self.identities.iter().find(|(n, _)| n == ns) {
                 Some((_, id)) => {
-                    crate::netns::inspect(ns).ok() != Some(crate::netns::Found::Namespace(*id))
+                    crate::sys::netns::inspect(ns).ok()
+                        != Some(crate::sys::netns::Found::Namespace(*id))
                 }
-                None => !crate::netns::exists(ns),
+                None => !crate::sys::netns::exists(ns),
             })
             .collect()
     }
@@ -137,7 +138,7 @@ impl State {
     /// are the ones created (`exec`, `verify`, `capture`).
     pub fn trust(&self) {
         for (ns, id) in &self.identities {
-            crate::netns::trust(ns, *id);
+            crate::sys::netns::trust(ns, *id);
         }
     }
 }
@@ -459,7 +460,7 @@ impl Lock {
                         eprintln!("waiting for another grelab working on lab `{lab}` ...");
                         said = true;
                     }
-                    crate::interrupt::check()?;
+                    crate::lab::interrupt::check()?;
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err((_, e)) => {

@@ -3,6 +3,8 @@
 //! Values that a later error may point at are `Spanned`, so validation can
 //! say `file:line:col`. Unknown keys are errors everywhere.
 
+pub mod generate;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -709,7 +711,8 @@ impl<'a> Index<'a> {
 pub fn overhead(kind: TunnelKind, opts: &EndOptions) -> u32 {
     let outer = if kind.is_ipv6() { 40 } else { 20 };
     // The sent header: the kernel sizes it by the output flags.
-    let gre = crate::gre::header_len(opts.checksum, opts.okey.is_some(), opts.sequence) as u32;
+    let gre =
+        crate::wire::gre::header_len(opts.checksum, opts.okey.is_some(), opts.sequence) as u32;
     let ethernet = if kind.is_l2() { 14 } else { 0 };
     outer + gre + ethernet
 }
@@ -721,7 +724,7 @@ mod tests {
     #[test]
     fn a_large_lab_under_the_file_cap_parses() {
         // ~290k YAML nodes: over serde-saphyr's default budget of 250k.
-        let text = crate::generate::hub_spoke("big", 7_000, true, Backend::Auto);
+        let text = crate::topology::generate::hub_spoke("big", 7_000, true, Backend::Auto);
         assert!((text.len() as u64) < MAX_FILE_BYTES);
         let topo = parse(&text, "big.yaml").unwrap();
         assert_eq!(topo.nodes.0.len(), 7_001);

@@ -3,10 +3,10 @@
 //! A new network namespace refuses unprivileged ping sockets
 //! (`net.ipv4.ping_group_range` is `1 0`), so this needs root (CAP_NET_RAW).
 //! [`ping`] works in the calling thread's namespace; callers wrap it in
-//! [`crate::netns::run_in`]. Each call has its own socket and identifier, so
+//! [`crate::sys::netns::run_in`]. Each call has its own socket and identifier, so
 //! several pings may run at once in one namespace from different threads.
 
-use crate::gre::internet_checksum as checksum;
+use crate::wire::gre::internet_checksum as checksum;
 use std::fmt;
 use std::io;
 use std::io::IoSliceMut;
@@ -967,7 +967,7 @@ mod tests {
 #[cfg(test)]
 mod root_tests {
     use super::*;
-    use crate::netns;
+    use crate::sys::netns;
     use std::process::Command;
     use std::sync::{Arc, Barrier};
 

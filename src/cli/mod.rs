@@ -1,6 +1,8 @@
 //! Command line: parses arguments, runs a command, and is the one place
 //! where errors become text and exit codes.
 
+pub mod output;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -203,10 +205,10 @@ enum Example {
 impl Example {
     fn text(self) -> &'static str {
         match self {
-            Example::Basic => include_str!("../topologies/basic.yaml"),
-            Example::Gretap => include_str!("../topologies/gretap.yaml"),
-            Example::Ipv6OverIpv4 => include_str!("../topologies/ipv6-over-ipv4.yaml"),
-            Example::Keyed => include_str!("../topologies/keyed.yaml"),
+            Example::Basic => include_str!("../../topologies/basic.yaml"),
+            Example::Gretap => include_str!("../../topologies/gretap.yaml"),
+            Example::Ipv6OverIpv4 => include_str!("../../topologies/ipv6-over-ipv4.yaml"),
+            Example::Keyed => include_str!("../../topologies/keyed.yaml"),
         }
     }
 }
@@ -265,7 +267,7 @@ fn run(cli: Cli) -> Result<()> {
             output,
             force,
         } => {
-            crate::output::write(&output, existing(force), example.text().as_bytes())?;
+            crate::cli::output::write(&output, existing(force), example.text().as_bytes())?;
             println!(
                 "wrote {} ({:?} example); next: `grelab up {}`",
                 output.display(),
@@ -283,7 +285,7 @@ fn run(cli: Cli) -> Result<()> {
             let plan = load_plan(file.as_deref(), naming.prefix.as_deref())?;
             let source = file.unwrap_or_else(|| DEFAULT_FILE.into());
             let source = std::fs::canonicalize(&source).unwrap_or(source);
-            let out = crate::apply::up(&plan, Some(&source), backend)?;
+            let out = crate::lab::up::up(&plan, Some(&source), backend)?;
             if out.unchanged {
                 println!("lab `{}` is up already, unchanged", plan.lab);
             } else {
@@ -315,21 +317,21 @@ fn run(cli: Cli) -> Result<()> {
             all,
         } => {
             let labs = if all {
-                let mut labs = crate::state::labs()?;
-                labs.extend(crate::teardown::marked_labs()?);
+                let mut labs = crate::lab::state::labs()?;
+                labs.extend(crate::lab::teardown::marked_labs()?);
                 labs.sort();
                 labs.dedup();
                 labs
             } else if let Some(lab) = lab {
-                vec![crate::state::check_lab(&lab)?.to_owned()]
+                vec![crate::lab::state::check_lab(&lab)?.to_owned()]
             } else if file.is_some() || naming.prefix.is_some() || Path::new(DEFAULT_FILE).exists()
             {
                 vec![load_plan(file.as_deref(), naming.prefix.as_deref())?.lab]
             } else {
                 // The one lab up: by its record, or (record lost) by its marks.
-                let mut labs = crate::state::labs()?;
+                let mut labs = crate::lab::state::labs()?;
                 if labs.is_empty() {
-                    labs = crate::teardown::marked_labs()?;
+                    labs = crate::lab::teardown::marked_labs()?;
                 }
                 if labs.len() > 1 {
                     return Err(bad_input(format!(
@@ -339,12 +341,13 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 labs
             };
-            crate::netns::check_privileges().map_err(|e| error::environment(format!("{e:#}")))?;
+            crate::sys::netns::check_privileges()
+                .map_err(|e| error::environment(format!("{e:#}")))?;
             if labs.is_empty() {
                 println!("no lab is up");
             }
             for lab in labs {
-                match crate::teardown::down(&lab)? {
+                match crate::lab::teardown::down(&lab)? {
                     None => println!("lab `{lab}` is not up"),
                     Some(r) => {
                         println!(
@@ -391,7 +394,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let ns = node_ns(lab, &node)?;
             let pcap = write
-                .map(|p| crate::output::create(&p, existing(force)))
+                .map(|p| crate::cli::output::create(&p, existing(force)))
                 .transpose()?;
             capture(&ns, &iface, count, timeout, pcap)
         }
@@ -414,20 +417,21 @@ fn run(cli: Cli) -> Result<()> {
                     "warning: the lab's userspace dataplane (pid {pid}) is not running; `grelab up` restarts it"
                 );
             }
-            let opts = crate::verify::Options {
+            let opts = crate::check::Options {
                 derived: !no_derived,
                 only_ping: false,
             };
             // Opened first, so that a path that is refused is refused at once.
             let report = junit
                 .map(|p| {
-                    crate::output::create(&p, crate::output::Existing::Replace).map(|o| (p, o))
+                    crate::cli::output::create(&p, crate::cli::output::Existing::Replace)
+                        .map(|o| (p, o))
                 })
                 .transpose()?;
-            let results = crate::verify::run(&s.plan, opts);
+            let results = crate::check::run(&s.plan, opts);
             if let Some((path, mut out)) = report {
                 use std::io::Write;
-                out.write_all(crate::report::junit(&lab, &results).as_bytes())
+                out.write_all(crate::check::report::junit(&lab, &results).as_bytes())
                     .map_err(|e| {
                         anyhow::anyhow!("writing the JUnit report {}: {e}", path.display())
                     })?;
@@ -435,13 +439,16 @@ fn run(cli: Cli) -> Result<()> {
             }
             match format {
                 Format::Human => {
-                    print!("{}", with_newline(crate::report::human(&results, verbose)))
+                    print!(
+                        "{}",
+                        with_newline(crate::check::report::human(&results, verbose))
+                    )
                 }
-                Format::Json => println!("{}", crate::report::json(&lab, &results)),
+                Format::Json => println!("{}", crate::check::report::json(&lab, &results)),
             }
             let failed = results
                 .iter()
-                .filter(|r| r.status != crate::report::Status::Pass)
+                .filter(|r| r.status != crate::check::report::Status::Pass)
                 .count();
             if failed > 0 {
                 return Err(error::check_failed(format!(
@@ -459,7 +466,8 @@ fn run(cli: Cli) -> Result<()> {
                     no_tunnels,
                     backend,
                 } => {
-                    let y = crate::generate::hub_spoke(&name, spokes, !no_tunnels, backend);
+                    let y =
+                        crate::topology::generate::hub_spoke(&name, spokes, !no_tunnels, backend);
                     (name, y)
                 }
                 Shape::FullMesh {
@@ -467,7 +475,7 @@ fn run(cli: Cli) -> Result<()> {
                     name,
                     backend,
                 } => {
-                    let y = crate::generate::full_mesh(&name, nodes, backend);
+                    let y = crate::topology::generate::full_mesh(&name, nodes, backend);
                     (name, y)
                 }
             };
@@ -488,18 +496,21 @@ fn run(cli: Cli) -> Result<()> {
 /// The ping checks that end `up`: reported loudly, but `verify` is the
 /// command whose exit code asserts.
 fn up_checks(plan: &Plan) {
-    let opts = crate::verify::Options {
+    let opts = crate::check::Options {
         derived: false,
         only_ping: true,
     };
-    let results = crate::verify::run(plan, opts);
+    let results = crate::check::run(plan, opts);
     if results.is_empty() {
         return;
     }
-    print!("{}", with_newline(crate::report::human(&results, false)));
+    print!(
+        "{}",
+        with_newline(crate::check::report::human(&results, false))
+    );
     if results
         .iter()
-        .any(|r| r.status != crate::report::Status::Pass)
+        .any(|r| r.status != crate::check::report::Status::Pass)
     {
         eprintln!(
             "WARNING: the lab is up, but a check failed (see above); `grelab verify` for all checks"
@@ -517,9 +528,9 @@ fn with_newline(mut s: String) -> String {
 /// The lab a command is about: the one given, or the only one up.
 fn the_lab(lab: Option<String>) -> Result<String> {
     if let Some(lab) = lab {
-        return Ok(crate::state::check_lab(&lab)?.to_owned());
+        return Ok(crate::lab::state::check_lab(&lab)?.to_owned());
     }
-    let labs = crate::state::labs()?;
+    let labs = crate::lab::state::labs()?;
     match labs.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(error::environment(
@@ -533,18 +544,18 @@ fn the_lab(lab: Option<String>) -> Result<String> {
 }
 
 /// The record of lab `lab`, or exit 3 saying it is not up.
-fn record(lab: &str) -> Result<crate::state::State> {
-    crate::state::load(lab)?
+fn record(lab: &str) -> Result<crate::lab::state::State> {
+    crate::lab::state::load(lab)?
         .ok_or_else(|| error::environment(format!("lab `{lab}` is not up (see `grelab status`)")))
 }
 
 fn status(format: Format) -> Result<()> {
     let mut labs = Vec::new();
-    for lab in crate::state::labs()? {
-        match crate::state::load(&lab) {
+    for lab in crate::lab::state::labs()? {
+        match crate::lab::state::load(&lab) {
             Ok(Some(s)) => {
                 let missing = s.missing();
-                let dir = crate::state::lab_dir(&lab);
+                let dir = crate::lab::state::lab_dir(&lab);
                 let dataplane = s
                     .dataplane
                     .map(|id| (id.pid, crate::dataplane::is_running(&id)));
@@ -652,11 +663,11 @@ fn node_ns(lab: Option<String>, node: &str) -> Result<String> {
 }
 
 /// `--force` as what an output file does with an existing file.
-fn existing(force: bool) -> crate::output::Existing {
+fn existing(force: bool) -> crate::cli::output::Existing {
     if force {
-        crate::output::Existing::Replace
+        crate::cli::output::Existing::Replace
     } else {
-        crate::output::Existing::Keep
+        crate::cli::output::Existing::Keep
     }
 }
 
@@ -679,10 +690,10 @@ fn capture(
     iface: &str,
     count: u32,
     timeout: f64,
-    pcap: Option<crate::output::Output>,
+    pcap: Option<crate::cli::output::Output>,
 ) -> Result<()> {
     let iface = iface.to_owned();
-    crate::netns::run_in(ns, move || {
+    crate::sys::netns::run_in(ns, move || {
         let mut cap = crate::capture::Capture::open(&iface)?;
         let mut pcap = pcap.map(crate::capture::PcapWriter::new).transpose()?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout);
@@ -726,7 +737,7 @@ fn capture(
 fn exec(lab: Option<String>, node: &str, cmd: &[String]) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let ns = node_ns(lab, node)?;
-    crate::netns::enter(&crate::netns::open(&ns)?)?;
+    crate::sys::netns::enter(&crate::sys::netns::open(&ns)?)?;
     let err = std::process::Command::new(&cmd[0]).args(&cmd[1..]).exec();
     Err(error::environment(format!(
         "running `{}` in node `{node}`: {err}",

@@ -18,6 +18,8 @@
 //! One thread: a second one, on 2 cores, cost more in cross-CPU copies and
 //! wakeups than it gained.
 
+pub mod fastpath;
+
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -34,11 +36,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::fastpath::{self, Encap, FastPath};
+use self::fastpath::{Encap, FastPath};
 use crate::plan::TunnelEnd;
-use crate::process::{self, Identity, Pidfd};
+use crate::sys::process::{self, Identity, Pidfd};
+use crate::sys::{netns, rtnl, tun};
 use crate::topology::overhead;
-use crate::{gre, netns, rtnl, tun};
+use crate::wire::gre;
 
 /// What one dataplane process serves: the userspace tunnel ends of a lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -2307,7 +2310,7 @@ mod offload {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::gre::internet_checksum;
+        use crate::wire::gre::internet_checksum;
         use proptest::prelude::*;
 
         /// Bytes from a xorshift generator: payloads that differ everywhere.

@@ -821,7 +821,7 @@ pub fn disable_tx_checksum(name: &str) -> Result<()> {
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
     let doing = || format!("turning off transmit checksum offload on `{name}`");
-    let sock = crate::netns::ioctl_socket().with_context(doing)?;
+    let sock = crate::sys::netns::ioctl_socket().with_context(doing)?;
     // SAFETY: `req` and `value` outlive the ioctl.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut req) } < 0 {
         return Err(std::io::Error::last_os_error()).with_context(doing);
@@ -840,7 +840,7 @@ mod tests {
     use rtnetlink::packet_core::Emitable;
 
     use super::*;
-    use crate::netns;
+    use crate::sys::netns;
 
     fn require_root() {
         assert!(

@@ -22,7 +22,7 @@ pub const VNET_HDR_LEN: usize = 10;
 /// Opens a non-blocking TUN (IP packets) or, with `l2`, TAP (Ethernet
 /// frames) device `name` with MTU `mtu`, packets led by a virtio_net_hdr,
 /// and brings it up; `ctl` is any socket of the calling thread's namespace
-/// (see [`crate::netns::ioctl_socket`]), for the interface ioctls.
+/// (see [`crate::sys::netns::ioctl_socket`]), for the interface ioctls.
 pub fn open(name: &str, l2: bool, mtu: u32, ctl: BorrowedFd<'_>) -> Result<File> {
     let mut req = ifreq(name)?;
     let file = OpenOptions::new()

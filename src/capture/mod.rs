@@ -17,7 +17,7 @@ use nix::sys::socket::{
     setsockopt, socket, sockopt,
 };
 
-use crate::gre;
+use crate::wire::gre;
 
 const ETH_HLEN: usize = 14;
 const ETHERTYPE_ARP: u16 = 0x0806;
@@ -53,7 +53,7 @@ pub struct Capture {
 
 impl Capture {
     /// Opens a capture on `iface` in the calling thread's network namespace
-    /// (enter the namespace first, e.g. with [`crate::netns::run_in`]).
+    /// (enter the namespace first, e.g. with [`crate::sys::netns::run_in`]).
     pub fn open(iface: &str) -> Result<Capture> {
         let index = nix::net::if_::if_nametoindex(iface).with_context(|| {
             format!("finding interface `{iface}` to capture on: is the thread in the right network namespace?")
@@ -1620,8 +1620,8 @@ mod tests {
     impl Drop for Lab {
         fn drop(&mut self) {
             // Deleting a namespace destroys the veth pair with it.
-            let _ = crate::netns::delete(&self.a);
-            let _ = crate::netns::delete(&self.b);
+            let _ = crate::sys::netns::delete(&self.a);
+            let _ = crate::sys::netns::delete(&self.b);
         }
     }
 
@@ -1650,14 +1650,14 @@ mod tests {
             b: format!("gl-cap-{pid}-b"),
         };
         let (va, vb) = (format!("glc{pid}a"), format!("glc{pid}b"));
-        crate::netns::create(&lab.a).unwrap();
-        crate::netns::create(&lab.b).unwrap();
+        crate::sys::netns::create(&lab.a).unwrap();
+        crate::sys::netns::create(&lab.b).unwrap();
         ip(&[
             "-n", &lab.a, "link", "add", &va, "type", "veth", "peer", "name", &vb, "netns", &lab.b,
         ]);
         // Capturing on an interface that is down says so.
         let va2 = va.clone();
-        let down = crate::netns::run_in(&lab.a, move || {
+        let down = crate::sys::netns::run_in(&lab.a, move || {
             Capture::open(&va2)?.next(Instant::now() + Duration::from_millis(500))
         });
         let err = format!("{:#}", down.expect_err("capturing on a down interface"));
@@ -1670,7 +1670,7 @@ mod tests {
         }
 
         // A quiet interface: next() gives None at the deadline, not before.
-        let quiet = crate::netns::run_in(&lab.a, || {
+        let quiet = crate::sys::netns::run_in(&lab.a, || {
             let mut cap = Capture::open("lo")?;
             let start = Instant::now();
             let got = cap.next(start + Duration::from_millis(200))?;
@@ -1699,7 +1699,7 @@ mod tests {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let b = lab.b.clone();
         let receiver = std::thread::spawn(move || {
-            crate::netns::run_in(&b, move || {
+            crate::sys::netns::run_in(&b, move || {
                 let mut cap = Capture::open(&vb)?;
                 ready_tx.send(()).unwrap();
                 find(&mut cap)
@@ -1708,7 +1708,7 @@ mod tests {
         ready_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("the receiving capture opened");
-        let sent = crate::netns::run_in(&lab.a, move || {
+        let sent = crate::sys::netns::run_in(&lab.a, move || {
             let mut cap = Capture::open(&va)?;
             send_gre(&wire)?;
             find(&mut cap)

@@ -3,6 +3,9 @@
 //! encapsulation seen on the wire), run concurrently, each in its node's
 //! namespace.
 
+pub mod ping;
+pub mod report;
+
 use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
@@ -10,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 
+use self::ping::{PingError, PingOptions};
 use crate::capture;
-use crate::icmp::{self, PingError, PingOptions};
-use crate::netns;
+use crate::check::report::{CheckResult, Status};
 use crate::plan::{Plan, Step, TunnelEnd};
-use crate::report::{CheckResult, Status};
+use crate::sys::netns;
 use crate::topology::{Check, ExecCheck, Expect, PingCheck, RouteCheck, TunnelCheck};
 
 /// What to run.
@@ -351,7 +354,7 @@ fn execute(job: Job) -> Result<Outcome> {
                 timeout,
                 ..PingOptions::default()
             };
-            let report = icmp::ping(to, &opts).map_err(|e| anyhow!("{e}"))?;
+            let report = ping::ping(to, &opts).map_err(|e| anyhow!("{e}"))?;
             let got = report.received();
             let mut summary = format!("{got}/{count} replies");
             if let Some((_, avg, _, _)) = report.rtt_stats() {
@@ -389,7 +392,7 @@ fn execute(job: Job) -> Result<Outcome> {
                     dont_fragment: true,
                     ..PingOptions::default()
                 };
-                icmp::ping(to, &opts)
+                ping::ping(to, &opts)
             };
             let mut details = Vec::new();
             match probe(fits) {
@@ -658,7 +661,7 @@ fn encap(
     netns::run_in(&ns.clone(), move || {
         let mut cap = capture::Capture::open(&iface)?;
         // Its own echo identifier: other checks' probes cross the same tunnel.
-        let ident = icmp::next_id();
+        let ident = ping::next_id();
         let pinger = {
             let ns = ns.clone();
             std::thread::spawn(move || {
@@ -669,7 +672,7 @@ fn encap(
                         ident: Some(ident),
                         ..PingOptions::default()
                     };
-                    icmp::ping(to, &opts).map_err(|e| anyhow!("{e}"))
+                    ping::ping(to, &opts).map_err(|e| anyhow!("{e}"))
                 })
             })
         };
@@ -756,11 +759,11 @@ fn encap(
             ));
         }
         let want_proto = if end.kind.is_l2() {
-            crate::gre::ETHERTYPE_TEB
+            crate::wire::gre::ETHERTYPE_TEB
         } else if to.is_ipv4() {
-            crate::gre::ETHERTYPE_IPV4
+            crate::wire::gre::ETHERTYPE_IPV4
         } else {
-            crate::gre::ETHERTYPE_IPV6
+            crate::wire::gre::ETHERTYPE_IPV6
         };
         if e.gre.protocol != want_proto {
             wrong.push(format!(

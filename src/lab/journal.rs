@@ -17,8 +17,8 @@ use std::sync::Mutex;
 use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 
-use crate::netns::{Created, NsId};
-use crate::state::LabDir;
+use crate::lab::state::LabDir;
+use crate::sys::netns::{Created, NsId};
 
 const FILE: &str = "journal";
 
