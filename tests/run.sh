@@ -20,4 +20,4 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-cargo test --all-targets --no-fail-fast "$@"
+cargo test --all-targets --features root-tests --no-fail-fast "$@"
