@@ -18,6 +18,7 @@ pub mod apply;
 pub mod capture;
 pub mod cli;
 pub mod dataplane;
+pub mod demux;
 pub mod error;
 pub mod fastpath;
 pub mod generate;
