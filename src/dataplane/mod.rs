@@ -1420,9 +1420,7 @@ impl Engine {
             };
             let accepted = accept(
                 tunnels,
-                &mut stats.tunnels,
-                &mut stats.unmatched,
-                &mut stats.malformed,
+                stats,
                 routes,
                 pairs,
                 si,
@@ -1508,14 +1506,25 @@ fn attach(
     Ok(Some(path.attach_egress(&encap, ifindex)?))
 }
 
-/// Checks one received GRE packet against the tunnels: returns its tunnel
-/// and where in `bytes` its payload starts, or counts why it is dropped.
+impl crate::demux::End for Tunnel {
+    fn checksum(&self) -> bool {
+        self.end.checksum
+    }
+    fn sequence(&self) -> bool {
+        self.end.sequence
+    }
+    fn last_sequence(&mut self) -> &mut Option<u32> {
+        &mut self.rx_seq
+    }
+}
+
+/// Checks one received GRE packet against the tunnels (`demux`): returns
+/// its tunnel and where in `bytes` its payload starts, or counts why it is
+/// dropped.
 #[allow(clippy::too_many_arguments)]
 fn accept(
     tunnels: &mut [Tunnel],
-    stats: &mut [TunnelStats],
-    unmatched: &mut u64,
-    malformed: &mut u64,
+    stats: &mut Stats,
     routes: &HashMap<Route, usize>,
     pairs: &HashMap<(usize, IpAddr, IpAddr), usize>,
     sock: usize,
@@ -1523,54 +1532,33 @@ fn accept(
     dst: IpAddr,
     bytes: &[u8],
 ) -> Option<(usize, usize)> {
-    let Ok(packet) = gre::Packet::new_checked(bytes) else {
-        *malformed += 1;
-        return None;
+    use crate::demux::{Drop, Table, classify};
+    let mut table = Table {
+        routes,
+        pairs,
+        ends: tunnels,
     };
-    let protocol = packet.protocol();
-    let l2 = protocol == gre::ETHERTYPE_TEB;
-    let key = packet.key();
-    let Some(&ti) = routes.get(&(sock, dst, src, key, l2)) else {
-        // As ip_gre: an Ethernet payload belongs to gretap, others to gre.
-        if let Some(&ti) = routes.get(&(sock, dst, src, key, !l2)) {
-            stats[ti].drop_protocol += 1;
-        } else if let Some(&ti) = pairs.get(&(sock, dst, src)) {
-            stats[ti].drop_key += 1;
-        } else {
-            *unmatched += 1;
+    let drop = match classify(&mut table, sock, src, dst, bytes) {
+        // A dead tunnel's device is closed: nothing to deliver, nothing to count.
+        Ok(a) => {
+            return tunnels[a.tunnel]
+                .alive
+                .then_some((a.tunnel, a.payload_offset));
         }
-        return None;
+        Err(drop) => drop,
     };
-    let t = &mut tunnels[ti];
-    let st = &mut stats[ti];
-    if !l2 && protocol != gre::ETHERTYPE_IPV4 && protocol != gre::ETHERTYPE_IPV6 {
-        st.drop_protocol += 1;
-        return None;
+    let st = &mut stats.tunnels;
+    match drop {
+        Drop::Malformed => stats.malformed += 1,
+        Drop::Unmatched => stats.unmatched += 1,
+        Drop::Key { tunnel } => st[tunnel].drop_key += 1,
+        Drop::Protocol { tunnel } => st[tunnel].drop_protocol += 1,
+        Drop::Checksum { tunnel } => st[tunnel].drop_checksum += 1,
+        Drop::Sequence { tunnel } => st[tunnel].drop_sequence += 1,
+        Drop::Empty { tunnel } if tunnels[tunnel].alive => st[tunnel].rx_errors += 1,
+        Drop::Empty { .. } => {}
     }
-    // As ip_gre: checksum presence must match the config, and be valid.
-    if packet.checksum_present() != t.end.checksum || !packet.verify_checksum() {
-        st.drop_checksum += 1;
-        return None;
-    }
-    if t.end.sequence {
-        match packet.sequence() {
-            Some(seq) if t.rx_seq.is_none_or(|last| gre::seq_newer(seq, last)) => {
-                t.rx_seq = Some(seq)
-            }
-            _ => {
-                st.drop_sequence += 1;
-                return None;
-            }
-        }
-    }
-    // An empty payload is no packet for the device.
-    if !t.alive || packet.header_len() >= bytes.len() {
-        if t.alive {
-            st.rx_errors += 1;
-        }
-        return None;
-    }
-    Some((ti, packet.header_len()))
+    None
 }
 
 /// Sends messages 0..n of `msgs`, setting `ok` for each.
