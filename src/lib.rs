@@ -29,7 +29,6 @@ pub mod capture;
 pub mod check;
 pub mod cli;
 pub mod dataplane;
-pub mod demux;
 pub mod error;
 pub mod lab;
 pub mod plan;

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use grelab::demux::{Accepted, Drop, EndState, Pair, Route, Table, classify};
-use grelab::gre;
+use grelab::dataplane::demux::{Accepted, Drop, EndState, Pair, Route, Table, classify};
+use grelab::wire::gre;
 use libfuzzer_sys::fuzz_target;
 
 const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));

@@ -2,7 +2,7 @@
 //! header emitted over the same payload gives the bytes back.
 #![no_main]
 
-use grelab::gre::{self, Error, Packet, Repr};
+use grelab::wire::gre::{self, Error, Packet, Repr};
 use libfuzzer_sys::fuzz_target;
 
 /// The RFC 1071 sum word by word, as the RFC writes it.

@@ -18,6 +18,7 @@
 //! One thread: a second one, on 2 cores, cost more in cross-CPU copies and
 //! wakeups than it gained.
 
+pub mod demux;
 pub mod fastpath;
 
 use std::collections::HashMap;
@@ -1506,7 +1507,7 @@ fn attach(
     Ok(Some(path.attach_egress(&encap, ifindex)?))
 }
 
-impl crate::demux::End for Tunnel {
+impl crate::dataplane::demux::End for Tunnel {
     fn checksum(&self) -> bool {
         self.end.checksum
     }
@@ -1532,7 +1533,7 @@ fn accept(
     dst: IpAddr,
     bytes: &[u8],
 ) -> Option<(usize, usize)> {
-    use crate::demux::{Drop, Table, classify};
+    use crate::dataplane::demux::{Drop, Table, classify};
     let mut table = Table {
         routes,
         pairs,

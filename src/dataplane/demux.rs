@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::gre;
+use crate::wire::gre;
 
 /// Receive lookup: (socket, outer destination, outer source, key, carries Ethernet).
 pub type Route = (usize, IpAddr, IpAddr, Option<u32>, bool);
