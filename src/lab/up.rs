@@ -645,7 +645,7 @@ fn build(
         })
         .collect();
     // Where a userspace end checks GRE checksums, the veths leading to its
-    // node must carry real checksums (see rtnl::disable_tx_checksum).
+    // node must carry real checksums (see ethtool::disable_tx_checksum).
     let csum_ns: Vec<&str> = ends
         .iter()
         .filter(|(e, b)| *b == Backend::Userspace && e.checksum)
@@ -720,7 +720,7 @@ async fn configure(rtnl: &Rtnl, mark: &str, job: &Configure) -> Result<()> {
         }
     }
     for dev in &job.no_tx_csum {
-        crate::sys::rtnl::disable_tx_checksum(dev)?;
+        crate::sys::ethtool::disable_tx_checksum(dev)?;
     }
     for dev in &job.ipv6 {
         ipv6_conf(dev, "accept_dad", "0")?;
