@@ -460,7 +460,7 @@ impl Lock {
                         eprintln!("waiting for another grelab working on lab `{lab}` ...");
                         said = true;
                     }
-                    crate::lab::interrupt::check()?;
+                    crate::sys::interrupt::check()?;
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err((_, e)) => {

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, anyhow};
 
 use crate::dataplane;
 use crate::lab::journal;
-use crate::lab::up::pool;
 use crate::sys::netns::{self, Found};
+use crate::sys::pool::{Options, pool};
 use crate::sys::process::{self, FileId};
 
 use crate::lab::state::{self, Mark, State};
@@ -25,10 +25,14 @@ pub fn marks(namespaces: Vec<String>) -> Result<Vec<(String, Option<String>)>> {
     let jobs = namespaces.into_iter().map(|ns| (ns.clone(), ns)).collect();
     // Failures only mean "not marked": other namespaces come and go. A
     // mark is one short request: a thread reads many before another pays.
+    let options = Options {
+        per_thread: 32,
+        stop_on_error: false,
+        done: None,
+    };
     let _unreadable = pool(
         jobs,
-        32,
-        false,
+        options,
         || Ok(()),
         |(), ns| {
             let alias = rtnl::lo_alias()?;
