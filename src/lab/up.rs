@@ -16,7 +16,7 @@ use crate::dataplane;
 use crate::error;
 use crate::lab::configure::{self, Slots};
 use crate::lab::progress::{Progress, Timings};
-use crate::lab::state::{self, State};
+use crate::lab::state::{self, EndBackend, State};
 use crate::plan::{Plan, Step, TunnelEnd, TunnelKind};
 use crate::sys::netns::{self, NsId};
 use crate::sys::pool::in_namespaces;
@@ -250,7 +250,7 @@ impl Undo {
 
 type Built = (
     Option<crate::sys::process::Identity>,
-    Vec<(String, String, String)>,
+    Vec<EndBackend>,
     Vec<String>,
     Vec<(String, NsId)>,
 );
@@ -382,13 +382,15 @@ fn build(
 
     let backends = ends
         .iter()
-        .map(|(e, b)| {
-            let b = if *b == Backend::Kernel {
-                "kernel"
+        .map(|(e, b)| EndBackend {
+            namespace: e.netns.clone(),
+            device: e.name.clone(),
+            // As ever: what is not kernel is userspace (auto is resolved).
+            backend: if *b == Backend::Kernel {
+                Backend::Kernel
             } else {
-                "userspace"
-            };
-            (e.netns.clone(), e.name.clone(), b.to_owned())
+                Backend::Userspace
+            },
         })
         .collect();
     Ok((pid, backends, notes, identities))
