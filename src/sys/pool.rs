@@ -135,6 +135,14 @@ where
 mod tests {
     use super::*;
 
+    fn options(per_thread: usize, stop_on_error: bool, done: Option<&AtomicUsize>) -> Options<'_> {
+        Options {
+            per_thread,
+            stop_on_error,
+            done,
+        }
+    }
+
     /// Jobs for namespaces that do not exist: each fails at `open`, as any
     /// user can see without root.
     fn absent(n: usize) -> Vec<(String, usize)> {
@@ -146,12 +154,12 @@ mod tests {
     #[test]
     fn every_job_is_counted_and_every_failure_names_its_namespace() {
         let done = AtomicUsize::new(0);
-        let options = Options {
-            per_thread: 1,
-            stop_on_error: false,
-            done: Some(&done),
-        };
-        let errors = pool(absent(3), options, || Ok(()), |(), _| Ok(()));
+        let errors = pool(
+            absent(3),
+            options(1, false, Some(&done)),
+            || Ok(()),
+            |(), _| Ok(()),
+        );
         assert_eq!(done.load(Ordering::Relaxed), 3);
         let mut shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         shown.sort();
@@ -166,20 +174,24 @@ mod tests {
     fn stop_on_error_takes_no_job_after_the_first_failure() {
         let done = AtomicUsize::new(0);
         // One thread (three jobs per thread), so "after" is well defined.
-        let options = Options {
-            per_thread: 3,
-            stop_on_error: true,
-            done: Some(&done),
-        };
-        let errors = pool(absent(3), options, || Ok(()), |(), _| Ok(()));
+        let errors = pool(
+            absent(3),
+            options(3, true, Some(&done)),
+            || Ok(()),
+            |(), _| Ok(()),
+        );
         assert_eq!((errors.len(), done.load(Ordering::Relaxed)), (1, 1));
         // A pool without a counter (teardown's) touches no other counter.
-        let options = Options {
-            per_thread: 1,
-            stop_on_error: false,
-            done: None,
-        };
-        assert_eq!(pool(absent(2), options, || Ok(()), |(), _| Ok(())).len(), 2);
+        assert_eq!(
+            pool(
+                absent(2),
+                options(1, false, None),
+                || Ok(()),
+                |(), _| Ok(())
+            )
+            .len(),
+            2
+        );
         assert_eq!(done.load(Ordering::Relaxed), 1);
     }
 }
