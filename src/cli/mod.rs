@@ -591,7 +591,7 @@ fn status(format: Format) -> Result<()> {
                     "source": s.source,
                     "namespaces": s.plan.nodes,
                     "dataplane_pid": s.dataplane.map(|id| id.pid),
-                    "tunnels": s.backends.iter().map(|(ns, dev, b)| {
+                    "tunnels": s.backends.iter().map(|crate::lab::state::EndBackend { namespace: ns, device: dev, backend: b }| {
                         let mut t = serde_json::json!({"namespace": ns, "device": dev, "backend": b});
                         if let Some(on) = fast(ns, dev) {
                             t["fast_path"] = on.into();

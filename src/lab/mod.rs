@@ -1,11 +1,13 @@
 //! A lab's life on the host: `up` (apply a plan, journal, roll back),
-//! `teardown` (down), `state` (the record, checked directory handles,
-//! locks), `journal` (proof of the namespaces a lab created), `interrupt`
-//! (signals during `up`, crash points for tests). Knows the dataplane only
-//! by its control API (start, stop, identity, stats).
+//! `configure` (one namespace's settings), `progress` (the progress line,
+//! timings), `teardown` (down), `state` (the record, checked directory
+//! handles, locks), `journal` (proof of the namespaces a lab created).
+//! Imports `sys`, `plan`, `topology`; knows the dataplane only by its
+//! control API (start, stop, identity, stats); never imports `check` or `cli`.
 
-pub mod interrupt;
+mod configure;
 pub mod journal;
+mod progress;
 pub mod state;
 pub mod teardown;
 pub mod up;

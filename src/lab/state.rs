@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::error;
 use crate::plan::Plan;
 use crate::sys::netns::NsId;
+use crate::topology::Backend;
 
 /// Where lab state lives (tmpfs, so a reboot, which removes every
 /// namespace, removes the records too). `GRELAB_STATE_DIR` moves it, for
@@ -104,12 +105,38 @@ pub struct State {
     /// `down` looks for the dataplane as without a record).
     #[serde(default)]
     pub dataplane: Option<crate::sys::process::Identity>,
-    /// Tunnel ends and the backend that built each: (namespace, device, backend).
-    pub backends: Vec<(String, String, String)>,
+    /// Tunnel ends and the backend that built each.
+    pub backends: Vec<EndBackend>,
     /// Each namespace's identity as created, from the journal: `exec`,
     /// `verify` and `capture` act only in these.
     #[serde(default)]
     pub identities: Vec<(String, NsId)>,
+}
+
+/// A tunnel end and the backend that built it (kernel or userspace, never
+/// auto). Recorded as `[namespace, device, backend]`, as records always were.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(String, String, Backend)", into = "(String, String, Backend)")]
+pub struct EndBackend {
+    pub namespace: String,
+    pub device: String,
+    pub backend: Backend,
+}
+
+impl From<(String, String, Backend)> for EndBackend {
+    fn from((namespace, device, backend): (String, String, Backend)) -> Self {
+        EndBackend {
+            namespace,
+            device,
+            backend,
+        }
+    }
+}
+
+impl From<EndBackend> for (String, String, Backend) {
+    fn from(e: EndBackend) -> Self {
+        (e.namespace, e.device, e.backend)
+    }
 }
 
 impl State {
@@ -460,7 +487,7 @@ impl Lock {
                         eprintln!("waiting for another grelab working on lab `{lab}` ...");
                         said = true;
                     }
-                    crate::lab::interrupt::check()?;
+                    crate::sys::interrupt::check()?;
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err((_, e)) => {
@@ -471,5 +498,37 @@ impl Lock {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Backends as records have always held them: strings in a triple.
+    #[test]
+    fn backends_read_and_write_the_record_format_byte_for_byte() {
+        let old = r#"[["gl-a","gre1","kernel"],["gl-b","gre1","userspace"]]"#;
+        let read: Vec<EndBackend> = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            read,
+            [
+                EndBackend {
+                    namespace: "gl-a".into(),
+                    device: "gre1".into(),
+                    backend: Backend::Kernel,
+                },
+                EndBackend {
+                    namespace: "gl-b".into(),
+                    device: "gre1".into(),
+                    backend: Backend::Userspace,
+                },
+            ]
+        );
+        assert_eq!(serde_json::to_string(&read).unwrap(), old);
+        let pretty = "[\n  [\n    \"gl-a\",\n    \"gre1\",\n    \"kernel\"\n  ]\n]";
+        let one = &read[..1];
+        assert_eq!(serde_json::to_string_pretty(one).unwrap(), pretty);
+        assert!(serde_json::from_str::<Vec<EndBackend>>(r#"[["a","b","Kernel"]]"#).is_err());
     }
 }

@@ -4,6 +4,7 @@
 //! journal or record (state deleted by hand) the ownership marks are the
 //! fallback: a namespace whose `lo` carries the lab's mark.
 
+use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -11,8 +12,8 @@ use anyhow::{Context, Result, anyhow};
 
 use crate::dataplane;
 use crate::lab::journal;
-use crate::lab::up::pool;
 use crate::sys::netns::{self, Found};
+use crate::sys::pool::{Options, pool};
 use crate::sys::process::{self, FileId};
 
 use crate::lab::state::{self, Mark, State};
@@ -25,10 +26,14 @@ pub fn marks(namespaces: Vec<String>) -> Result<Vec<(String, Option<String>)>> {
     let jobs = namespaces.into_iter().map(|ns| (ns.clone(), ns)).collect();
     // Failures only mean "not marked": other namespaces come and go. A
     // mark is one short request: a thread reads many before another pays.
+    let options = Options {
+        per_thread: 32,
+        stop_on_error: false,
+        done: None,
+    };
     let _unreadable = pool(
         jobs,
-        32,
-        false,
+        options,
         || Ok(()),
         |(), ns| {
             let alias = rtnl::lo_alias()?;
@@ -114,7 +119,7 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
     for id in dataplane::find(&dir, record.and_then(|s| s.dataplane)) {
         match dataplane::stop(&id) {
             Ok(stopped) => removed.dataplane |= stopped,
-            Err(e) => failures.push(format!("{e:#}")),
+            Err(e) => failures.push(e),
         }
     }
 
@@ -132,10 +137,10 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
             Ok(Found::Namespace(id)) if owned.has_namespace(id) => doomed.push(ns.clone()),
             Ok(Found::Placeholder(id)) if owned.has_placeholder(id) => match netns::delete(ns) {
                 Ok(()) => removed.placeholders.push(ns.clone()),
-                Err(e) => failures.push(format!("{e:#}")),
+                Err(e) => failures.push(e),
             },
             Ok(_) => removed.skipped.push(ns.clone()),
-            Err(e) => failures.push(format!("{e:#}")),
+            Err(e) => failures.push(e),
         }
     }
     // What the journal cannot prove, by the marks: a record's namespaces
@@ -161,12 +166,12 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
     let doomed_refs: Vec<&str> = doomed.iter().map(String::as_str).collect();
     match stop_processes(&doomed_refs) {
         Ok(n) => removed.processes = n,
-        Err(e) => failures.push(format!("{e:#}")),
+        Err(e) => failures.push(e),
     }
     for ns in doomed {
         match netns::delete(&ns) {
             Ok(()) => removed.namespaces.push(ns),
-            Err(e) => failures.push(format!("{e:#}")),
+            Err(e) => failures.push(e),
         }
     }
     // Kept while something is left, so that `down` again can finish.
@@ -174,17 +179,41 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
         && let Some(d) = dir
         && let Err(e) = d.remove()
     {
-        failures.push(format!("{e:#}"));
+        failures.push(e);
     }
     if failures.is_empty() {
         Ok(removed)
     } else {
-        Err(anyhow!(
-            "removing lab `{lab}` left problems: {}",
-            failures.join("; ")
-        ))
+        Err(Failures {
+            lab: lab.to_owned(),
+            failures,
+        }
+        .into())
     }
 }
+
+/// What `down` could not undo: every failure, in the order met, since it
+/// keeps going past each.
+#[derive(Debug)]
+pub(crate) struct Failures {
+    pub(crate) lab: String,
+    pub(crate) failures: Vec<anyhow::Error>,
+}
+
+impl fmt::Display for Failures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "removing lab `{}` left problems: ", self.lab)?;
+        for (i, e) in self.failures.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "; " };
+            write!(f, "{sep}{e:#}")?;
+        }
+        Ok(())
+    }
+}
+
+/// No source: as one failure of the operation it exits 1, whatever
+/// its parts' own codes.
+impl std::error::Error for Failures {}
 
 /// `down` of one lab, under its lock. Ok(None) when the lab was not up.
 pub fn down(lab: &str) -> Result<Option<Removed>> {
@@ -205,4 +234,32 @@ pub fn down(lab: &str) -> Result<Option<Removed>> {
         return Ok(None);
     }
     Ok(Some(removed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error;
+
+    #[test]
+    fn failures_are_kept_apart_and_shown_as_one_line() {
+        let failures = vec![
+            anyhow!("no such file").context("deleting namespace `a`"),
+            error::environment("permission denied"),
+        ];
+        let err: anyhow::Error = Failures {
+            lab: "lab1".into(),
+            failures,
+        }
+        .into();
+        let f = err.downcast_ref::<Failures>().expect("the list, typed");
+        assert_eq!(f.failures.len(), 2);
+        // The text of the string this list replaced.
+        assert_eq!(
+            format!("{err:#}"),
+            "removing lab `lab1` left problems: deleting namespace `a`: no such file; \
+             permission denied"
+        );
+        assert_eq!(error::exit_code(&err), 1);
+    }
 }

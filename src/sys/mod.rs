@@ -1,9 +1,14 @@
-//! The kernel, thin: named network namespaces, TUN/TAP devices, processes
-//! by identity, and rtnetlink (`rtnl`, the only module that speaks
-//! netlink). May import `model`-level vocabulary (plan, topology types) and
-//! `error`; never `lab`, `check`, `dataplane` or `cli`.
+//! The kernel, thin: named network namespaces and the worker pool that
+//! enters them, TUN/TAP devices, processes by identity, signals
+//! (`interrupt`), ethtool, and rtnetlink (`rtnl`, the only module that
+//! speaks netlink). May import `model`-level vocabulary (plan, topology
+//! types, validate's name rules) and `error`; never `lab`, `check`,
+//! `dataplane` or `cli`.
 
+pub(crate) mod ethtool;
+pub(crate) mod interrupt;
 pub mod netns;
+pub(crate) mod pool;
 pub mod process;
 pub mod rtnl;
 pub mod tun;

@@ -236,7 +236,7 @@ pub fn create_here(name: &str, journal: &dyn Fn(Created) -> Result<()>) -> Resul
     let made = id_of(&file)
         .and_then(|id| journal(Created::Placeholder(id)))
         .and_then(|()| {
-            crate::lab::interrupt::crash_point("namespace-placeholder");
+            crate::sys::interrupt::crash_point("namespace-placeholder");
             mount(
                 Some("/proc/thread-self/ns/net"),
                 &target,
@@ -250,7 +250,7 @@ pub fn create_here(name: &str, journal: &dyn Fn(Created) -> Result<()>) -> Resul
         let _ = fs::remove_file(&target);
         return Err(e.context(format!("creating network namespace `{name}`")));
     }
-    crate::lab::interrupt::crash_point("namespace-mounted");
+    crate::sys::interrupt::crash_point("namespace-mounted");
     Ok(())
 }
 
@@ -263,7 +263,7 @@ pub fn delete(name: &str) -> Result<()> {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
         Err(e) => return Err(e).with_context(|| format!("unmounting {}", target.display())),
     }
-    crate::lab::interrupt::crash_point("namespace-unmounted");
+    crate::sys::interrupt::crash_point("namespace-unmounted");
     match fs::remove_file(&target) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

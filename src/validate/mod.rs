@@ -49,8 +49,19 @@ fn min_mtu(v6: bool) -> u32 {
 }
 
 /// An interface name the kernel accepts and a shell needs no quotes for:
-/// 1-15 bytes of letters, digits, `.`, `_` and `-`.
+/// 1-15 bytes of letters, digits, `.`, `_` and `-`; and one a topology may
+/// declare: not `lo`, which every namespace has.
 pub fn iface_name_problem(name: &str) -> Option<String> {
+    if name == "lo" {
+        Some("`lo` exists in every namespace already; pick another name".into())
+    } else {
+        device_name_problem(name)
+    }
+}
+
+/// The rule of [`iface_name_problem`] for any interface grelab names to the
+/// kernel (`sys::rtnl`), `lo` included.
+pub(crate) fn device_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         Some("an interface name cannot be empty".into())
     } else if name.len() > 15 {
@@ -71,8 +82,6 @@ pub fn iface_name_problem(name: &str) -> Option<String> {
         Some(format!(
             "`{name}` cannot name an interface: it is reserved (net.ipv4.conf.{name})"
         ))
-    } else if name == "lo" {
-        Some("`lo` exists in every namespace already; pick another name".into())
     } else {
         None
     }
