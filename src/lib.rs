@@ -23,6 +23,7 @@ pub mod fastpath;
 pub mod generate;
 pub mod gre;
 pub mod icmp;
+pub mod netfilter;
 pub mod netns;
 pub mod plan;
 pub mod report;
