@@ -300,6 +300,107 @@ fn a_flow_gets_the_fast_path_and_the_wire_stays_the_same() {
     );
 }
 
+/// `nft ARGS` in namespace `ns`, which must succeed.
+fn nft(ns: &str, args: &str) {
+    require_tool("nft");
+    let mut cmd = vec!["nft"];
+    cmd.extend(args.split_whitespace());
+    in_ns(ns, &cmd).ok();
+}
+
+/// Lab `lab`'s tunnel end `tun0` in namespace `ns`, as `status --format json` lists it.
+fn tunnel_status(lab: &Lab, ns: &str) -> Value {
+    lab.status()
+        .and_then(|s| {
+            s["tunnels"]
+                .as_array()?
+                .iter()
+                .find(|t| t["namespace"] == ns)
+                .cloned()
+        })
+        .unwrap_or(Value::Null)
+}
+
+/// The fast path bypasses netfilter's hooks, so a node with nftables rules
+/// keeps its tunnel end off it, whether the rules come before the traffic
+/// or while the end is on it: a firewall dropping GRE stops the tunnel,
+/// as with kernel GRE, and `status` says why.
+#[test]
+fn netfilter_rules_keep_a_tunnel_end_off_the_fast_path() {
+    let s = Scope::new();
+    let lab = s.example("basic.yaml");
+    lab.start();
+    let (h1, h2) = (lab.ns("host1"), lab.ns("host2"));
+    let drop_gre = || {
+        nft(&h2, "add table ip fw");
+        nft(
+            &h2,
+            "add chain ip fw input { type filter hook input priority 0 ; }",
+        );
+        nft(&h2, "add rule ip fw input ip protocol gre drop");
+    };
+    let flood = |from: &str, to: &str| {
+        in_ns(
+            from,
+            &["ping", "-q", "-c", "100", "-i", "0.002", "-W", "1", to],
+        );
+    };
+    let off_for_netfilter = || {
+        let t = tunnel_status(&lab, &h2);
+        t["fast_path"] == false
+            && t["fast_path_off"]
+                .as_str()
+                .is_some_and(|w| w.contains(&format!("netfilter rules in namespace `{h2}`")))
+    };
+    let no_replies = |from: &str, to: &str| {
+        let out = ping(from, to, 3);
+        assert!(
+            out.stdout.contains("3 packets transmitted, 0 received"),
+            "{from} -> {to} crossed a node that drops GRE: {out}\nstatus: {}",
+            tunnel_status(&lab, &h2)
+        );
+    };
+
+    // Rules first: host2's end sends 100 echo requests (their replies
+    // are dropped), enough for the fast path, which it does not get.
+    drop_gre();
+    flood(&h2, "192.168.50.1");
+    assert!(
+        eventually(Duration::from_secs(5), off_for_netfilter),
+        "status does not say why host2's end is off the fast path: {}",
+        tunnel_status(&lab, &h2)
+    );
+    no_replies(&h1, "192.168.50.2");
+    no_replies(&h2, "192.168.50.1");
+    let text = grelab(&["status"]);
+    text.ok();
+    assert!(
+        text.stdout.contains(&format!(
+            "tunnel tun0 on {h2}: userspace (not on the eBPF fast path: netfilter rules in namespace `{h2}`: nftables chain input of table ip fw)"
+        )),
+        "{text}"
+    );
+
+    // Without rules the end gets the fast path; rules added then take it off again.
+    nft(&h2, "flush ruleset");
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            flood(&h1, "192.168.50.2");
+            tunnel_status(&lab, &h2)["fast_path"] == true
+        }),
+        "host2's end never got the fast path without rules: {}",
+        tunnel_status(&lab, &h2)
+    );
+    assert_pings(&h1, "192.168.50.2", 3);
+    drop_gre();
+    assert!(
+        eventually(Duration::from_secs(5), off_for_netfilter),
+        "host2's end stayed on the fast path under a rule dropping GRE: {}",
+        tunnel_status(&lab, &h2)
+    );
+    no_replies(&h1, "192.168.50.2");
+}
+
 #[test]
 fn gretap_resolves_arp_across_the_tunnel() {
     let s = Scope::new();

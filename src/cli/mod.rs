@@ -559,8 +559,8 @@ fn status(format: Format) -> Result<()> {
                 let dataplane = s
                     .dataplane
                     .map(|id| (id.pid, crate::dataplane::is_running(&id)));
-                // Which userspace ends the fast path carries, if the
-                // dataplane runs and says.
+                // Which userspace ends the fast path carries (or why not),
+                // if the dataplane runs and says.
                 let stats = match dataplane {
                     Some((_, true)) => {
                         crate::dataplane::read_stats(&crate::dataplane::stats_path(&dir)).ok()
@@ -572,7 +572,7 @@ fn status(format: Format) -> Result<()> {
                         st.tunnels
                             .iter()
                             .find(|t| t.netns == ns && t.name == dev)
-                            .map(|t| t.fast_path)
+                            .map(|t| (t.fast_path, t.fast_path_off.clone()))
                     })
                 };
                 let health = if !missing.is_empty() {
@@ -593,8 +593,11 @@ fn status(format: Format) -> Result<()> {
                     "dataplane_pid": s.dataplane.map(|id| id.pid),
                     "tunnels": s.backends.iter().map(|crate::lab::state::EndBackend { namespace: ns, device: dev, backend: b }| {
                         let mut t = serde_json::json!({"namespace": ns, "device": dev, "backend": b});
-                        if let Some(on) = fast(ns, dev) {
+                        if let Some((on, off)) = fast(ns, dev) {
                             t["fast_path"] = on.into();
+                            if let Some(why) = off {
+                                t["fast_path_off"] = why.into();
+                            }
                         }
                         t
                     }).collect::<Vec<_>>(),
@@ -628,16 +631,16 @@ fn status(format: Format) -> Result<()> {
             );
         }
         for t in l["tunnels"].as_array().into_iter().flatten() {
+            let fast = match (&t["fast_path"], t["fast_path_off"].as_str()) {
+                (serde_json::Value::Bool(true), _) => " (eBPF fast path)".to_owned(),
+                (_, Some(why)) => format!(" (not on the eBPF fast path: {why})"),
+                _ => String::new(),
+            };
             println!(
-                "  tunnel {} on {}: {}{}",
+                "  tunnel {} on {}: {}{fast}",
                 t["device"].as_str().unwrap_or("?"),
                 t["namespace"].as_str().unwrap_or("?"),
                 t["backend"].as_str().unwrap_or("?"),
-                if t["fast_path"] == true {
-                    " (eBPF fast path)"
-                } else {
-                    ""
-                }
             );
         }
     }

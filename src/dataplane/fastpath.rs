@@ -8,16 +8,24 @@
 //!   (`bpf_redirect_neigh`). TCP super-packets stay whole; the kernel's GRE
 //!   segmentation (not part of ip_gre) cuts them only where a device needs
 //!   it.
+//!   The outer IPv4 header is ip_gre's: DF always with pmtudisc, else
+//!   copied from an IPv4 inner packet; the ID from a per-tunnel counter.
 //! - Ingress of the underlay device: GRE for a known (local, remote, key)
 //!   loses its outer headers and is handed to the tunnel's device as if
-//!   received there.
+//!   received there, with ECN per RFC 6040 (outer CE onto the inner
+//!   packet, as ip_gre).
 //!
-//! Everything else (GRE checksums or sequence numbers, non-IP frames on
-//! gretap, IPv4 options, IPv6 extension headers, fragments, CE marks,
-//! unknown senders) is passed on
-//! untouched to the userspace path, which keeps the drop counters. The
-//! programs are assembled here from their instructions: no compiler and no
-//! object files at build or run time. Closing the link descriptors detaches
+//! Only what ip_gre would accept is taken: frames for this host's MAC,
+//! untagged, IPv4 with a valid header checksum. Everything else (that, GRE
+//! checksums or sequence numbers, non-IP frames on gretap, IPv4 options,
+//! IPv6 extension headers, fragments, CE over a Not-ECT packet, unknown
+//! senders) is passed on untouched to the stack and so the userspace
+//! path, which keeps the drop counters. The programs bypass netfilter's
+//! hooks: the dataplane keeps the tunnel ends of a namespace with rules
+//! off them (`netfilter`).
+//!
+//! The programs are assembled here from their instructions: no compiler
+//! and no object files at build or run time. Closing the link descriptors detaches
 //! them, so they go with the dataplane process.
 
 use std::io;
@@ -47,18 +55,22 @@ pub struct Encap {
     pub ttl: u8,
     /// An odd TOS (traffic class) inherits the inner packet's DSCP.
     pub tos: u8,
-    /// IPv4's DF.
+    /// pmtudisc: IPv4's DF always; without, DF copies an IPv4 inner DF.
     pub df: bool,
     /// gretap: Ethernet frames from a TAP device, not IP packets from TUN.
     pub l2: bool,
     /// The underlay device the packets leave by.
     pub out_ifindex: u32,
+    /// Added to the tunnel's count of sent IPv4 segments to make the outer
+    /// IPv4 ID, so that it goes on from the userspace path's.
+    pub id_base: u16,
 }
 
 impl Encap {
     /// The egress program's work for tunnel end `end` (one `carries`),
-    /// counted as tunnel `index`, leaving by `out_ifindex`.
-    pub fn of(end: &TunnelEnd, index: u32, out_ifindex: u32) -> Encap {
+    /// counted as tunnel `index`, leaving by `out_ifindex`, its IPv4 IDs
+    /// going on from `id_base`.
+    pub fn of(end: &TunnelEnd, index: u32, out_ifindex: u32, id_base: u16) -> Encap {
         Encap {
             index,
             local: end.local,
@@ -69,6 +81,7 @@ impl Encap {
             df: end.pmtudisc,
             l2: end.kind.is_l2(),
             out_ifindex,
+            id_base,
         }
     }
 
@@ -79,14 +92,18 @@ impl Encap {
     }
 }
 
+/// A counters entry: tx packets, tx bytes, rx packets, rx bytes, and the
+/// IPv4 IDs used (one per segment).
+const COUNTERS_LEN: usize = 40;
+const IDS_AT: i16 = 32;
+
 /// The maps the programs of one dataplane share.
 pub struct FastPath {
-    /// Per tunnel: tx packets, tx bytes, rx packets, rx bytes.
-    counters: OwnedFd,
+    counters: Map<4, COUNTERS_LEN>,
     /// (namespace slot, gretap and key flags, local, remote, key) ->
     /// (device, tunnel), for IPv4 and for IPv6 underlays.
-    table: OwnedFd,
-    table6: OwnedFd,
+    table: Map<16, 8>,
+    table6: Map<40, 8>,
 }
 
 /// Per-tunnel fast-path counters: packets and inner bytes each way.
@@ -103,20 +120,17 @@ impl FastPath {
     /// has no eBPF (or forbids it).
     pub fn new(tunnels: usize) -> Result<FastPath> {
         let n = tunnels.max(1) as u32;
-        let counters = map_create(MAP_ARRAY, 4, 32, n).context("creating the counters map")?;
-        let table = map_create(MAP_HASH, 16, 8, n).context("creating the tunnel table")?;
-        let table6 = map_create(MAP_HASH, 40, 8, n).context("creating the IPv6 tunnel table")?;
         Ok(FastPath {
-            counters,
-            table,
-            table6,
+            counters: Map::new(MapKind::Array, n).context("creating the counters map")?,
+            table: Map::new(MapKind::Hash, n).context("creating the tunnel table")?,
+            table6: Map::new(MapKind::Hash, n).context("creating the IPv6 tunnel table")?,
         })
     }
 
     /// Attaches an egress program for `e` to the device `ifindex` of the
     /// calling thread's namespace.
     pub fn attach_egress(&self, e: &Encap, ifindex: u32) -> Result<OwnedFd> {
-        let prog = load(&encap_program(e, self.counters.as_raw_fd()), "grelab_encap")?;
+        let prog = load(&encap_program(e, self.counters.fd()), "grelab_encap")?;
         link_create(&prog, ifindex, ATTACH_TCX_EGRESS)
     }
 
@@ -125,8 +139,8 @@ impl FastPath {
     pub fn attach_ingress(&self, slot: u32, ifindex: u32) -> Result<OwnedFd> {
         let code = decap_program(
             slot,
-            [self.table.as_raw_fd(), self.table6.as_raw_fd()],
-            self.counters.as_raw_fd(),
+            [self.table.fd(), self.table6.fd()],
+            self.counters.fd(),
         );
         let prog = load(&code, "grelab_decap")?;
         link_create(&prog, ifindex, ATTACH_TCX_INGRESS)
@@ -135,22 +149,38 @@ impl FastPath {
     /// Lets namespace `slot`'s receive programs hand what tunnel end `end`
     /// accepts to its device `ifindex`, counted as tunnel `index`.
     pub fn add_route(&self, slot: u32, end: &TunnelEnd, ifindex: u32, index: u32) -> Result<()> {
-        let k = route_key(slot, end.local, end.remote, end.ikey, end.kind.is_l2());
         let mut v = [0u8; 8];
         v[..4].copy_from_slice(&ifindex.to_ne_bytes());
         v[4..].copy_from_slice(&index.to_ne_bytes());
-        let table = if end.local.is_ipv4() {
-            &self.table
-        } else {
-            &self.table6
+        match route_keys(slot, end) {
+            (Some(k), _) => self.table.update(&k, &v),
+            (_, Some(k)) => self.table6.update(&k, &v),
+            _ => return Err(mixed(end)),
+        }
+        .context("adding a tunnel to the fast-path table")
+    }
+
+    /// Undoes `add_route`: namespace `slot`'s receive programs leave what
+    /// `end` accepts to the stack again.
+    pub fn remove_route(&self, slot: u32, end: &TunnelEnd) -> Result<()> {
+        let removed = match route_keys(slot, end) {
+            (Some(k), _) => self.table.delete(&k),
+            (_, Some(k)) => self.table6.delete(&k),
+            _ => return Err(mixed(end)),
         };
-        map_update(table, &k, &v).context("adding a tunnel to the fast-path table")
+        match removed {
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+                Err(e).context("removing a tunnel from the fast-path table")
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The fast-path counters of tunnel `index`.
     pub fn counters(&self, index: u32) -> Result<Counters> {
-        let mut v = [0u8; 32];
-        map_lookup(&self.counters, &index.to_ne_bytes(), &mut v)
+        let v = self
+            .counters
+            .lookup(&index.to_ne_bytes())
             .context("reading the fast-path counters")?;
         let word =
             |i: usize| u64::from_ne_bytes(v[i * 8..i * 8 + 8].try_into().unwrap_or_default());
@@ -163,6 +193,24 @@ impl FastPath {
     }
 }
 
+fn mixed(end: &TunnelEnd) -> anyhow::Error {
+    anyhow!(
+        "tunnel `{}`: local {} and remote {} are of different address families",
+        end.name,
+        end.local,
+        end.remote
+    )
+}
+
+/// `end`'s key in namespace `slot`, for the IPv4 table or the IPv6 one.
+fn route_keys(slot: u32, end: &TunnelEnd) -> (Option<[u8; 16]>, Option<[u8; 40]>) {
+    let l2 = end.kind.is_l2();
+    (
+        route_key(slot, end.local, end.remote, end.ikey, l2),
+        route_key(slot, end.local, end.remote, end.ikey, l2),
+    )
+}
+
 fn octets(a: IpAddr) -> Vec<u8> {
     match a {
         IpAddr::V4(a) => a.octets().to_vec(),
@@ -170,14 +218,21 @@ fn octets(a: IpAddr) -> Vec<u8> {
     }
 }
 
-/// The table key: tag, local, remote, key (16 bytes for IPv4, 40 for IPv6).
-fn route_key(slot: u32, local: IpAddr, remote: IpAddr, key: Option<u32>, l2: bool) -> Vec<u8> {
+/// The table key: tag, local, remote, key: `N` = 16 bytes for IPv4, 40 for
+/// IPv6; None when the addresses do not make `N` bytes.
+fn route_key<const N: usize>(
+    slot: u32,
+    local: IpAddr,
+    remote: IpAddr,
+    key: Option<u32>,
+    l2: bool,
+) -> Option<[u8; N]> {
     let tag = (slot << 2) | (u32::from(l2) << 1) | u32::from(key.is_some());
     let mut k = tag.to_ne_bytes().to_vec();
     k.extend(octets(local));
     k.extend(octets(remote));
     k.extend(key.unwrap_or(0).to_be_bytes());
-    k
+    k.try_into().ok()
 }
 
 // ---- The programs ----
@@ -191,6 +246,13 @@ const CSUM_DIFF: i32 = 28;
 const SKB_CHANGE_HEAD: i32 = 43;
 const SKB_ADJUST_ROOM: i32 = 50;
 const REDIRECT_NEIGH: i32 = 152;
+
+// Fields of `struct __sk_buff`.
+const SKB_LEN: i16 = 0;
+const SKB_PKT_TYPE: i16 = 4;
+const SKB_VLAN_PRESENT: i16 = 20;
+const SKB_GSO_SIZE: i16 = 176;
+const PACKET_HOST: i32 = 0;
 
 // bpf_skb_adjust_room: room between the L2 and L3 headers, and flags.
 const ADJ_ROOM_MAC: i32 = 1;
@@ -225,19 +287,46 @@ fn ne_words(a: IpAddr) -> Vec<i32> {
         .collect()
 }
 
-/// Adds 1 and `bytes` to the counters at `off` of the tunnel whose index is
-/// at `fp + KEY`.
-fn count(a: &mut Asm, counters: RawFd, off: i16, bytes: u8) {
-    let skip = a.label();
+/// Adds 1 and `bytes` to the counters at `off` of the entry `entry` points at.
+fn count(a: &mut Asm, entry: u8, off: i16, bytes: u8) {
+    a.mov(R1, 1);
+    a.atomic_add(entry, off, R1);
+    a.atomic_add(entry, off + 8, bytes);
+}
+
+/// Looks up the counters of the tunnel whose index is at `fp + KEY`: the
+/// entry in R0, or a jump to `none`.
+fn counters_entry(a: &mut Asm, counters: RawFd, none: Label) {
     a.ld_map(R1, counters);
     a.mov_reg(R2, R10);
     a.add(R2, KEY as i32);
     a.call(MAP_LOOKUP_ELEM);
-    a.jmp64(JEQ, R0, 0, skip);
-    a.mov(R1, 1);
-    a.atomic_add(R0, off, R1);
-    a.atomic_add(R0, off + 8, bytes);
-    a.bind(skip);
+    a.jmp64(JEQ, R0, 0, none);
+}
+
+/// Folds the one's-complement sum in `r` to 16 bits (`r` holds at most 32
+/// bits), with `tmp` as scratch.
+fn fold(a: &mut Asm, r: u8, tmp: u8) {
+    for _ in 0..2 {
+        a.mov_reg(tmp, r);
+        a.alu(RSH, tmp, 16);
+        a.alu(AND, r, 0xffff);
+        a.alu_reg(ADD, r, tmp);
+    }
+}
+
+/// The one's-complement sum of the 20-byte IPv4 header at `fp + at`,
+/// folded, in R0.
+fn ipv4_sum(a: &mut Asm, at: i16) {
+    a.mov(R1, 0);
+    a.mov(R2, 0);
+    a.mov_reg(R3, R10);
+    a.add(R3, at as i32);
+    a.mov(R4, 20);
+    a.mov(R5, 0);
+    a.call(CSUM_DIFF);
+    a.mov32_reg(R0, R0);
+    fold(a, R0, R1);
 }
 
 /// skb_load_bytes(skb, `at`, fp + `to`, `len`); on failure, jumps to
@@ -260,8 +349,13 @@ fn load_bytes_at_r2(a: &mut Asm, to: i16, len: i32, fail: Label) {
 /// skb_store_bytes(skb, `at`, fp + `from`, `len`, `flags`); on failure,
 /// jumps to `fail`.
 fn store(a: &mut Asm, at: i32, from: i16, len: i32, flags: i32, fail: Label) {
-    a.mov_reg(R1, R6);
     a.mov(R2, at);
+    store_at_r2(a, from, len, flags, fail);
+}
+
+/// `store` at the packet offset in R2.
+fn store_at_r2(a: &mut Asm, from: i16, len: i32, flags: i32, fail: Label) {
+    a.mov_reg(R1, R6);
     a.mov_reg(R3, R10);
     a.add(R3, from as i32);
     a.mov(R4, len);
@@ -282,6 +376,13 @@ const LOOKUP: i16 = -112;
 const ZERO: i16 = -128;
 /// An outer IPv6 header and GRE, up to 48 bytes.
 const HDR6: i16 = -176;
+/// Decap's ECN work, where encap has HDR6: the inner IP header's first 12
+/// bytes, their packet offset, the inner family (4, 6, or 0 for Ethernet)
+/// and the outer ECN field.
+const IN_IP: i16 = HDR6;
+const IN_AT: i16 = HDR6 + 16;
+const IN_FAMILY: i16 = HDR6 + 24;
+const OUTER_ECN: i16 = HDR6 + 32;
 /// What decap reads of IPv6: the header and up to 8 bytes of GRE.
 const H6: i16 = -232;
 /// The IPv6 table key, 40 bytes.
@@ -301,11 +402,15 @@ fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
     let room = hl + ip_at;
     let ip = INNER + ip_at as i16;
     let mut a = Asm::default();
-    let [pass, drop, v4, v6, common, ecn_ok] = a.labels();
+    let [pass, drop, v4, v6, common, ecn_ok, one_seg] = a.labels();
     a.mov_reg(R6, R1);
-    a.ldx(W, R7, R6, 0); // skb->len: the inner packet or frame
+    a.ldx(W, R7, R6, SKB_LEN); // the inner packet or frame
     a.jmp(JGT, R7, 65535 - room, pass);
     load_bytes(&mut a, 0, INNER, ip_at + 12, pass);
+    // The tunnel's counters, in R9 to the end.
+    a.st(W, R10, KEY, e.index as i32);
+    counters_entry(&mut a, counters, pass);
+    a.mov_reg(R9, R0);
     if e.l2 {
         // IP in Ethernet only (no VLAN tags, no ARP): the rest to userspace.
         a.ldx(H16, R8, R10, INNER + 12);
@@ -319,6 +424,9 @@ fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
         a.jmp(JEQ, R8, 6, v6);
         a.ja(pass);
     }
+    // Outer IPv4's DF as ip_tunnel_xmit sets it: always with pmtudisc,
+    // else copied from an IPv4 inner packet (gretap's too).
+    let df_always = if e.df { be16(0x4000) } else { 0 };
     // IPv6: traffic class across bytes 0-1, hop limit at 7.
     a.bind(v6);
     a.ldx(B, R2, R10, ip);
@@ -329,11 +437,22 @@ fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
     a.alu_reg(OR, R2, R3);
     a.ldx(B, R3, R10, ip + 7);
     a.mov(R4, be16(0x86dd));
+    if !outer6 {
+        a.st(H16, R10, HDR + 6, df_always);
+    }
     a.ja(common);
     a.bind(v4);
     a.ldx(B, R2, R10, ip + 1);
     a.ldx(B, R3, R10, ip + 8);
     a.mov(R4, be16(0x0800));
+    if !outer6 {
+        a.st(H16, R10, HDR + 6, df_always);
+    }
+    if !outer6 && !e.df {
+        a.ldx(B, R1, R10, ip + 6);
+        a.alu(AND, R1, 0x40);
+        a.stx(B, R10, HDR + 6, R1);
+    }
     a.bind(common);
     if e.l2 {
         a.mov(R4, be16(0x6558));
@@ -379,8 +498,6 @@ fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
         a.add(R1, hl);
         a.be16(R1);
         a.stx(H16, R10, HDR + 2, R1);
-        a.st(H16, R10, HDR + 4, 0);
-        a.st(H16, R10, HDR + 6, if e.df { be16(0x4000) } else { 0 });
         a.stx(B, R10, HDR + 8, R3);
         a.st(B, R10, HDR + 9, 47);
         a.st(H16, R10, HDR + 10, 0);
@@ -404,21 +521,23 @@ fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
         a.st(W, R10, gre_at + 4, be32(k));
     }
     if !outer6 {
-        // The IPv4 header checksum: the one's-complement sum, folded.
-        a.mov(R1, 0);
-        a.mov(R2, 0);
-        a.mov_reg(R3, R10);
-        a.add(R3, HDR as i32);
-        a.mov(R4, 20);
-        a.mov(R5, 0);
-        a.call(CSUM_DIFF);
-        a.mov32_reg(R0, R0);
-        for _ in 0..2 {
-            a.mov_reg(R1, R0);
-            a.alu(RSH, R1, 16);
-            a.alu(AND, R0, 0xffff);
-            a.alu_reg(ADD, R0, R1);
-        }
+        // The IPv4 ID from the tunnel's counter, never a constant: as
+        // ip_tunnel's __ip_select_ident, one per segment the packet will
+        // be cut into (here at most len / gso_size + 1), which the kernel's
+        // segmentation then numbers on.
+        a.ldx(W, R1, R6, SKB_GSO_SIZE);
+        a.mov(R2, 1);
+        a.jmp(JEQ, R1, 0, one_seg);
+        a.mov_reg(R2, R7);
+        a.alu_reg(DIV, R2, R1);
+        a.add(R2, 1);
+        a.bind(one_seg);
+        a.atomic_fetch_add(R9, IDS_AT, R2);
+        a.add(R2, i32::from(e.id_base));
+        a.be16(R2);
+        a.stx(H16, R10, HDR + 4, R2);
+        // The header checksum.
+        ipv4_sum(&mut a, HDR);
         a.alu(XOR, R0, 0xffff);
         a.stx(H16, R10, HDR + 10, R0);
     }
@@ -456,8 +575,7 @@ fn encap_program(e: &Encap, counters: RawFd) -> Vec<Insn> {
     } else {
         store(&mut a, 0, hdr, hl, 0, drop);
     }
-    a.st(W, R10, KEY, e.index as i32);
-    count(&mut a, counters, 0, R7);
+    count(&mut a, R9, 0, R7);
     if !e.l2 {
         // bpf_redirect_neigh takes the packet as from an Ethernet device:
         // room for a header it then replaces.
@@ -491,20 +609,23 @@ fn verdicts(mut a: Asm, next: Label, drop: Label) -> Vec<Insn> {
 /// Emits the end of a receive program's parse: the payload type (IPv4 or
 /// IPv6 for gre, Ethernet for gretap: tag bit 1) at `fp + proto`, then the
 /// table lookup with the key at `fp + key` and the tag in R4. Leaves the
-/// device in R8, the tunnel in R9, the decap flags in R7 and, in EXTRA,
-/// the inner Ethernet header's length to remove as well; jumps to `next`
-/// for anything else.
+/// device in R8, the tunnel in R9, the decap flags in R7, the payload's
+/// family in IN_FAMILY and, in EXTRA, the inner Ethernet header's length
+/// to remove as well; jumps to `next` for anything else.
 fn dispatch(a: &mut Asm, proto: i16, key: i16, table: RawFd, next: Label) {
     let (known, teb) = (a.label(), a.label());
     a.st(DW, R10, EXTRA, 0);
     a.ldx(H16, R1, R10, proto);
+    a.st(DW, R10, IN_FAMILY, 4);
     a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L3_IPV4 | ADJ_DECAP_L4_GRE);
     a.jmp(JEQ, R1, be16(0x0800), known);
+    a.st(DW, R10, IN_FAMILY, 6);
     a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L3_IPV6 | ADJ_DECAP_L4_GRE);
     a.jmp(JEQ, R1, be16(0x86dd), known);
     a.jmp(JEQ, R1, be16(0x6558), teb);
     a.ja(next);
     a.bind(teb);
+    a.st(DW, R10, IN_FAMILY, 0);
     a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L4_GRE);
     a.alu(OR, R4, 2);
     a.st(DW, R10, EXTRA, ETH_LEN);
@@ -537,25 +658,111 @@ fn gre_flags(a: &mut Asm, gre: i16, outer: i32, slot: u32, next: Label) {
     a.stx(DW, R10, SAVED, R3);
 }
 
+/// Emits RFC 6040's decapsulation, as ip_tunnel_rcv does it, for the
+/// packet of a found tunnel (before its outer headers go): outer CE marks
+/// an ECN-capable inner packet CE, outer ECT(1) makes an inner ECT(0)
+/// ECT(1), anything else leaves it as it is; CE over a Not-ECT packet goes
+/// to `next`, for userspace to drop and count. The inner packet is IP by
+/// the GRE type, or by the Ethernet type of an untagged gretap frame.
+fn ecn_decap(a: &mut Asm, next: Label, done: Label) {
+    let [known, v4, ect1, mark, mark4, write] = a.labels();
+    a.ldx(DW, R1, R10, OUTER_ECN);
+    a.jmp(JEQ, R1, 0, done);
+    a.jmp(JEQ, R1, 2, done);
+    a.ldx(DW, R3, R10, IN_FAMILY);
+    a.jmp(JNE, R3, 0, known);
+    a.ldx(H16, R1, R10, INNER + 12);
+    a.mov(R3, 4);
+    a.jmp(JEQ, R1, be16(0x0800), known);
+    a.mov(R3, 6);
+    a.jmp(JEQ, R1, be16(0x86dd), known);
+    a.ja(done);
+    a.bind(known);
+    a.stx(DW, R10, IN_FAMILY, R3);
+    a.ldx(DW, R2, R10, SAVED);
+    a.ldx(DW, R1, R10, EXTRA);
+    a.alu_reg(ADD, R2, R1);
+    a.add(R2, ETH_LEN);
+    a.stx(DW, R10, IN_AT, R2);
+    load_bytes_at_r2(a, IN_IP, 12, next);
+    // The inner ECN field to R5: IPv4's TOS bits 0-1, IPv6's traffic
+    // class bits 0-1 (byte 1, bits 4-5).
+    a.ldx(B, R4, R10, IN_IP + 1);
+    a.ldx(DW, R3, R10, IN_FAMILY);
+    a.mov_reg(R5, R4);
+    a.jmp(JEQ, R3, 4, v4);
+    a.alu(RSH, R5, 4);
+    a.bind(v4);
+    a.alu(AND, R5, 3);
+    a.ldx(DW, R1, R10, OUTER_ECN);
+    a.jmp(JNE, R1, 3, ect1);
+    a.jmp(JEQ, R5, 0, next);
+    a.jmp(JEQ, R5, 3, done);
+    a.mov(R5, 3);
+    a.ja(mark);
+    a.bind(ect1);
+    a.jmp(JNE, R5, 2, done);
+    a.mov(R5, 1);
+    a.bind(mark);
+    a.jmp(JEQ, R3, 4, mark4);
+    a.alu(AND, R4, 0xcf);
+    a.alu(LSH, R5, 4);
+    a.alu_reg(OR, R4, R5);
+    a.stx(B, R10, IN_IP + 1, R4);
+    a.ja(write);
+    // IPv4: the new TOS, and the checksum updated for it (RFC 1624:
+    // HC' = ~(~HC + ~m + m')).
+    a.bind(mark4);
+    a.ldx(H16, R1, R10, IN_IP);
+    a.alu(AND, R4, 0xfc);
+    a.alu_reg(OR, R4, R5);
+    a.stx(B, R10, IN_IP + 1, R4);
+    a.ldx(H16, R2, R10, IN_IP);
+    a.ldx(H16, R3, R10, IN_IP + 10);
+    a.alu(XOR, R3, 0xffff);
+    a.alu(XOR, R1, 0xffff);
+    a.alu_reg(ADD, R3, R1);
+    a.alu_reg(ADD, R3, R2);
+    fold(a, R3, R1);
+    a.alu(XOR, R3, 0xffff);
+    a.stx(H16, R10, IN_IP + 10, R3);
+    a.bind(write);
+    a.ldx(DW, R2, R10, IN_AT);
+    store_at_r2(a, IN_IP, 12, F_RECOMPUTE_CSUM, next);
+}
+
 /// The receive program of one namespace: its tunnels are in `tables` (for
-/// IPv4 and IPv6 underlays).
+/// IPv4 and IPv6 underlays). It takes only what ip_gre would take (and
+/// of that, what it can carry); the rest passes on to the stack, and so to
+/// the userspace path, which counts its drops.
 fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> Vec<Insn> {
     // The Ethernet type, the outer IPv4 header and up to 8 bytes of GRE,
     // from H + 2 so that the IPv4 header is 4-aligned on the stack.
     const H: i16 = HDR;
     let mut a = Asm::default();
-    let [next, drop, v6, tunnel, found, l3, done] = a.labels();
+    let [next, drop, v6, tunnel, found, decap, l3, done] = a.labels();
     a.mov_reg(R6, R1);
+    // As the stack: frames for this host's MAC only (not PACKET_OTHERHOST,
+    // nor broadcast or multicast), and untagged: no tag taken off by the
+    // device (vlan_present), none in the frame (its EtherType would be
+    // 802.1Q or 802.1ad, not IP: passed on below).
+    a.ldx(W, R1, R6, SKB_PKT_TYPE);
+    a.jmp(JNE, R1, PACKET_HOST, next);
+    a.ldx(W, R1, R6, SKB_VLAN_PRESENT);
+    a.jmp(JNE, R1, 0, next);
+    // The inner Ethernet type, read by ecn_decap on gretap only: defined
+    // for the verifier on every path.
+    a.st(DW, R10, INNER + 8, 0);
     load_bytes(&mut a, 12, H + 2, 30, next);
     a.ldx(H16, R1, R10, H + 2);
     a.jmp(JEQ, R1, be16(0x86dd), v6);
     a.jmp(JNE, R1, be16(0x0800), next);
-    // IPv4 without options, not CE-marked, not a fragment, GRE.
+    // IPv4 without options, not a fragment, GRE; its ECN field kept.
     a.ldx(B, R1, R10, H + 4);
     a.jmp(JNE, R1, 0x45, next);
     a.ldx(B, R1, R10, H + 5);
     a.alu(AND, R1, 3);
-    a.jmp(JEQ, R1, 3, next);
+    a.stx(DW, R10, OUTER_ECN, R1);
     a.ldx(H16, R1, R10, H + 10);
     a.alu(AND, R1, be16(0x3fff));
     a.jmp(JNE, R1, 0, next);
@@ -565,8 +772,11 @@ fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> Vec<Insn> {
     a.ldx(H16, R1, R10, H + 6);
     a.be16(R1);
     a.add(R1, ETH_LEN);
-    a.ldx(W, R2, R6, 0);
+    a.ldx(W, R2, R6, SKB_LEN);
     a.jmp_reg(JNE, R2, R1, next);
+    // A valid header checksum, as ip_rcv wants.
+    ipv4_sum(&mut a, H + 4);
+    a.jmp(JNE, R0, 0xffff, next);
     gre_flags(&mut a, H + 24, 20, slot, next);
     a.ldx(W, R1, R10, H + 20);
     a.stx(W, R10, LOOKUP + 4, R1);
@@ -576,7 +786,7 @@ fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> Vec<Insn> {
     dispatch(&mut a, H + 26, LOOKUP, tables[0], next);
     a.ja(tunnel);
 
-    // IPv6 without extension headers, not CE-marked, exactly the frame.
+    // IPv6 without extension headers, exactly the frame; its ECN field kept.
     a.bind(v6);
     load_bytes(&mut a, ETH_LEN, H6, 48, next);
     a.ldx(B, R1, R10, H6);
@@ -585,13 +795,13 @@ fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> Vec<Insn> {
     a.ldx(B, R1, R10, H6 + 1);
     a.alu(RSH, R1, 4);
     a.alu(AND, R1, 3);
-    a.jmp(JEQ, R1, 3, next);
+    a.stx(DW, R10, OUTER_ECN, R1);
     a.ldx(B, R1, R10, H6 + 6);
     a.jmp(JNE, R1, 47, next);
     a.ldx(H16, R1, R10, H6 + 4);
     a.be16(R1);
     a.add(R1, 40 + ETH_LEN);
-    a.ldx(W, R2, R6, 0);
+    a.ldx(W, R2, R6, SKB_LEN);
     a.jmp_reg(JNE, R2, R1, next);
     gre_flags(&mut a, H6 + 40, 40, slot, next);
     // The key: tag, local (the destination), remote (the source), GRE key.
@@ -612,6 +822,8 @@ fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> Vec<Insn> {
     a.add(R2, ETH_LEN);
     load_bytes_at_r2(&mut a, INNER, ETH_LEN, next);
     a.bind(found);
+    ecn_decap(&mut a, next, decap);
+    a.bind(decap);
     // Off with the outer headers (and the inner Ethernet header, put back
     // over the outer one below); kernels before the GRE decap flag (Linux
     // 6.17) take the call without it.
@@ -635,12 +847,15 @@ fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> Vec<Insn> {
     a.jmp(JEQ, R1, 0, l3);
     store(&mut a, 0, INNER, ETH_LEN, F_RECOMPUTE_CSUM, drop);
     a.bind(l3);
-    a.ldx(W, R7, R6, 0);
+    a.ldx(W, R7, R6, SKB_LEN);
     a.add(R7, -ETH_LEN);
     a.ldx(DW, R1, R10, EXTRA);
     a.alu_reg(ADD, R7, R1);
     a.stx(W, R10, KEY, R9);
-    count(&mut a, counters, 16, R7);
+    let uncounted = a.label();
+    counters_entry(&mut a, counters, uncounted);
+    count(&mut a, R0, 16, R7);
+    a.bind(uncounted);
     a.mov_reg(R1, R8);
     a.mov(R2, F_INGRESS);
     a.call(REDIRECT);
@@ -685,6 +900,7 @@ const AND: u8 = 0x50;
 const LSH: u8 = 0x60;
 const RSH: u8 = 0x70;
 const NEG: u8 = 0x80;
+const DIV: u8 = 0x30;
 const XOR: u8 = 0xa0;
 const MOV: u8 = 0xb0;
 const END: u8 = 0xd0;
@@ -695,6 +911,7 @@ const JGT: u8 = 0x20;
 const JNE: u8 = 0x50;
 const CALL: u8 = 0x80;
 const EXIT: u8 = 0x90;
+const FETCH: i32 = 0x01;
 const PSEUDO_MAP_FD: u8 = 1;
 
 /// One instruction, as `struct bpf_insn`.
@@ -773,6 +990,17 @@ impl Asm {
     fn atomic_add(&mut self, dst: u8, off: i16, src: u8) {
         self.emit(CLS_STX | MODE_ATOMIC | DW, dst, src, off, i32::from(ADD));
     }
+    /// Atomically adds `src` to the 64-bit word at `dst + off`; `src`
+    /// gets the word's old value.
+    fn atomic_fetch_add(&mut self, dst: u8, off: i16, src: u8) {
+        self.emit(
+            CLS_STX | MODE_ATOMIC | DW,
+            dst,
+            src,
+            off,
+            i32::from(ADD) | FETCH,
+        );
+    }
     fn ld_map(&mut self, dst: u8, fd: RawFd) {
         self.emit(CLS_LD | MODE_IMM | DW, dst, PSEUDO_MAP_FD, 0, fd);
         self.emit(0, 0, 0, 0, 0);
@@ -814,10 +1042,9 @@ impl Asm {
 const CMD_MAP_CREATE: u32 = 0;
 const CMD_MAP_LOOKUP_ELEM: u32 = 1;
 const CMD_MAP_UPDATE_ELEM: u32 = 2;
+const CMD_MAP_DELETE_ELEM: u32 = 3;
 const CMD_PROG_LOAD: u32 = 5;
 const CMD_LINK_CREATE: u32 = 28;
-const MAP_HASH: u32 = 1;
-const MAP_ARRAY: u32 = 2;
 const PROG_SCHED_CLS: u32 = 3;
 const ATTACH_TCX_INGRESS: u32 = 46;
 const ATTACH_TCX_EGRESS: u32 = 47;
@@ -840,9 +1067,16 @@ impl Attr {
     fn ptr<T>(&mut self, at: usize, p: *const T) -> &mut Attr {
         self.u64(at, p as usize as u64)
     }
-    fn call(&mut self, cmd: u32) -> io::Result<i64> {
-        // SAFETY: the attribute buffer is valid for its length, and every
-        // pointer in it points at memory that outlives the call.
+
+    /// bpf(`cmd`, self).
+    ///
+    /// # Safety
+    /// Every pointer in the attribute that command `cmd` uses must point at
+    /// memory valid for as many bytes as the kernel reads there (and, for
+    /// the ones it writes through, writes), for the duration of the call.
+    unsafe fn call(&mut self, cmd: u32) -> io::Result<i64> {
+        // SAFETY: the attribute buffer is valid for its length; the caller
+        // vouches for the pointers in it.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
@@ -857,38 +1091,73 @@ impl Attr {
             Ok(r)
         }
     }
-    fn call_fd(&mut self, cmd: u32) -> io::Result<OwnedFd> {
-        // SAFETY: these commands return a new descriptor that we own.
-        self.call(cmd)
-            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+
+    /// `call` for a command that returns a new descriptor.
+    ///
+    /// # Safety
+    /// As for `call`; and `cmd` must be a command whose result is a new
+    /// file descriptor the caller then owns.
+    unsafe fn call_fd(&mut self, cmd: u32) -> io::Result<OwnedFd> {
+        // SAFETY: the caller's promise, passed on.
+        let fd = unsafe { self.call(cmd) }?;
+        // SAFETY: `cmd` returned a new descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
     }
 }
 
-fn map_create(kind: u32, key: u32, value: u32, entries: u32) -> io::Result<OwnedFd> {
-    Attr::new()
-        .u32(0, kind)
-        .u32(4, key)
-        .u32(8, value)
-        .u32(12, entries)
-        .call_fd(CMD_MAP_CREATE)
+/// The kinds of map used here; none is per-CPU, so a value is `V` bytes.
+#[derive(Clone, Copy)]
+enum MapKind {
+    Hash = 1,
+    Array = 2,
 }
 
-fn map_update(map: &OwnedFd, key: &[u8], value: &[u8]) -> io::Result<()> {
-    Attr::new()
-        .u32(0, map.as_raw_fd() as u32)
-        .ptr(8, key.as_ptr())
-        .ptr(16, value.as_ptr())
-        .call(CMD_MAP_UPDATE_ELEM)
-        .map(drop)
-}
+/// A map created with `K`-byte keys and `V`-byte values: its calls can only
+/// pass buffers of exactly the sizes the kernel reads and writes.
+struct Map<const K: usize, const V: usize>(OwnedFd);
 
-fn map_lookup(map: &OwnedFd, key: &[u8], value: &mut [u8]) -> io::Result<()> {
-    Attr::new()
-        .u32(0, map.as_raw_fd() as u32)
-        .ptr(8, key.as_ptr())
-        .ptr(16, value.as_mut_ptr())
-        .call(CMD_MAP_LOOKUP_ELEM)
-        .map(drop)
+impl<const K: usize, const V: usize> Map<K, V> {
+    fn new(kind: MapKind, entries: u32) -> io::Result<Self> {
+        let mut a = Attr::new();
+        a.u32(0, kind as u32)
+            .u32(4, K as u32)
+            .u32(8, V as u32)
+            .u32(12, entries);
+        // SAFETY: map creation reads no pointer and returns a new descriptor.
+        unsafe { a.call_fd(CMD_MAP_CREATE) }.map(Map)
+    }
+
+    fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    fn update(&self, key: &[u8; K], value: &[u8; V]) -> io::Result<()> {
+        let mut a = Attr::new();
+        a.u32(0, self.fd() as u32)
+            .ptr(8, key.as_ptr())
+            .ptr(16, value.as_ptr());
+        // SAFETY: the kernel reads K bytes of key and V of value, this
+        // map's sizes, from buffers of those lengths that outlive the call.
+        unsafe { a.call(CMD_MAP_UPDATE_ELEM) }.map(drop)
+    }
+
+    fn lookup(&self, key: &[u8; K]) -> io::Result<[u8; V]> {
+        let mut value = [0u8; V];
+        let mut a = Attr::new();
+        a.u32(0, self.fd() as u32)
+            .ptr(8, key.as_ptr())
+            .ptr(16, value.as_mut_ptr());
+        // SAFETY: the kernel reads K bytes of key and writes V of value
+        // (not per-CPU: MapKind has none) into buffers of those lengths.
+        unsafe { a.call(CMD_MAP_LOOKUP_ELEM) }.map(|_| value)
+    }
+
+    fn delete(&self, key: &[u8; K]) -> io::Result<()> {
+        let mut a = Attr::new();
+        a.u32(0, self.fd() as u32).ptr(8, key.as_ptr());
+        // SAFETY: the kernel reads K bytes of key, this map's key size.
+        unsafe { a.call(CMD_MAP_DELETE_ELEM) }.map(drop)
+    }
 }
 
 /// Loads a tc program; on refusal, loads it again for the verifier's log.
@@ -909,6 +1178,8 @@ fn load(code: &[Insn], name: &str) -> Result<OwnedFd> {
     let mut log = vec![0u8; 0];
     let attempt = |log: &mut Vec<u8>| {
         let mut a = Attr::new();
+        // The kernel reads `raw.len()` instructions, the license up to its
+        // NUL, and writes up to `log.len()` bytes of log.
         a.u32(0, PROG_SCHED_CLS)
             .u32(4, raw.len() as u32)
             .ptr(8, raw.as_ptr())
@@ -919,7 +1190,10 @@ fn load(code: &[Insn], name: &str) -> Result<OwnedFd> {
                 .ptr(32, log.as_mut_ptr());
         }
         a.0[48..64].copy_from_slice(&prog_name);
-        a.call_fd(CMD_PROG_LOAD)
+        // SAFETY: every pointer above points at a buffer of the length
+        // given beside it (the license is NUL-terminated), all outliving
+        // the call; a loaded program is a new descriptor.
+        unsafe { a.call_fd(CMD_PROG_LOAD) }
     };
     match attempt(&mut log) {
         Ok(fd) => Ok(fd),
@@ -945,21 +1219,22 @@ fn load(code: &[Insn], name: &str) -> Result<OwnedFd> {
 }
 
 fn link_create(prog: &OwnedFd, ifindex: u32, attach: u32) -> Result<OwnedFd> {
-    Attr::new()
-        .u32(0, prog.as_raw_fd() as u32)
+    let mut a = Attr::new();
+    a.u32(0, prog.as_raw_fd() as u32)
         .u32(4, ifindex)
-        .u32(8, attach)
-        .call_fd(CMD_LINK_CREATE)
-        .with_context(|| {
-            format!(
-                "attaching to the tc {} hook of interface {ifindex} (TCX needs Linux 6.6 or later)",
-                if attach == ATTACH_TCX_INGRESS {
-                    "ingress"
-                } else {
-                    "egress"
-                }
-            )
-        })
+        .u32(8, attach);
+    // SAFETY: a link is made of descriptors and numbers, no pointer; it is
+    // a new descriptor.
+    unsafe { a.call_fd(CMD_LINK_CREATE) }.with_context(|| {
+        format!(
+            "attaching to the tc {} hook of interface {ifindex} (TCX needs Linux 6.6 or later)",
+            if attach == ATTACH_TCX_INGRESS {
+                "ingress"
+            } else {
+                "egress"
+            }
+        )
+    })
 }
 
 #[cfg(test)]
@@ -982,6 +1257,7 @@ mod tests {
             df: true,
             l2: false,
             out_ifindex: 7,
+            id_base: 0,
         }
     }
 
@@ -1047,27 +1323,36 @@ mod tests {
 
     #[test]
     fn keys_are_big_endian_and_tagged() {
-        let k = route_key(
+        let k: [u8; 16] = route_key(
             5,
             v4([1, 2, 3, 4]),
             v4([5, 6, 7, 8]),
             Some(0x0102_0304),
             true,
-        );
+        )
+        .unwrap();
         assert_eq!(&k[..4], &23u32.to_ne_bytes());
         assert_eq!(&k[4..8], &[1, 2, 3, 4]);
         assert_eq!(&k[8..12], &[5, 6, 7, 8]);
         assert_eq!(&k[12..], &[1, 2, 3, 4]);
-        let unkeyed = route_key(5, v4([1, 2, 3, 4]), v4([5, 6, 7, 8]), None, false);
+        let unkeyed: [u8; 16] =
+            route_key(5, v4([1, 2, 3, 4]), v4([5, 6, 7, 8]), None, false).unwrap();
         assert_eq!(&unkeyed[..4], &20u32.to_ne_bytes());
         let (a, b): (Ipv6Addr, Ipv6Addr) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
-        let k6 = route_key(1, IpAddr::V6(a), IpAddr::V6(b), Some(9), false);
-        assert_eq!(k6.len(), 40, "the IPv6 table's key size");
+        let k6: [u8; 40] = route_key(1, IpAddr::V6(a), IpAddr::V6(b), Some(9), false).unwrap();
         assert_eq!(
             (&k6[4..20], &k6[20..36]),
             (&a.octets()[..], &b.octets()[..])
         );
         assert_eq!(&k6[36..], &9u32.to_be_bytes());
+        assert!(
+            route_key::<16>(1, IpAddr::V6(a), IpAddr::V6(b), None, false).is_none(),
+            "IPv6 addresses make no IPv4 table key"
+        );
+        assert!(
+            route_key::<40>(1, IpAddr::V6(a), v4([1, 2, 3, 4]), None, false).is_none(),
+            "nor mixed ones an IPv6 key"
+        );
     }
 
     /// Needs root: the kernel's verifier is the judge.
@@ -1101,14 +1386,10 @@ mod tests {
                 ..encap()
             },
         ] {
-            load(&encap_program(&e, fp.counters.as_raw_fd()), "t_encap").expect("encap loads");
+            load(&encap_program(&e, fp.counters.fd()), "t_encap").expect("encap loads");
         }
         load(
-            &decap_program(
-                1,
-                [fp.table.as_raw_fd(), fp.table6.as_raw_fd()],
-                fp.counters.as_raw_fd(),
-            ),
+            &decap_program(1, [fp.table.fd(), fp.table6.fd()], fp.counters.fd()),
             "t_decap",
         )
         .expect("decap loads");
@@ -1132,5 +1413,10 @@ mod tests {
         (end.local, end.remote) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
         fp.add_route(1, &end, 9, 3).expect("IPv6 route");
         assert_eq!(fp.counters(2).expect("counters"), Counters::default());
+        fp.remove_route(1, &end).expect("removing the IPv6 route");
+        fp.remove_route(1, &end)
+            .expect("removing it again: nothing to do");
+        end.remote = "10.0.0.2".parse().unwrap();
+        assert!(fp.add_route(1, &end, 9, 3).is_err(), "mixed families");
     }
 }

@@ -80,6 +80,10 @@ pub struct TunnelStats {
     pub drop_sequence: u64,
     /// Payload type not for this device (IP on TAP, Ethernet on TUN).
     pub drop_protocol: u64,
+    /// Outer header marked CE over an inner packet that is not
+    /// ECN-capable (RFC 6040: dropped, as ip_gre does).
+    #[serde(default)]
+    pub drop_ecn: u64,
     /// Packets read from the device that could not be sent.
     pub tx_errors: u64,
     /// Decapsulated packets the device refused.
@@ -94,6 +98,9 @@ pub struct TunnelStats {
     /// Whether the in-kernel fast path (`fastpath`) carries the tunnel.
     #[serde(default)]
     pub fast_path: bool,
+    /// Why it does not (yet), while it does not.
+    #[serde(default)]
+    pub fast_path_off: Option<String>,
     /// Packets and inner bytes the fast path carried, TCP super-packets
     /// counting once; not in the counters above.
     #[serde(default)]
@@ -163,6 +170,14 @@ fn run_with(
     fast: bool,
 ) -> Result<()> {
     let mut engine = Engine::new(spec, offload)?;
+    let why = if fast {
+        format!("waits for {FAST_AFTER} packets through userspace")
+    } else {
+        "disabled by GRELAB_DP_FASTPATH=0".to_owned()
+    };
+    for st in &mut engine.stats.tunnels {
+        st.fast_path_off = Some(why.clone());
+    }
     write_stats(stats_path, &engine.stats)?;
     on_ready();
     // After `ready`: `up` need not wait for it, and nothing uses it yet.
@@ -497,6 +512,8 @@ struct Tunnel {
     remote: (libc::sockaddr_storage, libc::socklen_t),
     tx_seq: u32,
     rx_seq: Option<u32>,
+    /// The next outer IPv4 ID.
+    tx_id: u16,
     alive: bool,
     /// The namespace's index in `Engine::namespaces`.
     slot: usize,
@@ -793,16 +810,12 @@ impl Tx {
                 }
             }
         };
-        let (ttl, tos) = outer_fields(&t.end, t.l2, inner);
-        // As ip_gre: without pmtudisc the outer DF copies an IPv4 inner DF.
-        let inner_df = !t.l2
-            && inner.first().is_some_and(|b| b >> 4 == 4)
-            && inner.get(6).is_some_and(|b| b & 0x40 != 0);
+        let (ttl, tos, df) = outer_fields(&t.end, t.l2, inner);
         let outer = Outer {
             protocol,
             ttl,
             tos,
-            df: t.end.pmtudisc || inner_df,
+            df,
         };
         if vh.gso_type == offload::GSO_NONE {
             if vh.flags & offload::NEEDS_CSUM != 0
@@ -869,7 +882,13 @@ impl Tx {
         let (start, ctrl_len) = match (t.end.local, t.end.remote) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
                 let total = 20 + t.hlen + inner;
-                ipv4_header(&mut block[g - 20..g], total, o.tos, o.ttl, o.df, src, dst);
+                let h = &mut block[g - 20..g];
+                ipv4_header(h, total, o.tos, o.ttl, o.df, src, dst);
+                // The ID from the tunnel's counter, as ip_gre's; given
+                // here, since the kernel gives DF packets of a raw socket
+                // ID 0.
+                h[4..6].copy_from_slice(&t.tx_id.to_be_bytes());
+                t.tx_id = t.tx_id.wrapping_add(1);
                 (g - 20, 0)
             }
             (IpAddr::V6(src), _) => (g, ipv6_control(&mut self.ctrl[i], src, o.ttl, o.tos)),
@@ -948,8 +967,20 @@ struct Fast {
     granted: usize,
     /// To the attaching thread; dropped first, to stop it.
     jobs: Option<mpsc::Sender<AttachJob>>,
-    done: mpsc::Receiver<(usize, Result<bool>)>,
+    done: mpsc::Receiver<(usize, Outcome)>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Why a tunnel waits once FAST_MAX are granted.
+    full: String,
+}
+
+/// What the attaching thread reports of a tunnel.
+enum Outcome {
+    On,
+    /// Not now, for this reason (no route yet; netfilter rules, found when
+    /// attaching or later, then detached): try again after the delay.
+    Later(String, Duration),
+    /// Attaching failed: it stays in userspace.
+    Failed(anyhow::Error),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -972,6 +1003,13 @@ const FAST_AFTER: u64 = 64;
 const FAST_MAX: usize = 32;
 /// How long after a failed attach (no route yet) to try again.
 const FAST_RETRY: Duration = Duration::from_secs(1);
+/// How often the namespaces of tunnel ends on the fast path are checked for
+/// netfilter rules (which it would bypass): a rule added takes effect
+/// within this (kernel GRE and the userspace path see it at once).
+const NETFILTER_CHECK: Duration = Duration::from_secs(1);
+/// How long a tunnel end kept off the fast path by netfilter rules waits
+/// before its namespace is checked again.
+const NETFILTER_RETRY: Duration = Duration::from_secs(5);
 
 /// What the attaching thread needs to know of a tunnel.
 struct AttachJob {
@@ -979,6 +1017,8 @@ struct AttachJob {
     netns: File,
     end: TunnelEnd,
     slot: usize,
+    /// The userspace path's next IPv4 ID, for the fast path to go on from.
+    id_base: u16,
 }
 
 impl Drop for Fast {
@@ -1099,6 +1139,7 @@ impl Engine {
                 remote: sockaddr(end.remote),
                 tx_seq: 0,
                 rx_seq: None,
+                tx_id: random_u16(),
                 alive: true,
                 slot: slots[end.netns.as_str()],
             });
@@ -1127,14 +1168,16 @@ impl Engine {
     /// once it carries traffic (see `try_fast`). Without eBPF, one line in
     /// the log says so and every packet goes through userspace.
     fn enable_fast_path(&mut self) {
+        let no_fast = |stats: &mut Stats, why: String| {
+            eprintln!("dataplane: {why}; all packets go through userspace");
+            for st in &mut stats.tunnels {
+                st.fast_path_off = Some(why.clone());
+            }
+        };
+        self.dirty = true;
         let path = match FastPath::new(self.tunnels.len()) {
             Ok(p) => Arc::new(p),
-            Err(e) => {
-                eprintln!(
-                    "dataplane: no in-kernel fast path, all packets go through userspace: {e:#}"
-                );
-                return;
-            }
+            Err(e) => return no_fast(&mut self.stats, format!("no in-kernel fast path: {e:#}")),
         };
         let (jobs, todo) = mpsc::channel();
         let (report, done) = mpsc::channel();
@@ -1145,17 +1188,22 @@ impl Engine {
         let thread = match thread {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("dataplane: no in-kernel fast path (no thread for it: {e})");
-                return;
+                let why = format!("no in-kernel fast path (no thread for it: {e})");
+                return no_fast(&mut self.stats, why);
             }
         };
         let tunnels = self
             .tunnels
             .iter()
-            .map(|t| {
+            .zip(&mut self.stats.tunnels)
+            .map(|(t, st)| {
                 if fastpath::carries(&t.end) {
                     FastState::Waiting(Instant::now())
                 } else {
+                    st.fast_path_off = Some(
+                        "GRE checksums or sequence numbers are configured (userspace keeps them)"
+                            .into(),
+                    );
                     FastState::Off
                 }
             })
@@ -1167,6 +1215,7 @@ impl Engine {
             jobs: Some(jobs),
             done,
             thread: Some(thread),
+            full: format!("the dataplane's {FAST_MAX} fast-path places are taken"),
         });
     }
 
@@ -1174,14 +1223,18 @@ impl Engine {
     /// has carried enough traffic through userspace.
     fn try_fast(&mut self, ti: usize) {
         let Some(fast) = &mut self.fast else { return };
-        if fast.granted >= FAST_MAX {
-            return;
-        }
-        let st = &self.stats.tunnels[ti];
+        let st = &mut self.stats.tunnels[ti];
         match fast.tunnels[ti] {
             FastState::Waiting(at)
                 if st.tx_packets + st.rx_packets >= FAST_AFTER && at <= Instant::now() => {}
             _ => return,
+        }
+        if fast.granted >= FAST_MAX {
+            if st.fast_path_off.as_ref() != Some(&fast.full) {
+                st.fast_path_off = Some(fast.full.clone());
+                self.dirty = true;
+            }
+            return;
         }
         let t = &self.tunnels[ti];
         let job = self.namespaces[t.slot].try_clone().map(|netns| AttachJob {
@@ -1189,6 +1242,7 @@ impl Engine {
             netns,
             end: t.end.clone(),
             slot: t.slot,
+            id_base: t.tx_id,
         });
         let sent = match (job, &fast.jobs) {
             (Ok(job), Some(jobs)) => jobs.send(job).is_ok(),
@@ -1205,24 +1259,35 @@ impl Engine {
     /// Takes the attaching thread's results.
     fn fast_results(&mut self) {
         let Some(fast) = &mut self.fast else { return };
-        while let Ok((ti, result)) = fast.done.try_recv() {
+        while let Ok((ti, outcome)) = fast.done.try_recv() {
             let t = &self.tunnels[ti];
-            fast.tunnels[ti] = match result {
-                Ok(true) => {
-                    self.stats.tunnels[ti].fast_path = true;
-                    self.dirty = true;
+            let st = &mut self.stats.tunnels[ti];
+            self.dirty = true;
+            fast.tunnels[ti] = match outcome {
+                Outcome::On => {
+                    st.fast_path = true;
+                    st.fast_path_off = None;
                     FastState::On
                 }
-                Ok(false) => {
+                Outcome::Later(why, retry) => {
                     fast.granted -= 1;
-                    FastState::Waiting(Instant::now() + FAST_RETRY)
+                    if st.fast_path {
+                        // Detached: its last counts.
+                        if let Ok(c) = fast.path.counters(ti as u32) {
+                            take_counters(st, &c);
+                        }
+                    }
+                    st.fast_path = false;
+                    st.fast_path_off = Some(why);
+                    FastState::Waiting(Instant::now() + retry)
                 }
-                Err(e) => {
+                Outcome::Failed(e) => {
                     fast.granted -= 1;
                     eprintln!(
                         "dataplane: tunnel `{}` in `{}` stays in userspace: {e:#}",
                         t.end.name, t.end.netns
                     );
+                    st.fast_path_off = Some(format!("attaching it failed: {e:#}"));
                     FastState::Off
                 }
             };
@@ -1240,14 +1305,7 @@ impl Engine {
             let Ok(c) = fast.path.counters(i as u32) else {
                 continue;
             };
-            let st = &mut self.stats.tunnels[i];
-            if (st.fast_tx_packets, st.fast_rx_packets) != (c.tx_packets, c.rx_packets) {
-                st.fast_tx_packets = c.tx_packets;
-                st.fast_tx_bytes = c.tx_bytes;
-                st.fast_rx_packets = c.rx_packets;
-                st.fast_rx_bytes = c.rx_bytes;
-                self.dirty = true;
-            }
+            self.dirty |= take_counters(&mut self.stats.tunnels[i], &c);
         }
     }
 
@@ -1407,13 +1465,16 @@ impl Engine {
                 stats.malformed += 1;
                 continue;
             }
-            let parsed = if sock.v6 {
+            // The outer ECN field too, for RFC 6040: in the IPv4 header, or
+            // in IPv6's IPV6_TCLASS.
+            let (parsed, outer_tos) = if sock.v6 {
                 // SAFETY: the kernel filled the control buffer `m` points at.
-                let dst = unsafe { pktinfo_dst(&m.msg_hdr) };
+                let (dst, tclass) = unsafe { ipv6_received(&m.msg_hdr) };
                 let src = Ipv6Addr::from(rx.names[i].sin6_addr.s6_addr);
-                dst.map(|dst| (IpAddr::V6(src), IpAddr::V6(dst), 0..data.len()))
+                let parsed = dst.map(|dst| (IpAddr::V6(src), IpAddr::V6(dst), 0..data.len()));
+                (parsed, tclass)
             } else {
-                parse_ipv4(data)
+                (parse_ipv4(data), data.get(1).copied().unwrap_or(0))
             };
             let Some((src, dst, gre_at)) = parsed else {
                 stats.malformed += 1;
@@ -1431,7 +1492,13 @@ impl Engine {
             );
             if let Some((ti, inner)) = accepted {
                 let (l2, mtu) = (tunnels[ti].l2, tunnels[ti].end.mtu as usize);
-                let at = base + gre_at.start + inner;
+                let g = base + gre_at.start;
+                let protocol = u16::from_be_bytes([rx.data[g + 2], rx.data[g + 3]]);
+                let at = g + inner;
+                if !ecn_decapsulate(outer_tos, protocol, &mut rx.data[at..base + gre_at.end]) {
+                    stats.tunnels[ti].drop_ecn += 1;
+                    continue;
+                }
                 rx.add(ti, l2, mtu, at, base + gre_at.end, *gro);
             }
         }
@@ -1439,13 +1506,36 @@ impl Engine {
     }
 }
 
+/// Copies fast-path counters into `st`; true if they moved.
+fn take_counters(st: &mut TunnelStats, c: &fastpath::Counters) -> bool {
+    if (st.fast_tx_packets, st.fast_rx_packets) == (c.tx_packets, c.rx_packets) {
+        return false;
+    }
+    st.fast_tx_packets = c.tx_packets;
+    st.fast_tx_bytes = c.tx_bytes;
+    st.fast_rx_packets = c.rx_packets;
+    st.fast_rx_bytes = c.rx_bytes;
+    true
+}
+
+/// A tunnel end the attaching thread put on the fast path.
+struct OnFast {
+    index: usize,
+    slot: usize,
+    end: TunnelEnd,
+    /// Its egress program: closing it detaches the program.
+    _egress: OwnedFd,
+}
+
 /// The attaching thread: takes jobs until the dataplane drops its sender,
-/// reports each result, and holds the links (closing them detaches the
-/// programs) until it ends.
+/// reports each result, checks the namespaces of the tunnels it attached
+/// for netfilter rules every NETFILTER_CHECK (detaching them where some
+/// appeared), and holds the links (closing them detaches the programs)
+/// until it ends.
 fn attacher(
     path: &FastPath,
     jobs: &mpsc::Receiver<AttachJob>,
-    report: &mpsc::Sender<(usize, Result<bool>)>,
+    report: &mpsc::Sender<(usize, Outcome)>,
 ) {
     let home = match File::open("/proc/thread-self/ns/net") {
         Ok(f) => f,
@@ -1455,32 +1545,148 @@ fn attacher(
         }
     };
     let mut ingress: HashMap<(usize, u32), OwnedFd> = HashMap::new();
-    let mut links = Vec::new();
-    for job in jobs {
-        let attached = netns::enter(&job.netns).and_then(|()| attach(path, &mut ingress, &job));
-        if let Err(e) = netns::enter(&home) {
-            eprintln!("dataplane: fast path: returning to the original network namespace: {e:#}");
-            return;
+    let mut on: Vec<OnFast> = Vec::new();
+    let mut namespaces: HashMap<usize, File> = HashMap::new();
+    let mut checked = Instant::now();
+    loop {
+        match jobs.recv_timeout(NETFILTER_CHECK.saturating_sub(checked.elapsed())) {
+            Ok(job) => {
+                let attached =
+                    netns::enter(&job.netns).and_then(|()| attach(path, &mut ingress, &job));
+                if !go_home(&home) {
+                    return;
+                }
+                let outcome = match attached {
+                    Ok(Ok(egress)) => {
+                        on.push(OnFast {
+                            index: job.index,
+                            slot: job.slot,
+                            end: job.end,
+                            _egress: egress,
+                        });
+                        namespaces.entry(job.slot).or_insert(job.netns);
+                        Outcome::On
+                    }
+                    Ok(Err((why, retry))) => Outcome::Later(why, retry),
+                    Err(e) => Outcome::Failed(e),
+                };
+                if report.send((job.index, outcome)).is_err() {
+                    return;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        let result = attached.map(|link| link.map(|l| links.push(l)).is_some());
-        if report.send((job.index, result)).is_err() {
-            break;
+        if checked.elapsed() >= NETFILTER_CHECK {
+            checked = Instant::now();
+            if !recheck(path, &home, &mut on, &mut ingress, &namespaces, report) {
+                return;
+            }
         }
     }
+}
+
+/// Enters the attaching thread's original namespace; false (said) if it
+/// cannot, and the thread must end.
+fn go_home(home: &File) -> bool {
+    match netns::enter(home) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("dataplane: fast path: returning to the original network namespace: {e:#}");
+            false
+        }
+    }
+}
+
+/// Takes the tunnel ends of every namespace that now has netfilter rules
+/// (or cannot be checked) off the fast path: their routes first, so the
+/// receive programs leave their packets to the stack at once, then the
+/// programs; reports each as `Later`. False if the thread must end.
+fn recheck(
+    path: &FastPath,
+    home: &File,
+    on: &mut Vec<OnFast>,
+    ingress: &mut HashMap<(usize, u32), OwnedFd>,
+    namespaces: &HashMap<usize, File>,
+    report: &mpsc::Sender<(usize, Outcome)>,
+) -> bool {
+    let mut slots: Vec<usize> = on.iter().map(|t| t.slot).collect();
+    slots.sort_unstable();
+    slots.dedup();
+    for slot in slots {
+        let Some(ns) = namespaces.get(&slot) else {
+            continue;
+        };
+        let found = netns::enter(ns).map(|()| crate::sys::rtnl::netfilter::rules_here());
+        if !go_home(home) {
+            return false;
+        }
+        let name = on
+            .iter()
+            .find(|t| t.slot == slot)
+            .map(|t| t.end.netns.clone())
+            .unwrap_or_default();
+        let why = match found {
+            Ok(Ok(None)) => continue,
+            Ok(Ok(Some(what))) => format!("netfilter rules in namespace `{name}`: {what}"),
+            Ok(Err(e)) => format!("could not check namespace `{name}` for netfilter rules: {e}"),
+            Err(e) => format!("could not check namespace `{name}` for netfilter rules: {e:#}"),
+        };
+        let (gone, kept) = std::mem::take(on).into_iter().partition(|t| t.slot == slot);
+        *on = kept;
+        let gone: Vec<OnFast> = gone;
+        for t in &gone {
+            if let Err(e) = path.remove_route(slot as u32, &t.end) {
+                eprintln!("dataplane: fast path: {e:#}");
+            }
+        }
+        ingress.retain(|k, _| k.0 != slot);
+        for t in gone {
+            eprintln!(
+                "dataplane: tunnel `{}` in `{}` leaves the fast path: {why}",
+                t.end.name, t.end.netns
+            );
+            if report
+                .send((t.index, Outcome::Later(why.clone(), NETFILTER_RETRY)))
+                .is_err()
+            {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Attaches a tunnel's programs from inside its namespace: the receive
 /// program on the underlay device its remote is routed out of (once per
 /// device), its route in the table, and the egress program on its device.
-/// None while the remote has no route.
+/// Not now (why, and when to try again) while the namespace has netfilter
+/// rules, which the programs would bypass, or the remote has no route.
 fn attach(
     path: &FastPath,
     ingress: &mut HashMap<(usize, u32), OwnedFd>,
     job: &AttachJob,
-) -> Result<Option<OwnedFd>> {
+) -> Result<std::result::Result<OwnedFd, (String, Duration)>> {
     let e = &job.end;
+    let netfilter = match crate::sys::rtnl::netfilter::rules_here() {
+        Ok(None) => None,
+        Ok(Some(what)) => Some(format!(
+            "netfilter rules in namespace `{}`: {what}",
+            e.netns
+        )),
+        Err(err) => Some(format!(
+            "could not check namespace `{}` for netfilter rules: {err}",
+            e.netns
+        )),
+    };
+    if let Some(why) = netfilter {
+        return Ok(Err((why, NETFILTER_RETRY)));
+    }
     let Some(oif) = rtnl::route_oif(e.remote)? else {
-        return Ok(None);
+        return Ok(Err((
+            format!("no route to its remote {} yet", e.remote),
+            FAST_RETRY,
+        )));
     };
     let ifindex = nix::net::if_::if_nametoindex(e.name.as_str())
         .with_context(|| format!("reading the interface index of `{}`", e.name))?;
@@ -1503,8 +1709,15 @@ fn attach(
         v.insert(path.attach_ingress(slot, oif)?);
     }
     path.add_route(slot, e, ifindex, index)?;
-    let encap = Encap::of(e, index, oif);
-    Ok(Some(path.attach_egress(&encap, ifindex)?))
+    let encap = Encap::of(e, index, oif, job.id_base);
+    match path.attach_egress(&encap, ifindex) {
+        Ok(link) => Ok(Ok(link)),
+        Err(err) => {
+            // Its packets stay with the userspace path both ways.
+            let _ = path.remove_route(slot, e);
+            Err(err)
+        }
+    }
 }
 
 impl crate::dataplane::demux::End for Tunnel {
@@ -1599,10 +1812,11 @@ fn send_batch(fd: RawFd, msgs: &mut [libc::mmsghdr], ok: &mut [bool], n: usize) 
     }
 }
 
-/// Outer TTL and TOS for `inner`, as ip_gre does: TTL 0 inherits the inner
-/// TTL (64 for non-IP), an odd TOS inherits the inner DSCP, and the ECN bits
-/// follow the inner packet's (RFC 6040, CE sent as ECT(0)).
-fn outer_fields(end: &TunnelEnd, l2: bool, inner: &[u8]) -> (u8, u8) {
+/// Outer TTL, TOS and DF for `inner`, as ip_gre does: TTL 0 inherits the
+/// inner TTL (64 for non-IP), an odd TOS inherits the inner DSCP, the ECN
+/// bits follow the inner packet's (RFC 6040, CE sent as ECT(0)), and DF is
+/// set with pmtudisc, else copied from an IPv4 inner packet.
+fn outer_fields(end: &TunnelEnd, l2: bool, inner: &[u8]) -> (u8, u8, bool) {
     let ip = if l2 {
         match inner.get(12..14) {
             Some([0x08, 0x00] | [0x86, 0xdd]) => &inner[14..],
@@ -1611,10 +1825,10 @@ fn outer_fields(end: &TunnelEnd, l2: bool, inner: &[u8]) -> (u8, u8) {
     } else {
         inner
     };
-    let (inner_ttl, inner_tos) = match ip.first().map(|b| b >> 4) {
-        Some(4) if ip.len() >= 20 => (ip[8], ip[1]),
-        Some(6) if ip.len() >= 40 => (ip[7], (ip[0] << 4) | (ip[1] >> 4)),
-        _ => (64, 0),
+    let (inner_ttl, inner_tos, inner_df) = match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 20 => (ip[8], ip[1], ip[6] & 0x40 != 0),
+        Some(6) if ip.len() >= 40 => (ip[7], (ip[0] << 4) | (ip[1] >> 4), false),
+        _ => (64, 0, false),
     };
     let ttl = if end.ttl == 0 { inner_ttl } else { end.ttl };
     let base = if end.tos & 1 == 1 { inner_tos } else { end.tos };
@@ -1622,10 +1836,70 @@ fn outer_fields(end: &TunnelEnd, l2: bool, inner: &[u8]) -> (u8, u8) {
         3 => 2,
         e => e,
     };
-    (ttl, (base & !3) | ecn)
+    (ttl, (base & !3) | ecn, end.pmtudisc || inner_df)
 }
 
-/// Writes an outer IPv4 header for GRE; the kernel fills id and checksum.
+/// RFC 6040's decapsulation, as ip_tunnel_rcv does it: the outer ECN
+/// field `outer` (the low bits of the TOS or traffic class) onto the
+/// inner packet of GRE type `protocol` (for gretap, IP in an untagged
+/// frame): outer CE marks an ECN-capable packet CE (fixing an IPv4
+/// checksum), outer ECT(1) makes ECT(0) ECT(1), the rest stays. False for
+/// CE over a Not-ECT packet, to be dropped. The fast path does the same.
+fn ecn_decapsulate(outer: u8, protocol: u16, inner: &mut [u8]) -> bool {
+    let outer = outer & 3;
+    if outer == 0 || outer == 2 {
+        return true;
+    }
+    let (kind, ip) = if protocol == gre::ETHERTYPE_TEB {
+        match inner.get(12..14) {
+            Some(&[a, b]) => (u16::from_be_bytes([a, b]), &mut inner[14..]),
+            _ => return true,
+        }
+    } else {
+        (protocol, inner)
+    };
+    let v4 = match kind {
+        gre::ETHERTYPE_IPV4 => true,
+        gre::ETHERTYPE_IPV6 => false,
+        _ => return true,
+    };
+    // As far as the fast path reads: 12 bytes.
+    if ip.len() < 12 {
+        return true;
+    }
+    let byte = ip[1];
+    let ecn = if v4 { byte & 3 } else { (byte >> 4) & 3 };
+    let new = match (outer, ecn) {
+        (3, 0) => return false,
+        (3, 1 | 2) => 3,
+        (1, 2) => 1,
+        _ => return true,
+    };
+    if v4 {
+        let old = u16::from_be_bytes([ip[0], ip[1]]);
+        ip[1] = (byte & !3) | new;
+        let word = u16::from_be_bytes([ip[0], ip[1]]);
+        // RFC 1624: HC' = ~(~HC + ~m + m').
+        let hc = u16::from_be_bytes([ip[10], ip[11]]);
+        let sum = u64::from(!hc) + u64::from(!old) + u64::from(word);
+        ip[10..12].copy_from_slice(&(!offload::csum_fold(sum)).to_be_bytes());
+    } else {
+        ip[1] = (byte & 0xcf) | (new << 4);
+    }
+    true
+}
+
+/// A random 16-bit number, to start a counter of IPv4 IDs as the kernel's
+/// do (0 if the kernel gives none).
+fn random_u16() -> u16 {
+    let mut b = [0u8; 2];
+    // SAFETY: getrandom writes at most the 2 bytes of `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), 2, libc::GRND_NONBLOCK) };
+    if n == 2 { u16::from_ne_bytes(b) } else { 0 }
+}
+
+/// Writes an outer IPv4 header for GRE, ID 0; the kernel fills the
+/// checksum (and a zero ID).
 fn ipv4_header(
     h: &mut [u8],
     total: usize,
@@ -1715,23 +1989,28 @@ fn ipv6_control(buf: &mut [u64; CTRL_WORDS], src: Ipv6Addr, hops: u8, tclass: u8
     at
 }
 
-/// The destination address from a received message's IPV6_PKTINFO.
+/// The destination address (IPV6_PKTINFO) and traffic class (IPV6_TCLASS,
+/// 0 if missing) of a received message.
 ///
 /// # Safety
 /// `h` must describe a control buffer the kernel filled.
-unsafe fn pktinfo_dst(h: &libc::msghdr) -> Option<Ipv6Addr> {
+unsafe fn ipv6_received(h: &libc::msghdr) -> (Option<Ipv6Addr>, u8) {
+    let (mut dst, mut tclass) = (None, 0);
     // SAFETY: walking kernel-written control messages within msg_controllen.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(h);
         while !c.is_null() {
             if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_PKTINFO {
                 let info = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>());
-                return Some(Ipv6Addr::from(info.ipi6_addr.s6_addr));
+                dst = Some(Ipv6Addr::from(info.ipi6_addr.s6_addr));
+            }
+            if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_TCLASS {
+                tclass = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>()) as u8;
             }
             c = libc::CMSG_NXTHDR(h, c);
         }
     }
-    None
+    (dst, tclass)
 }
 
 fn sockaddr(ip: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
@@ -1770,7 +2049,7 @@ fn writable(fd: RawFd) -> bool {
 
 /// A non-blocking raw GRE socket in the calling thread's namespace: IPv4
 /// with IP_HDRINCL (we write the outer header), or IPv6 reporting each
-/// packet's destination.
+/// packet's destination and traffic class.
 fn raw_socket(v6: bool) -> Result<OwnedFd> {
     let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
     // SAFETY: plain socket(2); the result is checked.
@@ -1795,6 +2074,11 @@ fn raw_socket(v6: bool) -> Result<OwnedFd> {
         (libc::IPPROTO_IP, libc::IP_HDRINCL)
     };
     setsockopt(&fd, level, name, 1).context("configuring the raw GRE socket")?;
+    if v6 {
+        // The outer traffic class, for RFC 6040's decapsulation.
+        setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS, 1)
+            .context("configuring the raw GRE socket")?;
+    }
     // A bigger receive buffer absorbs bursts for hubs (FORCE: root passes rmem_max).
     let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20);
     Ok(fd)
@@ -2909,7 +3193,9 @@ mod tests {
                 lab: "test".into(),
                 tunnels,
             };
-            let stats = lab.dir.join("stats.json");
+            // A file of its own: a test may run two dataplanes.
+            let n = SERIAL.fetch_add(1, Ordering::Relaxed);
+            let stats = lab.dir.join(format!("stats-{n}.json"));
             let stop = Arc::new(AtomicBool::new(false));
             let (tx, rx) = mpsc::channel();
             let (s, p) = (stop.clone(), stats.clone());
@@ -3412,10 +3698,14 @@ mod tests {
         }
 
         fn send(&self, src: Ipv4Addr, dst: Ipv4Addr, gre: &[u8]) {
+            self.send_tos(src, dst, 0, gre);
+        }
+
+        fn send_tos(&self, src: Ipv4Addr, dst: Ipv4Addr, tos: u8, gre: &[u8]) {
             let mut pkt = vec![0u8; 20];
             pkt.extend(gre);
             let total = pkt.len();
-            ipv4_header(&mut pkt[..20], total, 0, 64, false, src, dst);
+            ipv4_header(&mut pkt[..20], total, tos, 64, false, src, dst);
             let (sa, len) = sockaddr(IpAddr::V4(dst));
             // SAFETY: sends `pkt` to a valid sockaddr.
             let r = unsafe {
@@ -3553,6 +3843,461 @@ mod tests {
         for name in ["tun0", "tap0", "six0", "six1"] {
             assert!(stat(&u, &lab.b, name).rx_bytes >= LEN as u64, "{u:?}");
         }
+    }
+
+    /// 100 quick pings from `ns` to `to`, answered or not: enough traffic
+    /// for the fast path.
+    fn flood(ns: &str, to: &str) {
+        let _ = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "ping", "-q", "-c", "100", "-i", "0.002",
+            ])
+            .args(["-W", "1", to])
+            .output()
+            .expect("running ping");
+    }
+
+    /// The MAC address of `dev` in namespace `ns`.
+    fn mac(ns: &str, dev: &str) -> [u8; 6] {
+        let out = ip(ns, &format!("-o link show dev {dev}"));
+        let hex = out
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no MAC address for {dev}: {out}"));
+        let mut m = [0u8; 6];
+        for (b, h) in m.iter_mut().zip(hex.split(':')) {
+            *b = u8::from_str_radix(h, 16).unwrap();
+        }
+        m
+    }
+
+    /// Sends the Ethernet frame `frame` out of `dev` in namespace `ns`, as
+    /// it is (AF_PACKET).
+    fn inject(ns: &str, dev: &'static str, frame: Vec<u8>) {
+        netns::run_in(ns, move || {
+            // SAFETY: plain socket/sendto calls on a fresh fd and local buffers.
+            unsafe {
+                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
+                anyhow::ensure!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
+                let fd = OwnedFd::from_raw_fd(fd);
+                let mut sll: libc::sockaddr_ll = zeroed();
+                sll.sll_family = libc::AF_PACKET as u16;
+                let name = std::ffi::CString::new(dev).unwrap();
+                sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+                sll.sll_halen = 6;
+                let r = libc::sendto(
+                    fd.as_raw_fd(),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    std::ptr::addr_of!(sll).cast(),
+                    size_of::<libc::sockaddr_ll>() as u32,
+                );
+                anyhow::ensure!(
+                    r == frame.len() as isize,
+                    "injecting a frame: {}",
+                    io::Error::last_os_error()
+                );
+                Ok(())
+            }
+        })
+        .unwrap()
+    }
+
+    /// Every packet on `fd` within `limit` that `want` accepts.
+    fn packets(fd: &OwnedFd, limit: Duration, want: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + limit;
+        let mut buf = vec![0u8; 65536];
+        let mut got = Vec::new();
+        while Instant::now() < deadline {
+            // SAFETY: reads into `buf`, whose length is passed.
+            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n > 0 && want(&buf[..n as usize]) {
+                got.push(buf[..n as usize].to_vec());
+            }
+        }
+        got
+    }
+
+    /// An IPv4 packet with a valid header checksum.
+    fn ipv4_packet(
+        src: [u8; 4],
+        dst: [u8; 4],
+        proto: u8,
+        tos: u8,
+        id: u16,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut p = vec![0x45, tos];
+        p.extend(((20 + payload.len()) as u16).to_be_bytes());
+        p.extend(id.to_be_bytes());
+        p.extend([0, 0, 64, proto, 0, 0]);
+        p.extend(src);
+        p.extend(dst);
+        let sum = gre::internet_checksum(&p);
+        p[10..12].copy_from_slice(&sum.to_be_bytes());
+        p.extend(payload);
+        p
+    }
+
+    /// An ICMP echo request from `src` to `dst` in IPv4 with TOS `tos`,
+    /// its IP ID `id` telling it apart.
+    fn echo4(src: [u8; 4], dst: [u8; 4], tos: u8, id: u16) -> Vec<u8> {
+        let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
+        let sum = gre::internet_checksum(&icmp);
+        icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+        ipv4_packet(src, dst, 1, tos, id, &icmp)
+    }
+
+    /// The inner packets the forged frames carry: 192.168.50.2 -> .1 with
+    /// IDs 0x7700 + n.
+    fn marked(p: &[u8]) -> Option<u16> {
+        (p.len() >= 20 && p[9] == 1 && p[12..16] == [192, 168, 50, 2] && p[4] == 0x77)
+            .then(|| u16::from(p[5]))
+    }
+
+    /// What ip_gre refuses, the fast path leaves to the stack (which drops
+    /// it, as with kernel GRE): frames for another MAC, 802.1Q-tagged
+    /// frames, IPv4 with a bad header checksum. A good frame beside them is
+    /// carried.
+    #[test]
+    fn the_fast_path_leaves_what_ip_gre_refuses_to_the_stack() {
+        let lab = Lab::new("refuse");
+        let (a, b) = pair(&lab, "tun0", TunnelKind::Gre);
+        let fast = Dp::start_with(&lab, vec![a], true, true);
+        let _peer = Dp::start(&lab, vec![b]);
+        ip(&lab.a, "addr add 192.168.50.1/30 dev tun0");
+        ip(&lab.b, "addr add 192.168.50.2/30 dev tun0");
+        flood(&lab.a, "192.168.50.2");
+        fast.wait_for("the fast path", |s| s.tunnels[0].fast_path);
+        let (to_a, from_r) = (mac(&lab.a, "veth0"), mac(&lab.r, "veth1"));
+        let frame = |dst: [u8; 6], vlan: Option<u16>, bad_sum: bool, n: u16| {
+            let mut gre = vec![0, 0, 8, 0];
+            gre.extend(echo4([192, 168, 50, 2], [192, 168, 50, 1], 0, 0x7700 + n));
+            let mut ip = ipv4_packet([152, 16, 10, 2], [172, 16, 10, 2], 47, 0, 9, &gre);
+            if bad_sum {
+                ip[10] ^= 0x5a;
+            }
+            let mut f = dst.to_vec();
+            f.extend(from_r);
+            if let Some(vid) = vlan {
+                f.extend([0x81, 0x00]);
+                f.extend(vid.to_be_bytes());
+            }
+            f.extend([0x08, 0x00]);
+            f.extend(ip);
+            f
+        };
+        let cap = tap_packets(&lab.a, "tun0", libc::ETH_P_IP as u16);
+        let before = read_stats(&fast.stats).unwrap();
+        inject(
+            &lab.r,
+            "veth1",
+            frame([0x02, 0, 0, 0, 0, 0x99], None, false, 1),
+        );
+        inject(&lab.r, "veth1", frame(to_a, Some(5), false, 2));
+        inject(&lab.r, "veth1", frame(to_a, None, true, 3));
+        inject(&lab.r, "veth1", frame(to_a, None, false, 4));
+        let seen: Vec<u16> = packets(&cap, Duration::from_millis(1500), |p| marked(p).is_some())
+            .iter()
+            .filter_map(|p| marked(p))
+            .collect();
+        assert_eq!(seen, [4], "the inner packets that reached tun0");
+        let s = fast.wait_for("the good frame carried by the fast path", |s| {
+            s.tunnels[0].fast_rx_packets > before.tunnels[0].fast_rx_packets
+        });
+        let (t, t0) = (&s.tunnels[0], &before.tunnels[0]);
+        assert!(t.fast_path, "{t:?}");
+        assert_eq!(
+            (t.rx_packets, s.malformed, s.unmatched),
+            (t0.rx_packets, before.malformed, before.unmatched),
+            "the stack dropped the refused frames before userspace saw them: {s:#?}"
+        );
+    }
+
+    /// IPv6 GRE packets from namespace `ns` with any traffic class.
+    struct Forger6(OwnedFd);
+
+    impl Forger6 {
+        fn new(ns: &str) -> Forger6 {
+            Forger6(netns::run_in(ns, || raw_socket(true)).unwrap())
+        }
+
+        fn send(&self, dst: Ipv6Addr, tclass: u8, gre: &[u8]) {
+            setsockopt(
+                &self.0,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_TCLASS,
+                tclass.into(),
+            )
+            .unwrap();
+            let (sa, len) = sockaddr(IpAddr::V6(dst));
+            // SAFETY: sends `gre` to a valid sockaddr.
+            let r = unsafe {
+                libc::sendto(
+                    self.0.as_raw_fd(),
+                    gre.as_ptr().cast(),
+                    gre.len(),
+                    0,
+                    std::ptr::addr_of!(sa).cast(),
+                    len,
+                )
+            };
+            assert_eq!(
+                r,
+                gre.len() as isize,
+                "forging: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+
+    /// RFC 6040 on receipt: outer CE marks an ECN-capable inner packet CE,
+    /// outer ECT(1) makes ECT(0) ECT(1), CE over Not-ECT is dropped and
+    /// counted; for IPv4 inside IPv4 (gre), IPv6 inside IPv6 (ip6gre) and
+    /// IPv4 in Ethernet (gretap), received by the userspace path or the
+    /// fast path.
+    fn ecn_marks_arrive(fast: bool) {
+        let lab = Lab::new(if fast { "ecnf" } else { "ecnu" });
+        let (a, b) = pair(&lab, "tun0", TunnelKind::Gre);
+        let (sa, sb) = pair(&lab, "six0", TunnelKind::Ip6gre);
+        let (ta, tb) = pair(&lab, "tap0", TunnelKind::Gretap);
+        let dp = Dp::start_with(&lab, vec![a, sa, ta], true, fast);
+        let _peer = Dp::start(&lab, vec![b, sb, tb]);
+        for (ns, n) in [(&lab.a, 1), (&lab.b, 2)] {
+            ip(ns, &format!("addr add 192.168.50.{n}/30 dev tun0"));
+            ip(ns, &format!("addr add fd00:66::{n}/64 dev six0 nodad"));
+            ip(ns, &format!("addr add 192.168.52.{n}/30 dev tap0"));
+        }
+        let ready = (0..5).any(|_| ping(&lab.a, "fd00:b::2", 1).is_ok());
+        assert!(ready, "the IPv6 underlay never answered a ping");
+        if fast {
+            for to in ["192.168.50.2", "fd00:66::2", "192.168.52.2"] {
+                flood(&lab.a, to);
+            }
+            dp.wait_for("the fast path on every tunnel", |s| {
+                s.tunnels.iter().all(|t| t.fast_path)
+            });
+        }
+        let caps = [
+            tap_packets(&lab.a, "tun0", libc::ETH_P_IP as u16),
+            tap_packets(&lab.a, "six0", libc::ETH_P_IPV6 as u16),
+            tap_packets(&lab.a, "tap0", libc::ETH_P_IP as u16),
+        ];
+        let before = read_stats(&dp.stats).unwrap();
+        let (forger, forger6) = (Forger::new(&lab.b), Forger6::new(&lab.b));
+        let (peer, me) = (Ipv4Addr::new(152, 16, 10, 2), Ipv4Addr::new(172, 16, 10, 2));
+        let gre = |proto: u16, inner: &[u8]| gre_packet(proto, false, None, None, inner);
+        let v4 =
+            |ecn: u8, n: u16| echo4([192, 168, 50, 2], [192, 168, 50, 1], 0xb8 | ecn, 0x7700 + n);
+        // (outer ECN, inner ECN, marker): carried to tun0 but for 3.
+        for (outer, inner, n) in [(3, 2, 1), (1, 2, 2), (3, 0, 3), (3, 3, 4), (0, 2, 5)] {
+            forger.send_tos(peer, me, outer, &gre(gre::ETHERTYPE_IPV4, &v4(inner, n)));
+        }
+        // IPv6 inside, ECT(1) under an outer CE; flow label 0x66 tells it apart.
+        let mut v6 = vec![0x6b, 0x80 | (1 << 4), 0, 0x66, 0, 0, 59, 64];
+        v6.extend("fd00:66::2".parse::<Ipv6Addr>().unwrap().octets());
+        v6.extend("fd00:66::1".parse::<Ipv6Addr>().unwrap().octets());
+        forger6.send(
+            "fd00:a::2".parse().unwrap(),
+            0xb8 | 3,
+            &gre(gre::ETHERTYPE_IPV6, &v6),
+        );
+        // IPv4 ECT(0) in a broadcast frame, under an outer CE.
+        let mut frame = vec![0xff; 6];
+        frame.extend([0x02, 0, 0, 0, 0, 0x52, 0x08, 0x00]);
+        frame.extend(echo4([192, 168, 52, 2], [192, 168, 52, 1], 2, 0x7752));
+        forger.send_tos(peer, me, 3, &gre(gre::ETHERTYPE_TEB, &frame));
+
+        let wait = Duration::from_millis(1500);
+        let tun0: Vec<(u16, u8)> = packets(&caps[0], wait, |p| marked(p).is_some())
+            .iter()
+            .inspect(|p| assert_eq!(gre::internet_checksum(&p[..20]), 0, "inner checksum"))
+            .map(|p| (marked(p).unwrap(), p[1]))
+            .collect();
+        assert_eq!(
+            tun0,
+            [(1, 0xb8 | 3), (2, 0xb8 | 1), (4, 0xb8 | 3), (5, 0xb8 | 2)],
+            "(marker, TOS) of what reached tun0"
+        );
+        let six0 = packets(&caps[1], wait, |p| p.len() >= 40 && p[2..4] == [0, 0x66]);
+        assert_eq!(six0.len(), 1, "the IPv6 packet reached six0");
+        assert_eq!(
+            (six0[0][0], six0[0][1]),
+            (0x6b, 0x80 | (3 << 4)),
+            "CE in its traffic class"
+        );
+        let tap0 = packets(&caps[2], wait, |p| p.len() >= 20 && p[4..6] == [0x77, 0x52]);
+        assert_eq!(tap0.len(), 1, "the frame's IPv4 packet reached tap0");
+        assert_eq!(tap0[0][1] & 3, 3, "CE inside the frame");
+        assert_eq!(gre::internet_checksum(&tap0[0][..20]), 0, "its checksum");
+
+        let s = dp.wait_for("the CE-marked Not-ECT packet dropped and counted", |s| {
+            stat(s, &lab.a, "tun0").drop_ecn == 1
+        });
+        if fast {
+            // The fast path marked them: userspace saw only the dropped one.
+            let s = dp.wait_for("the fast path's counts", |s| {
+                stat(s, &lab.a, "tun0").fast_rx_packets
+                    >= stat(&before, &lab.a, "tun0").fast_rx_packets + 4
+                    && stat(s, &lab.a, "six0").fast_rx_packets
+                        > stat(&before, &lab.a, "six0").fast_rx_packets
+                    && stat(s, &lab.a, "tap0").fast_rx_packets
+                        > stat(&before, &lab.a, "tap0").fast_rx_packets
+            });
+            for name in ["tun0", "six0"] {
+                assert_eq!(
+                    stat(&s, &lab.a, name).rx_packets,
+                    stat(&before, &lab.a, name).rx_packets,
+                    "{name}: {s:#?}"
+                );
+            }
+        } else {
+            let (now, then) = (stat(&s, &lab.a, "tun0"), stat(&before, &lab.a, "tun0"));
+            assert!(now.rx_packets >= then.rx_packets + 4, "{now:?}");
+        }
+    }
+
+    #[test]
+    fn ecn_marks_arrive_through_the_userspace_path() {
+        ecn_marks_arrive(false);
+    }
+
+    #[test]
+    fn ecn_marks_arrive_through_the_fast_path() {
+        ecn_marks_arrive(true);
+    }
+
+    /// The GRE packets from a (seen at the router) for `count` pings to
+    /// `to` with `ping -M pmtu`, whose GRE header starts with `gre`.
+    fn echoes_on_the_wire(
+        lab: &Lab,
+        to: &'static str,
+        pmtu: &'static str,
+        gre: [u8; 4],
+    ) -> Vec<Vec<u8>> {
+        let cap = tap_packets(&lab.r, "veth1", libc::ETH_P_IP as u16);
+        let a = lab.a.clone();
+        let pinger = std::thread::spawn(move || {
+            Command::new("ip")
+                .args([
+                    "netns", "exec", &a, "ping", "-n", "-c", "4", "-i", "0.1", "-M", pmtu, to,
+                ])
+                .output()
+                .expect("running ping")
+        });
+        // ICMP echo requests inside, after GRE with or without a key.
+        let inner = 20 + if gre[0] & 0x20 != 0 { 8 } else { 4 };
+        let p = packets(&cap, Duration::from_millis(1500), |p| {
+            p.len() > inner + 20
+                && p[9] == 47
+                && p[12..16] == [172, 16, 10, 2]
+                && p[20..24] == gre
+                && (p[inner + 9], p[inner + 20]) == (1, 8)
+        });
+        let out = pinger.join().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        p
+    }
+
+    /// The outer IPv4 header as ip_gre writes it: DF always with pmtudisc,
+    /// else the inner packet's; an ID from a counter, never a constant 0.
+    fn outer_id_and_df(fast: bool) {
+        let lab = Lab::new(if fast { "idf" } else { "idu" });
+        let (mut a, mut b) = pair(&lab, "tun0", TunnelKind::Gre);
+        (a.pmtudisc, b.pmtudisc) = (false, false);
+        let (mut ka, mut kb) = pair(&lab, "k7", TunnelKind::Gre);
+        for e in [&mut ka, &mut kb] {
+            (e.ikey, e.okey) = (Some(7), Some(7));
+        }
+        let dp = Dp::start_with(&lab, vec![a, ka], true, fast);
+        let _peer = Dp::start(&lab, vec![b, kb]);
+        for (ns, n) in [(&lab.a, 1), (&lab.b, 2)] {
+            ip(ns, &format!("addr add 192.168.50.{n}/30 dev tun0"));
+            ip(ns, &format!("addr add 192.168.57.{n}/30 dev k7"));
+        }
+        if fast {
+            flood(&lab.a, "192.168.50.2");
+            flood(&lab.a, "192.168.57.2");
+            dp.wait_for("the fast path", |s| s.tunnels.iter().all(|t| t.fast_path));
+        }
+        // (tunnel, its GRE header, ping's DF, the outer DF)
+        for (to, gre, pmtu, df) in [
+            ("192.168.50.2", [0, 0, 8, 0], "do", true),
+            ("192.168.50.2", [0, 0, 8, 0], "dont", false),
+            ("192.168.57.2", [0x20, 0, 8, 0], "dont", true),
+        ] {
+            let what = format!("{to}, ping -M {pmtu}");
+            let ps = echoes_on_the_wire(&lab, to, pmtu, gre);
+            assert_eq!(ps.len(), 4, "{what}: the echo requests");
+            let mut ids = Vec::new();
+            for p in &ps {
+                assert_eq!(gre::internet_checksum(&p[..20]), 0, "{what}: checksum");
+                let inner = 20 + if gre[0] & 0x20 != 0 { 8 } else { 4 };
+                assert_eq!(
+                    p[inner + 6] & 0x40 != 0,
+                    pmtu == "do",
+                    "{what}: the inner DF"
+                );
+                let flags = u16::from_be_bytes([p[6], p[7]]);
+                assert_eq!(
+                    flags,
+                    if df { 0x4000 } else { 0 },
+                    "{what}: DF, no fragment"
+                );
+                ids.push(u16::from_be_bytes([p[4], p[5]]));
+            }
+            // One tunnel's packets, one counter: each ID a little past the last.
+            for w in ids.windows(2) {
+                let step = w[1].wrapping_sub(w[0]);
+                assert!((1..16).contains(&step), "{what}: outer IDs {ids:?}");
+            }
+        }
+        let s = read_stats(&dp.stats).unwrap();
+        for t in &s.tunnels {
+            assert_eq!(t.fast_path, fast, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn outer_id_and_df_as_ip_gre_on_the_userspace_path() {
+        outer_id_and_df(false);
+    }
+
+    #[test]
+    fn outer_id_and_df_as_ip_gre_on_the_fast_path() {
+        outer_id_and_df(true);
+    }
+
+    /// Why a tunnel end is not on the fast path, in its stats.
+    #[test]
+    fn the_stats_say_why_the_fast_path_does_not_carry_an_end() {
+        let lab = Lab::new("why");
+        let (a, b) = pair(&lab, "tun0", TunnelKind::Gre);
+        let (mut ca, _) = pair(&lab, "sum0", TunnelKind::Gre);
+        (ca.ikey, ca.okey, ca.checksum) = (Some(3), Some(3), true);
+        let fast = Dp::start_with(&lab, vec![a, ca], true, true);
+        let checksums = "GRE checksums or sequence numbers are configured (userspace keeps them)";
+        let s = fast.wait_for("the reasons", |s| {
+            s.tunnels[1].fast_path_off.as_deref() == Some(checksums)
+        });
+        assert_eq!(
+            s.tunnels[0].fast_path_off.as_deref(),
+            Some("waits for 64 packets through userspace")
+        );
+        let off = Dp::start_with(&lab, vec![b], true, false);
+        let s = read_stats(&off.stats).unwrap();
+        assert_eq!(
+            s.tunnels[0].fast_path_off.as_deref(),
+            Some("disabled by GRELAB_DP_FASTPATH=0")
+        );
+        // Once on it, no reason.
+        ip(&lab.a, "addr add 192.168.50.1/30 dev tun0");
+        ip(&lab.b, "addr add 192.168.50.2/30 dev tun0");
+        flood(&lab.a, "192.168.50.2");
+        let s = fast.wait_for("the fast path", |s| s.tunnels[0].fast_path);
+        assert_eq!(s.tunnels[0].fast_path_off, None);
     }
 
     fn gre_packet(
@@ -3814,31 +4559,119 @@ mod tests {
         (v4[0], v4[1], v4[8]) = (0x45, 0xb8 | 1, 17); // DSCP EF, ECT(1), TTL 17
         assert_eq!(
             outer_fields(&t, false, &v4),
-            (17, 1),
-            "TTL inherited, fixed TOS 0 keeps inner ECN"
+            (17, 1, true),
+            "TTL inherited, fixed TOS 0 keeps inner ECN, DF with pmtudisc"
         );
         (t.ttl, t.tos) = (255, 1);
-        assert_eq!(outer_fields(&t, false, &v4), (255, 0xb9), "TOS inherited");
+        assert_eq!(outer_fields(&t, false, &v4).1, 0xb9, "TOS inherited");
         v4[1] = 0x03; // CE
         assert_eq!(
-            outer_fields(&t, false, &v4),
-            (255, 0x02),
+            outer_fields(&t, false, &v4).1,
+            0x02,
             "CE goes out as ECT(0)"
         );
+        t.pmtudisc = false;
+        assert!(
+            !outer_fields(&t, false, &v4).2,
+            "no DF inside, none outside"
+        );
+        v4[6] = 0x40;
+        assert!(outer_fields(&t, false, &v4).2, "the inner DF copied");
         let mut v6 = [0u8; 40];
         (v6[0], v6[1], v6[7]) = (0x6b, 0x80, 9); // traffic class 0xb8
         t.ttl = 0;
-        assert_eq!(outer_fields(&t, false, &v6), (9, 0xb8));
+        assert_eq!(outer_fields(&t, false, &v6), (9, 0xb8, false));
         let mut frame = [0u8; 54];
         frame[12..14].copy_from_slice(&[0x08, 0x00]);
         frame[14..34].copy_from_slice(&v4);
         assert_eq!(
-            outer_fields(&t, true, &frame).0,
-            17,
-            "gretap looks inside the frame"
+            outer_fields(&t, true, &frame),
+            (17, 0x02, true),
+            "gretap looks inside the frame, for the DF too"
         );
         frame[12..14].copy_from_slice(&[0x08, 0x06]);
-        assert_eq!(outer_fields(&t, true, &frame), (64, 0), "ARP: default TTL");
+        assert_eq!(
+            outer_fields(&t, true, &frame),
+            (64, 0, false),
+            "ARP: default TTL"
+        );
+    }
+
+    /// RFC 6040's table (the kernel's INET_ECN_decapsulate), for IPv4,
+    /// IPv6 and IP in Ethernet.
+    #[test]
+    fn ecn_decapsulation_follows_rfc_6040() {
+        let mut v4 = vec![
+            0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        let v6 = |ecn: u8| {
+            let mut p = vec![0u8; 40];
+            (p[0], p[1]) = (0x6b, 0x80 | (ecn << 4)); // DSCP EF
+            p
+        };
+        // (outer, inner) -> the inner ECN after, or None for a drop.
+        let table = [
+            (0, 0, Some(0)),
+            (0, 1, Some(1)),
+            (0, 2, Some(2)),
+            (0, 3, Some(3)),
+            (2, 0, Some(0)),
+            (2, 1, Some(1)),
+            (2, 2, Some(2)),
+            (2, 3, Some(3)),
+            (1, 0, Some(0)),
+            (1, 1, Some(1)),
+            (1, 2, Some(1)),
+            (1, 3, Some(3)),
+            (3, 0, None),
+            (3, 1, Some(3)),
+            (3, 2, Some(3)),
+            (3, 3, Some(3)),
+        ];
+        for (outer, inner, want) in table {
+            let what = format!("outer {outer}, inner {inner}");
+            v4[1] = 0xb8 | inner;
+            v4[10..12].fill(0);
+            let sum = gre::internet_checksum(&v4);
+            v4[10..12].copy_from_slice(&sum.to_be_bytes());
+            let mut p = v4.clone();
+            let kept = ecn_decapsulate(0xfc | outer, gre::ETHERTYPE_IPV4, &mut p);
+            assert_eq!(kept, want.is_some(), "IPv4, {what}");
+            if let Some(e) = want {
+                assert_eq!(p[1], 0xb8 | e, "IPv4, {what}");
+                assert_eq!(gre::internet_checksum(&p), 0, "IPv4 checksum, {what}");
+                assert_eq!(
+                    (&p[..1], &p[2..10], &p[12..]),
+                    (&v4[..1], &v4[2..10], &v4[12..])
+                );
+            }
+            let mut p = v6(inner);
+            let kept = ecn_decapsulate(outer, gre::ETHERTYPE_IPV6, &mut p);
+            assert_eq!(kept, want.is_some(), "IPv6, {what}");
+            if let Some(e) = want {
+                assert_eq!(p, v6(e), "IPv6, {what}");
+            }
+            let mut frame = vec![0u8; 12];
+            frame.extend([0x86, 0xdd]);
+            frame.extend(v6(inner));
+            let kept = ecn_decapsulate(outer, gre::ETHERTYPE_TEB, &mut frame);
+            assert_eq!(kept, want.is_some(), "IPv6 in Ethernet, {what}");
+            if let Some(e) = want {
+                assert_eq!(frame[14..], v6(e), "IPv6 in Ethernet, {what}");
+            }
+        }
+        // Not IP, a tagged frame, a stump: as they are.
+        let mut arp = vec![0u8; 42];
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        let mut tagged = vec![0u8; 60];
+        tagged[12..14].copy_from_slice(&[0x81, 0x00]);
+        tagged[16..18].copy_from_slice(&[0x08, 0x00]);
+        for mut p in [arp, tagged] {
+            let before = p.clone();
+            assert!(ecn_decapsulate(3, gre::ETHERTYPE_TEB, &mut p));
+            assert_eq!(p, before);
+        }
+        assert!(ecn_decapsulate(3, gre::ETHERTYPE_IPV4, &mut [0x45, 0]));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::plan::TunnelKind;
 mod addr;
 mod link;
 mod neigh;
+pub mod netfilter;
 mod route;
 mod tunnel;
 
