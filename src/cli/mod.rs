@@ -9,8 +9,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::{self, bad_input};
+use crate::model::Backend;
 use crate::plan::{self, Plan};
-use crate::topology::{self, Backend, Topology};
+use crate::topology::{self, Topology};
 use crate::validate;
 
 /// Build GRE tunnel labs in network namespaces from a YAML file, prove they
@@ -35,7 +36,7 @@ enum Command {
         naming: Naming,
         /// Which GRE implementation builds the tunnels (overrides the file).
         #[arg(long, value_enum)]
-        backend: Option<Backend>,
+        backend: Option<BackendArg>,
         /// Skip the ping checks at the end.
         #[arg(long)]
         no_check: bool,
@@ -156,8 +157,8 @@ enum Shape {
         /// Underlay only: no tunnels.
         #[arg(long)]
         no_tunnels: bool,
-        #[arg(long, value_enum, default_value_t = Backend::Auto)]
-        backend: Backend,
+        #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+        backend: BackendArg,
     },
     /// N nodes around a core router, a GRE tunnel between every pair.
     FullMesh {
@@ -165,9 +166,31 @@ enum Shape {
         nodes: u32,
         #[arg(long, default_value = "mesh")]
         name: String,
-        #[arg(long, value_enum, default_value_t = Backend::Auto)]
-        backend: Backend,
+        #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+        backend: BackendArg,
     },
+}
+
+/// `--backend`: the command line's names and help for [`Backend`], which
+/// knows nothing of clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    /// Kernel GRE where the kernel has it, else userspace.
+    Auto,
+    /// The kernel's ip_gre / ip6_gre.
+    Kernel,
+    /// grelab's userspace dataplane (TUN/TAP + raw sockets).
+    Userspace,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Backend {
+        match b {
+            BackendArg::Auto => Backend::Auto,
+            BackendArg::Kernel => Backend::Kernel,
+            BackendArg::Userspace => Backend::Userspace,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -285,7 +308,7 @@ fn run(cli: Cli) -> Result<()> {
             let plan = load_plan(file.as_deref(), naming.prefix.as_deref())?;
             let source = file.unwrap_or_else(|| DEFAULT_FILE.into());
             let source = std::fs::canonicalize(&source).unwrap_or(source);
-            let out = crate::lab::up::up(&plan, Some(&source), backend)?;
+            let out = crate::lab::up::up(&plan, Some(&source), backend.map(Backend::from))?;
             if out.unchanged {
                 println!("lab `{}` is up already, unchanged", plan.lab);
             } else {
@@ -466,8 +489,12 @@ fn run(cli: Cli) -> Result<()> {
                     no_tunnels,
                     backend,
                 } => {
-                    let y =
-                        crate::topology::generate::hub_spoke(&name, spokes, !no_tunnels, backend);
+                    let y = crate::topology::generate::hub_spoke(
+                        &name,
+                        spokes,
+                        !no_tunnels,
+                        Backend::from(backend),
+                    );
                     (name, y)
                 }
                 Shape::FullMesh {
@@ -475,7 +502,8 @@ fn run(cli: Cli) -> Result<()> {
                     name,
                     backend,
                 } => {
-                    let y = crate::topology::generate::full_mesh(&name, nodes, backend);
+                    let y =
+                        crate::topology::generate::full_mesh(&name, nodes, Backend::from(backend));
                     (name, y)
                 }
             };

@@ -6,39 +6,10 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+// The vocabulary lives in `model`; this path keeps working for the layers
+// that still import it from here.
+pub use crate::model::TunnelKind;
 use crate::topology::{Backend, Check, Destination, EndOptions, IpNet, Topology, overhead};
-
-/// The four tunnel types grelab builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TunnelKind {
-    Gre,
-    Gretap,
-    Ip6gre,
-    Ip6gretap,
-}
-
-impl TunnelKind {
-    /// Whether it carries Ethernet frames (a TAP-like device) rather than IP.
-    pub fn is_l2(self) -> bool {
-        matches!(self, Self::Gretap | Self::Ip6gretap)
-    }
-
-    /// Whether the outer (underlay) header is IPv6.
-    pub fn is_ipv6(self) -> bool {
-        matches!(self, Self::Ip6gre | Self::Ip6gretap)
-    }
-
-    /// The name iproute2 and the kernel use for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Gre => "gre",
-            Self::Gretap => "gretap",
-            Self::Ip6gre => "ip6gre",
-            Self::Ip6gretap => "ip6gretap",
-        }
-    }
-}
 
 /// One end of a tunnel, fully resolved: what the kernel or the dataplane builds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

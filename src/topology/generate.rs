@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-use crate::topology::Backend;
+use crate::model::Backend;
 
 /// The i-th /30 of a /8-sized block starting at `base`: (network + 1, network + 2).
 fn pair(base: u32, i: u32) -> (Ipv4Addr, Ipv4Addr) {
