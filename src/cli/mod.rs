@@ -243,7 +243,7 @@ pub fn load(file: &Path) -> Result<Topology> {
     let name = file.display().to_string();
     let text = topology::read_file(file)?;
     let topo = topology::parse(&text, &name)?;
-    validate::validate(&topo).map_err(|d| bad_input(validate::render(&name, &d)))?;
+    validate::validate(&topo).map_err(|d| error::rendered(validate::render(&name, &d)))?;
     Ok(topo)
 }
 
@@ -793,13 +793,41 @@ pub fn main() -> i32 {
     match run(cli) {
         Ok(()) => 0,
         Err(e) => {
-            let text = format!("{e:#}");
-            if text.contains(": error: ") {
-                eprintln!("{text}");
-            } else {
-                eprintln!("grelab: error: {text}");
-            }
+            eprintln!("{}", error_text(&e));
             error::exit_code(&e)
         }
+    }
+}
+
+/// What stderr shows for `e`: a rendered report (`file:line:col: error: ...`)
+/// as it is, any other error after `grelab: error: `.
+fn error_text(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    if error::is_rendered(e) {
+        text
+    } else {
+        format!("grelab: error: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_prefix_follows_the_error_not_its_text() {
+        let report = error::rendered("t.yaml:1:7: error: the lab has no nodes\n1 error in t.yaml");
+        assert_eq!(
+            error_text(&report),
+            "t.yaml:1:7: error: the lab has no nodes\n1 error in t.yaml"
+        );
+        // A name the user chose may hold the words a report holds.
+        let missing = bad_input("cannot read topology file `x: error: y.yaml`");
+        assert_eq!(
+            error_text(&missing),
+            "grelab: error: cannot read topology file `x: error: y.yaml`"
+        );
+        let wrapped = error::rendered("f.yaml:2:1: error: bad").context("loading");
+        assert_eq!(error_text(&wrapped), "loading: f.yaml:2:1: error: bad");
     }
 }

@@ -181,7 +181,7 @@ pub fn parse(text: &str, file: &str) -> anyhow::Result<Topology> {
     // Only comments and blank lines: say so, rather than "unexpected end of input".
     let is_content = |l: &str| !(l.is_empty() || l.starts_with('#') || l == "---" || l == "...");
     if !text.lines().map(str::trim).any(is_content) {
-        return Err(crate::error::bad_input(format!(
+        return Err(crate::error::rendered(format!(
             "{file}:1:1: error: the file is empty; a topology needs at least `name:` and `nodes:` (see `grelab init`)"
         )));
     }
@@ -207,7 +207,7 @@ pub fn parse(text: &str, file: &str) -> anyhow::Result<Topology> {
             .split_once(": ")
             .filter(|(head, _)| head.starts_with("line "))
             .map_or(message, |(_, m)| m);
-        crate::error::bad_input(format!("{at}: error: {message}\n{}", snippet.trim_end()))
+        crate::error::rendered(format!("{at}: error: {message}\n{}", snippet.trim_end()))
     })
 }
 
