@@ -30,6 +30,15 @@ pub enum Existing {
     Replace,
 }
 
+/// `--force` as what an output file does with an existing file.
+pub fn existing(force: bool) -> Existing {
+    if force {
+        Existing::Replace
+    } else {
+        Existing::Keep
+    }
+}
+
 /// A file being written at a user-given path. [`Output::commit`] makes it
 /// final; dropped uncommitted, what it wrote is removed and a file it was to
 /// replace stays as it was.
