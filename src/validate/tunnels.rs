@@ -101,31 +101,31 @@ impl<'a> Checker<'a> {
                 "the okey of one end must equal the ikey of the other (or set `key` on the tunnel)",
             );
         }
-        if i == 0 && mine.checksum != theirs.checksum {
-            self.err(
-                me.checksum
-                    .as_ref()
-                    .or(other.checksum.as_ref())
-                    .map_or(loc, Loc::of),
-                format!(
-                    "tunnel `{}`: checksums are on at one end only",
-                    t.name.value
-                ),
-                "set `checksum` on the tunnel, or the same on both ends",
-            );
+        if i != 0 {
+            return;
         }
-        if i == 0 && mine.sequence != theirs.sequence {
-            self.err(
-                me.sequence
-                    .as_ref()
-                    .or(other.sequence.as_ref())
-                    .map_or(loc, Loc::of),
-                format!(
-                    "tunnel `{}`: sequence numbers are on at one end only",
-                    t.name.value
-                ),
-                "set `sequence` on the tunnel, or the same on both ends",
-            );
+        let flags = [
+            (
+                "checksums",
+                "checksum",
+                mine.checksum != theirs.checksum,
+                (&me.checksum, &other.checksum),
+            ),
+            (
+                "sequence numbers",
+                "sequence",
+                mine.sequence != theirs.sequence,
+                (&me.sequence, &other.sequence),
+            ),
+        ];
+        for (what, key, differ, (at_me, at_other)) in flags {
+            if differ {
+                self.err(
+                    at_me.as_ref().or(at_other.as_ref()).map_or(loc, Loc::of),
+                    format!("tunnel `{}`: {what} are on at one end only", t.name.value),
+                    format!("set `{key}` on the tunnel, or the same on both ends"),
+                );
+            }
         }
     }
 
