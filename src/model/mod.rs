@@ -10,5 +10,6 @@ mod tunnel;
 
 pub use backend::Backend;
 pub use net::{Family, IpNet};
-pub use overhead::{Overhead, overhead};
+pub(crate) use overhead::Overhead;
+pub use overhead::overhead;
 pub use tunnel::{EndOptions, TunnelKind};

@@ -4,7 +4,7 @@ use super::{EndOptions, TunnelKind};
 
 /// The headers a tunnel adds in front of the inner packet, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Overhead {
+pub(crate) struct Overhead {
     /// The outer IP header: IPv4 20, IPv6 40 (no extension headers).
     pub outer: u32,
     /// The GRE header as sent.
@@ -15,7 +15,7 @@ pub struct Overhead {
 
 impl Overhead {
     /// The headers of a `kind` tunnel end sending with `opts`.
-    pub fn of(kind: TunnelKind, opts: &EndOptions) -> Overhead {
+    pub(crate) fn of(kind: TunnelKind, opts: &EndOptions) -> Overhead {
         // The sent header: the kernel sizes it by the output flags. 4 bytes
         // and 4 per option (RFC 2890), the rule `wire::gre::header_len`
         // applies to headers read; model imports nothing, so it is stated here.
@@ -29,7 +29,7 @@ impl Overhead {
     }
 
     /// All of it: what the tunnel's MTU is below the underlay's.
-    pub fn total(self) -> u32 {
+    pub(crate) fn total(self) -> u32 {
         self.outer + self.gre + self.ethernet
     }
 }

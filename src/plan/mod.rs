@@ -99,10 +99,10 @@ pub enum Step {
 }
 
 /// Labs with this many links or more get permanent neighbour entries.
-pub const STATIC_NEIGHBORS_FROM: usize = 128;
+pub(crate) const STATIC_NEIGHBORS_FROM: usize = 128;
 
 /// FNV-1a: a stable 64-bit hash with no dependency, for derived names.
-pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -114,7 +114,7 @@ pub struct Mac(pub [u8; 6]);
 
 impl Mac {
     /// A locally administered unicast address derived from `parts`.
-    pub fn derive(parts: &[&str]) -> Mac {
+    pub(crate) fn derive(parts: &[&str]) -> Mac {
         let bytes = parts.iter().flat_map(|p| p.bytes().chain([0]));
         let b = fnv1a(bytes).to_be_bytes();
         Mac([0x02, b[1], b[2], b[3], b[4], b[5]])

@@ -37,7 +37,7 @@ fn backend_line(b: Backend) -> &'static str {
 
 /// A hub and `spokes` spokes: an underlay veth per spoke, a GRE tunnel per
 /// spoke to the hub, and a ping check per spoke.
-pub fn hub_spoke(name: &str, spokes: u32, tunnels: bool, backend: Backend) -> String {
+pub(crate) fn hub_spoke(name: &str, spokes: u32, tunnels: bool, backend: Backend) -> String {
     let underlay = u32::from(Ipv4Addr::new(10, 0, 0, 0));
     let overlay = u32::from(Ipv4Addr::new(100, 64, 0, 0));
     let mut y = format!(
@@ -78,7 +78,7 @@ pub fn hub_spoke(name: &str, spokes: u32, tunnels: bool, backend: Backend) -> St
 }
 
 /// `nodes` nodes around a core router, and a GRE tunnel between every pair.
-pub fn full_mesh(name: &str, nodes: u32, backend: Backend) -> String {
+pub(crate) fn full_mesh(name: &str, nodes: u32, backend: Backend) -> String {
     let underlay = u32::from(Ipv4Addr::new(10, 0, 0, 0));
     let overlay = u32::from(Ipv4Addr::new(100, 64, 0, 0));
     let mut y = format!(

@@ -7,7 +7,7 @@
 //! say `file:line:col`. Unknown keys are errors everywhere.
 
 mod checks;
-pub mod generate;
+pub(crate) mod generate;
 mod types;
 mod yaml;
 
@@ -44,7 +44,7 @@ pub struct Topology {
 
 impl Topology {
     /// Names of the nodes, in file order.
-    pub fn node_names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn node_names(&self) -> impl Iterator<Item = &str> {
         self.nodes.0.iter().map(|(k, _)| k.value.as_str())
     }
 
@@ -58,7 +58,7 @@ impl Topology {
     }
 
     /// Every link endpoint, as (node, iface, addresses, mtu).
-    pub fn link_ends(&self) -> impl Iterator<Item = (&Endpoint, &[IpNet], u32)> {
+    pub(crate) fn link_ends(&self) -> impl Iterator<Item = (&Endpoint, &[IpNet], u32)> {
         self.links.iter().flat_map(|l| {
             (0..2).map(move |i| (&l.endpoints.value[i].value, l.addresses(i), l.mtu()))
         })
@@ -66,7 +66,7 @@ impl Topology {
 
     /// Lookups by name and address, built once: a scan per question would
     /// make checking and planning quadratic in the lab's size.
-    pub fn index(&self) -> Index<'_> {
+    pub(crate) fn index(&self) -> Index<'_> {
         let mut nodes = HashMap::new();
         for (k, n) in &self.nodes.0 {
             nodes.entry(k.value.as_str()).or_insert(n);
@@ -83,19 +83,19 @@ impl Topology {
 
 /// See [`Topology::index`]. Where a name or address repeats, the first in
 /// file order wins, as a scan would find it.
-pub struct Index<'a> {
+pub(crate) struct Index<'a> {
     nodes: HashMap<&'a str, &'a Node>,
     underlay: HashMap<(&'a str, IpAddr), u32>,
 }
 
 impl<'a> Index<'a> {
     /// The node named `name`.
-    pub fn node(&self, name: &str) -> Option<&'a Node> {
+    pub(crate) fn node(&self, name: &str) -> Option<&'a Node> {
         self.nodes.get(name).copied()
     }
 
     /// The MTU of the interface of `node` that holds underlay address `local`.
-    pub fn underlay_mtu(&self, node: &str, local: &IpAddr) -> Option<u32> {
+    pub(crate) fn underlay_mtu(&self, node: &str, local: &IpAddr) -> Option<u32> {
         self.underlay.get(&(node, *local)).copied()
     }
 }

@@ -40,7 +40,7 @@ pub enum Destination {
 }
 
 impl Destination {
-    pub fn family(&self) -> Family {
+    pub(crate) fn family(&self) -> Family {
         match self {
             Destination::Default(f) => *f,
             Destination::Net(n) => Family::of(&n.addr),
@@ -167,7 +167,7 @@ pub struct TunnelEndpoint {
 
 impl Tunnel {
     /// The options of end `i` (0 or 1).
-    pub fn options(&self, i: usize) -> EndOptions {
+    pub(crate) fn options(&self, i: usize) -> EndOptions {
         let e = &self.endpoints.value[i];
         let key = self.key.as_ref().map(|k| k.value);
         EndOptions {
@@ -189,28 +189,28 @@ impl Tunnel {
     }
 
     /// Path MTU discovery: on unless switched off.
-    pub fn pmtudisc(&self) -> bool {
+    pub(crate) fn pmtudisc(&self) -> bool {
         self.pmtudisc.as_ref().is_none_or(|p| p.value)
     }
 }
 
 impl Link {
     /// Addresses of endpoint `i` (0 or 1).
-    pub fn addresses(&self, i: usize) -> &[IpNet] {
+    pub(crate) fn addresses(&self, i: usize) -> &[IpNet] {
         self.addresses
             .as_ref()
             .map_or(&[], |a| a.value[i].as_slice())
     }
 
     /// The link's MTU (default 1500, as for any veth).
-    pub fn mtu(&self) -> u32 {
+    pub(crate) fn mtu(&self) -> u32 {
         self.mtu.as_ref().map_or(1500, |m| m.value)
     }
 }
 
 impl TunnelEndpoint {
     /// Overlay addresses of this end.
-    pub fn addresses(&self) -> &[IpNet] {
+    pub(crate) fn addresses(&self) -> &[IpNet] {
         self.address.as_ref().map_or(&[], |a| a.value.as_slice())
     }
 }

@@ -47,7 +47,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
 }
 
 impl<T> OneOrMany<T> {
-    pub fn as_slice(&self) -> &[T] {
+    pub(crate) fn as_slice(&self) -> &[T] {
         match self {
             OneOrMany::One(v) => std::slice::from_ref(v),
             OneOrMany::Many(v) => v,
@@ -134,7 +134,7 @@ pub struct Loc {
 }
 
 impl Loc {
-    pub fn of<T>(s: &Spanned<T>) -> Loc {
+    pub(crate) fn of<T>(s: &Spanned<T>) -> Loc {
         Loc {
             line: s.referenced.line(),
             col: s.referenced.column(),

@@ -16,7 +16,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use self::addresses::{Assigned, Subnets};
-pub use self::names::{iface_name_problem, name_problem};
+pub(crate) use self::names::name_problem;
 use crate::topology::{Index, Loc, Topology};
 
 /// One problem in a topology file.

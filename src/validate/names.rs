@@ -5,7 +5,7 @@ use crate::topology::{Loc, Node};
 
 /// An interface name the kernel accepts and a shell needs no quotes for:
 /// 1-15 bytes of letters, digits, `.`, `_` and `-`.
-pub fn iface_name_problem(name: &str) -> Option<String> {
+pub(crate) fn iface_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         Some("an interface name cannot be empty".into())
     } else if name.len() > 15 {
@@ -34,7 +34,7 @@ pub fn iface_name_problem(name: &str) -> Option<String> {
 }
 
 /// A name usable for a lab, a prefix or a namespace: letters, digits, `._-`.
-pub fn name_problem(what: &str, name: &str, max: usize) -> Option<String> {
+pub(crate) fn name_problem(what: &str, name: &str, max: usize) -> Option<String> {
     if name.is_empty() && what != "prefix" {
         Some(format!("the {what} cannot be empty"))
     } else if name.len() > max {
