@@ -334,6 +334,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_backend_value_names_the_backend_it_maps_to() {
+        for arg in BackendArg::value_variants() {
+            let name = arg.to_possible_value().unwrap();
+            assert_eq!(name.get_name(), Backend::from(*arg).as_str());
+        }
+        assert_eq!(BackendArg::value_variants().len(), 3);
+    }
+
+    #[test]
     fn the_error_prefix_follows_the_error_not_its_text() {
         let report = error::rendered("t.yaml:1:7: error: the lab has no nodes\n1 error in t.yaml");
         assert_eq!(
