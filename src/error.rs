@@ -18,6 +18,9 @@ pub enum Exit {
 pub struct Coded {
     pub exit: Exit,
     pub message: String,
+    /// The message is a whole report already (`file:line:col: error: ...`),
+    /// shown as it is rather than after `grelab: error: `.
+    pub rendered: bool,
 }
 
 impl fmt::Display for Coded {
@@ -33,6 +36,18 @@ pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
     Coded {
         exit: Exit::BadInput,
         message: message.into(),
+        rendered: false,
+    }
+    .into()
+}
+
+/// A bad-input error (exit 2) whose message is a whole report already, each
+/// problem placed in the file: `file:line:col: error: ...`.
+pub fn rendered(message: impl Into<String>) -> anyhow::Error {
+    Coded {
+        exit: Exit::BadInput,
+        message: message.into(),
+        rendered: true,
     }
     .into()
 }
@@ -42,6 +57,7 @@ pub fn environment(message: impl Into<String>) -> anyhow::Error {
     Coded {
         exit: Exit::Environment,
         message: message.into(),
+        rendered: false,
     }
     .into()
 }
@@ -51,8 +67,16 @@ pub fn check_failed(message: impl Into<String>) -> anyhow::Error {
     Coded {
         exit: Exit::Failed,
         message: message.into(),
+        rendered: false,
     }
     .into()
+}
+
+/// Whether `err` is shown as it is: its first coded cause is rendered already.
+pub fn is_rendered(err: &anyhow::Error) -> bool {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<Coded>())
+        .is_some_and(|c| c.rendered)
 }
 
 /// The exit code for `err`: the first coded cause, else 1.

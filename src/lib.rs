@@ -22,7 +22,7 @@
 //! dataplane                the userspace GRE process and its eBPF fast path
 //! sys                      netns, rtnl, tun, process: the kernel, thin
 //! plan  validate  topology the file, checked, and what to build: pure
-//! wire  error              packet views; exit codes
+//! model  wire  error       the vocabulary (kinds, overhead, backends); packet views; exit codes
 //! ```
 
 pub mod capture;
@@ -31,6 +31,7 @@ pub mod cli;
 pub mod dataplane;
 pub mod error;
 pub mod lab;
+pub mod model;
 pub mod plan;
 pub mod sys;
 pub mod topology;

@@ -23,18 +23,27 @@ use crate::error::bad_input;
 
 /// What a command does with a regular file that is at its output path already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Existing {
+pub(crate) enum Existing {
     /// Keep it and refuse (exit 2), pointing at `--force`.
     Keep,
     /// Replace it, atomically.
     Replace,
 }
 
+/// `--force` as what an output file does with an existing file.
+pub(crate) fn existing(force: bool) -> Existing {
+    if force {
+        Existing::Replace
+    } else {
+        Existing::Keep
+    }
+}
+
 /// A file being written at a user-given path. [`Output::commit`] makes it
 /// final; dropped uncommitted, what it wrote is removed and a file it was to
 /// replace stays as it was.
 #[derive(Debug)]
-pub struct Output {
+pub(crate) struct Output {
     file: File,
     path: PathBuf,
     /// The temporary file that replaces `path` at commit.
@@ -46,7 +55,7 @@ pub struct Output {
 const MODE: u32 = 0o644;
 
 /// Opens `path` for writing, by the rules above.
-pub fn create(path: &Path, existing: Existing) -> Result<Output> {
+pub(crate) fn create(path: &Path, existing: Existing) -> Result<Output> {
     let shown = path.display();
     // The entry can change between the exclusive open and the look at what
     // is there: look again, a few times.
@@ -89,7 +98,7 @@ pub fn create(path: &Path, existing: Existing) -> Result<Output> {
 }
 
 /// Writes `bytes` to `path` by the rules of [`create`], in one go.
-pub fn write(path: &Path, existing: Existing, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write(path: &Path, existing: Existing, bytes: &[u8]) -> Result<()> {
     let mut out = create(path, existing)?;
     out.write_all(bytes)
         .map_err(|e| anyhow!("writing `{}`: {e}", path.display()))?;
@@ -117,7 +126,7 @@ impl Output {
     }
 
     /// Makes the file final: a replacement takes the target's name now.
-    pub fn commit(mut self) -> Result<()> {
+    pub(crate) fn commit(mut self) -> Result<()> {
         if let Some(temp) = &self.temp {
             fs::rename(temp, &self.path)
                 .map_err(|e| anyhow!("replacing `{}`: {e}", self.path.display()))?;

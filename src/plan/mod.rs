@@ -1,44 +1,22 @@
 //! The Plan: pure data derived from a valid topology, the ordered steps that
 //! `up` executes, `down` reverses and `grelab plan` prints as iproute2.
+//! It owns the steps (here), deriving them (`build`) and the script; it
+//! imports `model` and `topology`, is pure (no libc, nix, tokio), and never
+//! checks a topology (`validate` has, before) nor touches the system.
 
-use std::collections::HashSet;
+mod build;
+mod script;
+
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::topology::{Backend, Check, Destination, EndOptions, IpNet, Topology, overhead};
-
-/// The four tunnel types grelab builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TunnelKind {
-    Gre,
-    Gretap,
-    Ip6gre,
-    Ip6gretap,
-}
-
-impl TunnelKind {
-    /// Whether it carries Ethernet frames (a TAP-like device) rather than IP.
-    pub fn is_l2(self) -> bool {
-        matches!(self, Self::Gretap | Self::Ip6gretap)
-    }
-
-    /// Whether the outer (underlay) header is IPv6.
-    pub fn is_ipv6(self) -> bool {
-        matches!(self, Self::Ip6gre | Self::Ip6gretap)
-    }
-
-    /// The name iproute2 and the kernel use for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Gre => "gre",
-            Self::Gretap => "gretap",
-            Self::Ip6gre => "ip6gre",
-            Self::Ip6gretap => "ip6gretap",
-        }
-    }
-}
+pub use self::build::build;
+// The vocabulary lives in `model`; this path keeps working for the layers
+// that still import it from here.
+pub use crate::model::TunnelKind;
+use crate::model::{Backend, EndOptions, IpNet};
+use crate::topology::{Check, Destination};
 
 /// One end of a tunnel, fully resolved: what the kernel or the dataplane builds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,10 +99,10 @@ pub enum Step {
 }
 
 /// Labs with this many links or more get permanent neighbour entries.
-pub const STATIC_NEIGHBORS_FROM: usize = 128;
+pub(crate) const STATIC_NEIGHBORS_FROM: usize = 128;
 
 /// FNV-1a: a stable 64-bit hash with no dependency, for derived names.
-pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -136,7 +114,7 @@ pub struct Mac(pub [u8; 6]);
 
 impl Mac {
     /// A locally administered unicast address derived from `parts`.
-    pub fn derive(parts: &[&str]) -> Mac {
+    pub(crate) fn derive(parts: &[&str]) -> Mac {
         let bytes = parts.iter().flat_map(|p| p.bytes().chain([0]));
         let b = fnv1a(bytes).to_be_bytes();
         Mac([0x02, b[1], b[2], b[3], b[4], b[5]])
@@ -231,174 +209,6 @@ impl Plan {
     }
 }
 
-/// Derives the plan from a validated topology. `prefix` overrides the file's.
-pub fn build(topo: &Topology, prefix: Option<&str>) -> Plan {
-    let prefix = prefix
-        .or(topo.prefix.as_ref().map(|p| p.value.as_str()))
-        .unwrap_or("");
-    let ns = |node: &str| format!("{prefix}{node}");
-    let nodes: Vec<NodeNs> = topo
-        .node_names()
-        .map(|n| NodeNs {
-            node: n.to_owned(),
-            ns: ns(n),
-        })
-        .collect();
-    let mut steps: Vec<Step> = nodes
-        .iter()
-        .map(|n| Step::Namespace { ns: n.ns.clone() })
-        .collect();
-
-    let lab = format!("{prefix}{}", topo.name.value);
-    let mac = |ep: &crate::topology::Endpoint| Mac::derive(&[&lab, &ep.node, &ep.iface]);
-    let mut neighbors = Vec::new();
-    let static_neighbors = topo.links.len() >= STATIC_NEIGHBORS_FROM;
-    for link in &topo.links {
-        let [a, b] = &link.endpoints.value;
-        let (a, b) = (&a.value, &b.value);
-        steps.push(Step::Veth {
-            ns: ns(&a.node),
-            name: a.iface.clone(),
-            peer_ns: ns(&b.node),
-            peer: b.iface.clone(),
-            mtu: link.mtu(),
-            mac: mac(a),
-            peer_mac: mac(b),
-        });
-        if static_neighbors {
-            for (me, j, other) in [(a, 1, b), (b, 0, a)] {
-                for addr in link.addresses(j) {
-                    neighbors.push(Step::Neighbor {
-                        ns: ns(&me.node),
-                        dev: me.iface.clone(),
-                        addr: addr.addr,
-                        mac: mac(other),
-                    });
-                }
-            }
-        }
-    }
-
-    // Per-namespace work: sysctls, tunnels, addresses, links up, routes.
-    let mut addresses = Vec::new();
-    let mut ups = Vec::new();
-    for n in &nodes {
-        ups.push(Step::Up {
-            ns: n.ns.clone(),
-            dev: "lo".into(),
-        });
-    }
-    for (ep, addrs, _) in topo.link_ends() {
-        for a in addrs {
-            addresses.push(Step::Address {
-                ns: ns(&ep.node),
-                dev: ep.iface.clone(),
-                addr: *a,
-            });
-        }
-        ups.push(Step::Up {
-            ns: ns(&ep.node),
-            dev: ep.iface.clone(),
-        });
-    }
-    let idx = topo.index();
-    for t in &topo.tunnels {
-        let [a, b] = &t.endpoints.value;
-        for (i, (me, other)) in [(a, b), (b, a)].into_iter().enumerate() {
-            let opts = t.options(i);
-            let under = idx
-                .underlay_mtu(&me.node.value, &me.local.value)
-                .unwrap_or(1500);
-            let end = TunnelEnd {
-                name: t.name.value.clone(),
-                netns: ns(&me.node.value),
-                kind: t.kind.value,
-                local: me.local.value,
-                remote: other.local.value,
-                ttl: t.ttl.as_ref().map_or(0, |v| v.value),
-                tos: t.tos,
-                ikey: opts.ikey,
-                okey: opts.okey,
-                checksum: opts.checksum,
-                sequence: opts.sequence,
-                pmtudisc: t.pmtudisc(),
-                mtu: t
-                    .mtu
-                    .as_ref()
-                    .map_or(under.saturating_sub(overhead(t.kind.value, &opts)), |m| {
-                        m.value
-                    }),
-            };
-            for addr in me.addresses() {
-                addresses.push(Step::Address {
-                    ns: end.netns.clone(),
-                    dev: end.name.clone(),
-                    addr: *addr,
-                });
-            }
-            ups.push(Step::Up {
-                ns: end.netns.clone(),
-                dev: end.name.clone(),
-            });
-            steps.push(Step::Tunnel {
-                end,
-                backend: me.backend.unwrap_or(t.backend),
-            });
-        }
-    }
-    // Sysctls after the tunnels, so per-device keys of tunnels can be set.
-    let has_v6 = |addrs: &[IpNet]| addrs.iter().any(|a| a.addr.is_ipv6());
-    let v6_nodes: HashSet<&str> = topo
-        .link_ends()
-        .filter(|(_, addrs, _)| has_v6(addrs))
-        .map(|(ep, _, _)| ep.node.as_str())
-        .chain(
-            topo.tunnels
-                .iter()
-                .flat_map(|t| &t.endpoints.value)
-                .filter(|e| has_v6(e.addresses()))
-                .map(|e| e.node.value.as_str()),
-        )
-        .collect();
-    for (name, node) in &topo.nodes.0 {
-        let has_v6 = v6_nodes.contains(name.value.as_str());
-        let mut sysctl = |key: &str, value: &str| {
-            steps.push(Step::Sysctl {
-                ns: ns(&name.value),
-                key: key.into(),
-                value: value.into(),
-            })
-        };
-        if node.forwarding {
-            sysctl("net.ipv4.ip_forward", "1");
-            if has_v6 {
-                sysctl("net.ipv6.conf.all.forwarding", "1");
-            }
-        }
-        for (k, v) in &node.sysctls.0 {
-            sysctl(&k.value, &v.0);
-        }
-    }
-    steps.append(&mut addresses);
-    steps.append(&mut ups);
-    steps.append(&mut neighbors);
-    for (name, node) in &topo.nodes.0 {
-        for r in &node.routes {
-            steps.push(Step::Route {
-                ns: ns(&name.value),
-                to: r.to.value,
-                via: r.via.value,
-            });
-        }
-    }
-    Plan {
-        lab,
-        nodes,
-        steps,
-        checks: topo.checks.iter().map(|c| c.value.clone()).collect(),
-    }
-}
-
 impl TunnelEnd {
     /// Its GRE options.
     pub fn options(&self) -> EndOptions {
@@ -409,211 +219,4 @@ impl TunnelEnd {
             sequence: self.sequence,
         }
     }
-
-    /// How its MTU came about, for people learning the arithmetic.
-    pub fn overhead_note(&self) -> String {
-        let mut parts = vec![
-            if self.kind.is_ipv6() {
-                "IPv6 40"
-            } else {
-                "IPv4 20"
-            }
-            .to_owned(),
-        ];
-        let (outer, ethernet) = (
-            if self.kind.is_ipv6() { 40 } else { 20 },
-            if self.kind.is_l2() { 14 } else { 0 },
-        );
-        let gre = overhead(self.kind, &self.options()) - outer - ethernet;
-        let mut opts = Vec::new();
-        if self.checksum {
-            opts.push("checksum");
-        }
-        if self.okey.is_some() {
-            opts.push("key");
-        }
-        if self.sequence {
-            opts.push("sequence");
-        }
-        parts.push(if opts.is_empty() {
-            format!("GRE {gre}")
-        } else {
-            format!("GRE {gre} with {}", opts.join(", "))
-        });
-        if self.kind.is_l2() {
-            parts.push("inner Ethernet 14".into());
-        }
-        parts.join(" + ")
-    }
-}
-
-impl Plan {
-    /// The plan as a runnable shell script of iproute2 commands, commented
-    /// step by step: what `grelab up` does, for people who want to see it.
-    pub fn script(&self) -> String {
-        let mut out = format!(
-            "#!/bin/sh\n# Lab `{}`: the iproute2 commands equivalent to `grelab up`.\n\
-             # Run as root on a kernel with GRE (ip_gre). Remove the lab with:\n#   {}\nset -e\n",
-            self.lab,
-            self.namespaces()
-                .map(|n| format!("ip netns del {n}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
-        let mut section = "";
-        let mut head = |out: &mut String, title: &'static str| {
-            if section != title {
-                out.push_str(&format!("\n# {title}\n"));
-                section = title;
-            }
-        };
-        for step in &self.steps {
-            match step {
-                Step::Namespace { ns } => {
-                    head(
-                        &mut out,
-                        "Namespaces: one per node (bind-mounted at /run/netns/NAME).",
-                    );
-                    out.push_str(&format!("ip netns add {ns}\n"));
-                }
-                Step::Veth {
-                    ns,
-                    name,
-                    peer_ns,
-                    peer,
-                    mtu,
-                    mac,
-                    peer_mac,
-                } => {
-                    head(
-                        &mut out,
-                        "Links: veth pairs, the peer created directly in its namespace.",
-                    );
-                    let mtu = if *mtu == 1500 {
-                        String::new()
-                    } else {
-                        format!(" mtu {mtu}")
-                    };
-                    out.push_str(&format!(
-                        "ip -n {ns} link add {name}{mtu} address {mac} type veth peer name {peer}{mtu} address {peer_mac} netns {peer_ns}\n"
-                    ));
-                }
-                Step::Sysctl { ns, key, value } => {
-                    head(
-                        &mut out,
-                        "Sysctls, inside the namespace (forwarding makes a router).",
-                    );
-                    out.push_str(&format!(
-                        "ip netns exec {ns} sysctl -qw {}\n",
-                        sh_word(&format!("{key}={value}"))
-                    ));
-                }
-                Step::Tunnel { end, .. } => {
-                    head(
-                        &mut out,
-                        "Tunnels: each end points at the other end's underlay address.",
-                    );
-                    out.push_str(&format!(
-                        "# {} on {}: MTU {} = underlay - ({})\n{}\nip -n {} link set {} addrgenmode none\n",
-                        end.name,
-                        end.netns,
-                        end.mtu,
-                        end.overhead_note(),
-                        tunnel_command(end),
-                        end.netns,
-                        end.name
-                    ));
-                }
-                Step::Address { ns, dev, addr } => {
-                    head(&mut out, "Addresses.");
-                    let nodad = if addr.addr.is_ipv6() { " nodad" } else { "" };
-                    out.push_str(&format!("ip -n {ns} addr add {addr} dev {dev}{nodad}\n"));
-                }
-                Step::Up { ns, dev } => {
-                    head(&mut out, "Interfaces up.");
-                    out.push_str(&format!("ip -n {ns} link set {dev} up\n"));
-                }
-                Step::Neighbor { ns, dev, addr, mac } => {
-                    head(
-                        &mut out,
-                        "Permanent neighbours: a lab this large would overflow the host-wide neighbour table.",
-                    );
-                    out.push_str(&format!(
-                        "ip -n {ns} neigh replace {addr} lladdr {mac} dev {dev} nud permanent\n"
-                    ));
-                }
-                Step::Route { ns, to, via } => {
-                    head(&mut out, "Routes.");
-                    let six = if to.family() == crate::topology::Family::V6 {
-                        " -6"
-                    } else {
-                        ""
-                    };
-                    out.push_str(&format!("ip{six} -n {ns} route add {to} via {via}\n"));
-                }
-            }
-        }
-        out
-    }
-}
-
-/// `s` as one shell word: as is when plain, else single-quoted (a sysctl
-/// value may hold spaces, like `ping_group_range: "0 1000"`).
-fn sh_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-/:,+=@%".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// The `ip link add` command for a kernel tunnel end.
-fn tunnel_command(end: &TunnelEnd) -> String {
-    let mut cmd = format!(
-        "ip -n {} link add {} mtu {} type {} local {} remote {}",
-        end.netns,
-        end.name,
-        end.mtu,
-        end.kind.as_str(),
-        end.local,
-        end.remote
-    );
-    let v6 = end.kind.is_ipv6();
-    if end.ttl != 0 {
-        cmd.push_str(&format!(
-            " {} {}",
-            if v6 { "hoplimit" } else { "ttl" },
-            end.ttl
-        ));
-    }
-    if end.tos != 0 {
-        cmd.push_str(&format!(
-            " {} 0x{:02x}",
-            if v6 { "tclass" } else { "tos" },
-            end.tos
-        ));
-    }
-    if let Some(k) = end.ikey {
-        cmd.push_str(&format!(" ikey {k}"));
-    }
-    if let Some(k) = end.okey {
-        cmd.push_str(&format!(" okey {k}"));
-    }
-    if end.checksum {
-        cmd.push_str(" csum");
-    }
-    if end.sequence {
-        cmd.push_str(" seq");
-    }
-    if v6 {
-        // No encapsulation-limit option: the overhead stays 40 + GRE, as in
-        // grelab's userspace dataplane.
-        cmd.push_str(" encaplimit none");
-    } else if !end.pmtudisc {
-        cmd.push_str(" nopmtudisc");
-    }
-    cmd
 }

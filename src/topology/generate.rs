@@ -4,12 +4,27 @@
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-use crate::topology::Backend;
+use crate::model::Backend;
 
 /// The i-th /30 of a /8-sized block starting at `base`: (network + 1, network + 2).
 fn pair(base: u32, i: u32) -> (Ipv4Addr, Ipv4Addr) {
     let net = base + i * 4;
     (Ipv4Addr::from(net + 1), Ipv4Addr::from(net + 2))
+}
+
+/// `links:`, a veth from `centre` (interface `{prefix}{i}`) to each of the
+/// `count` nodes `{leaf}{i}` (interface `eth0`), the i-th on /30 number i of
+/// 10.0.0.0/8.
+fn star_links(y: &mut String, (centre, prefix): (&str, &str), leaf: &str, count: u32) {
+    let underlay = u32::from(Ipv4Addr::new(10, 0, 0, 0));
+    y.push_str("links:\n");
+    for i in 0..count {
+        let (c, l) = pair(underlay, i);
+        let _ = writeln!(
+            y,
+            "  - {{endpoints: [\"{centre}:{prefix}{i}\", \"{leaf}{i}:eth0\"], addresses: [\"{c}/30\", \"{l}/30\"]}}"
+        );
+    }
 }
 
 fn backend_line(b: Backend) -> &'static str {
@@ -22,7 +37,7 @@ fn backend_line(b: Backend) -> &'static str {
 
 /// A hub and `spokes` spokes: an underlay veth per spoke, a GRE tunnel per
 /// spoke to the hub, and a ping check per spoke.
-pub fn hub_spoke(name: &str, spokes: u32, tunnels: bool, backend: Backend) -> String {
+pub(crate) fn hub_spoke(name: &str, spokes: u32, tunnels: bool, backend: Backend) -> String {
     let underlay = u32::from(Ipv4Addr::new(10, 0, 0, 0));
     let overlay = u32::from(Ipv4Addr::new(100, 64, 0, 0));
     let mut y = format!(
@@ -37,14 +52,7 @@ pub fn hub_spoke(name: &str, spokes: u32, tunnels: bool, backend: Backend) -> St
     for i in 0..spokes {
         let _ = writeln!(y, "  s{i}: {{}}");
     }
-    y.push_str("links:\n");
-    for i in 0..spokes {
-        let (h, s) = pair(underlay, i);
-        let _ = writeln!(
-            y,
-            "  - {{endpoints: [\"hub:h{i}\", \"s{i}:eth0\"], addresses: [\"{h}/30\", \"{s}/30\"]}}"
-        );
-    }
+    star_links(&mut y, ("hub", "h"), "s", spokes);
     if tunnels {
         y.push_str("tunnels:\n");
         for i in 0..spokes {
@@ -70,7 +78,7 @@ pub fn hub_spoke(name: &str, spokes: u32, tunnels: bool, backend: Backend) -> St
 }
 
 /// `nodes` nodes around a core router, and a GRE tunnel between every pair.
-pub fn full_mesh(name: &str, nodes: u32, backend: Backend) -> String {
+pub(crate) fn full_mesh(name: &str, nodes: u32, backend: Backend) -> String {
     let underlay = u32::from(Ipv4Addr::new(10, 0, 0, 0));
     let overlay = u32::from(Ipv4Addr::new(100, 64, 0, 0));
     let mut y = format!(
@@ -81,14 +89,7 @@ pub fn full_mesh(name: &str, nodes: u32, backend: Backend) -> String {
         let (c, _) = pair(underlay, i);
         let _ = writeln!(y, "  n{i}: {{routes: [{{to: default, via: {c}}}]}}");
     }
-    y.push_str("links:\n");
-    for i in 0..nodes {
-        let (c, n) = pair(underlay, i);
-        let _ = writeln!(
-            y,
-            "  - {{endpoints: [\"core:c{i}\", \"n{i}:eth0\"], addresses: [\"{c}/30\", \"{n}/30\"]}}"
-        );
-    }
+    star_links(&mut y, ("core", "c"), "n", nodes);
     y.push_str("tunnels:\n");
     let mut k = 0;
     let mut checks = String::new();

@@ -251,7 +251,7 @@ mod tests {
         ] {
             let err = check_name(bad, "doing it").expect_err(bad);
             assert_eq!(error::exit_code(&err), 2, "{bad}");
-            let want = crate::validate::iface_name_problem(bad).unwrap();
+            let want = crate::validate::device_name_problem(bad).unwrap();
             assert_eq!(err.to_string(), format!("doing it: {want}"));
         }
     }

@@ -1,0 +1,15 @@
+//! The vocabulary every layer speaks: tunnel kinds and their GRE options, the
+//! header overhead (the MTU arithmetic), addresses with prefixes, backends.
+//! It imports nothing of the crate (serde only), so anything may import it;
+//! it never reads files, parses YAML or touches the system.
+
+mod backend;
+mod net;
+mod overhead;
+mod tunnel;
+
+pub use backend::Backend;
+pub use net::{Family, IpNet};
+pub(crate) use overhead::Overhead;
+pub use overhead::overhead;
+pub use tunnel::{EndOptions, TunnelKind};
