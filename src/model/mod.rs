@@ -12,4 +12,4 @@ pub use backend::Backend;
 pub use net::{Family, IpNet};
 pub(crate) use overhead::Overhead;
 pub use overhead::overhead;
-pub use tunnel::{EndOptions, TunnelKind};
+pub use tunnel::{EndOptions, TunnelEnd, TunnelKind};

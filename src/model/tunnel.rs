@@ -1,4 +1,6 @@
-//! What a tunnel is: its kind and the GRE options of one end.
+//! What a tunnel is: its kind, the GRE options of one end, and one end fully resolved.
+
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,4 +43,34 @@ pub struct EndOptions {
     pub okey: Option<u32>,
     pub checksum: bool,
     pub sequence: bool,
+}
+
+/// One end of a tunnel, fully resolved: what the kernel or the dataplane builds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelEnd {
+    /// Device name inside `netns`.
+    pub name: String,
+    /// Namespace name (as under /run/netns).
+    pub netns: String,
+    pub kind: TunnelKind,
+    /// Underlay address of this end.
+    pub local: IpAddr,
+    /// Underlay address of the other end.
+    pub remote: IpAddr,
+    /// Outer TTL / hop limit; 0 inherits the inner packet's.
+    pub ttl: u8,
+    /// Outer TOS / traffic class.
+    pub tos: u8,
+    /// Key expected on received packets.
+    pub ikey: Option<u32>,
+    /// Key put on sent packets.
+    pub okey: Option<u32>,
+    /// GRE checksums, both directions.
+    pub checksum: bool,
+    /// GRE sequence numbers, both directions.
+    pub sequence: bool,
+    /// Path MTU discovery: outer DF set.
+    pub pmtudisc: bool,
+    /// Device MTU.
+    pub mtu: u32,
 }

@@ -14,39 +14,9 @@ use serde::{Deserialize, Serialize};
 pub use self::build::build;
 // The vocabulary lives in `model`; this path keeps working for the layers
 // that still import it from here.
-pub use crate::model::TunnelKind;
 use crate::model::{Backend, EndOptions, IpNet};
+pub use crate::model::{TunnelEnd, TunnelKind};
 use crate::topology::{Check, Destination};
-
-/// One end of a tunnel, fully resolved: what the kernel or the dataplane builds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TunnelEnd {
-    /// Device name inside `netns`.
-    pub name: String,
-    /// Namespace name (as under /run/netns).
-    pub netns: String,
-    pub kind: TunnelKind,
-    /// Underlay address of this end.
-    pub local: IpAddr,
-    /// Underlay address of the other end.
-    pub remote: IpAddr,
-    /// Outer TTL / hop limit; 0 inherits the inner packet's.
-    pub ttl: u8,
-    /// Outer TOS / traffic class.
-    pub tos: u8,
-    /// Key expected on received packets.
-    pub ikey: Option<u32>,
-    /// Key put on sent packets.
-    pub okey: Option<u32>,
-    /// GRE checksums, both directions.
-    pub checksum: bool,
-    /// GRE sequence numbers, both directions.
-    pub sequence: bool,
-    /// Path MTU discovery: outer DF set.
-    pub pmtudisc: bool,
-    /// Device MTU.
-    pub mtu: u32,
-}
 
 /// One step of building a lab, in the order `up` performs them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
