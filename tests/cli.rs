@@ -493,3 +493,144 @@ fn the_dataplane_takes_only_a_pipes_write_end_as_its_ready_fd() {
         "the ready pipe: {said:?}"
     );
 }
+
+#[test]
+fn graph_of_each_example_renders_with_graphviz_and_draws_each_tunnel_above_its_path() {
+    for file in good_files() {
+        let f = file.to_string_lossy();
+        let out = grelab(&["graph", &f]);
+        assert_exit(&out, 0, &f);
+        let dot = text(&out.stdout);
+        assert!(
+            dot.contains("style=dashed") && dot.contains("constraint=false"),
+            "{f}: {dot}"
+        );
+        let mut render = Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("`dot` (graphviz) is not installed; tests/run.sh installs it");
+        use std::io::Write;
+        render
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dot.as_bytes())
+            .unwrap();
+        let svg = render.wait_with_output().unwrap();
+        assert!(
+            svg.status.success(),
+            "{f}: dot refused it: {}",
+            text(&svg.stderr)
+        );
+        let svg = text(&svg.stdout);
+        // Graphviz writes `-` as `&#45;` in SVG text.
+        for needle in [
+            "host1",
+            "host2",
+            " gre",
+            " mtu 14",
+            "&#45;&#45; veth",
+            "over host1 &#45; internet &#45; host2",
+        ] {
+            assert!(svg.contains(needle), "{f}: the picture lacks `{needle}`");
+        }
+    }
+    let basic = root().join("topologies/basic.yaml");
+    let out = grelab(&["graph", &basic.to_string_lossy(), "--format", "mermaid"]);
+    assert_exit(&out, 0, "mermaid");
+    let m = text(&out.stdout);
+    let lines: Vec<&str> = m.lines().collect();
+    assert_eq!(lines[0], "flowchart LR", "{m}");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(" ---|")).count(),
+        2,
+        "{m}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(" -.-|")).count(),
+        1,
+        "{m}"
+    );
+    assert!(
+        m.contains("tun0 gre mtu 1476<br/>192.168.50.1/30 <-> 192.168.50.2/30"),
+        "{m}"
+    );
+}
+
+#[test]
+fn explain_shows_each_tunnels_bytes_and_mtu_arithmetic() {
+    let ex = |file: &str, extra: &[&str]| {
+        let f = root().join("topologies").join(file);
+        let f = f.to_string_lossy();
+        let mut args = vec!["explain", &f];
+        args.extend_from_slice(extra);
+        let out = grelab(&args);
+        assert_exit(&out, 0, file);
+        text(&out.stdout)
+    };
+    let basic = ex("basic.yaml", &[]);
+    for needle in [
+        "MTU: 1500 (veth0) - 20 (outer IPv4) - 4 (GRE) = 1476",
+        "20 bytes | 172.16.10.2 > 152.16.10.2, protocol GRE (47), ttl 255, DF set",
+        "IP (tos 0x0, ttl 255, id ..., offset 0, flags [DF], proto GRE (47), length 108)",
+        "172.16.10.2 > 152.16.10.2: GREv0, Flags [none], length 88",
+        "192.168.50.1 > 192.168.50.2: ICMP echo request, id ..., seq 1, length 64",
+    ] {
+        assert!(basic.contains(needle), "basic lacks `{needle}`:\n{basic}");
+    }
+    let keyed = ex("keyed.yaml", &["tun1"]);
+    assert!(keyed.contains("- 8 (GRE with key) = 1472"), "{keyed}");
+    assert!(
+        keyed.contains("2 (0x00000002)") && !keyed.contains("tunnel tun0"),
+        "{keyed}"
+    );
+    let gretap = ex("gretap.yaml", &[]);
+    assert!(gretap.contains("- 14 (inner Ethernet) = 1462"), "{gretap}");
+    assert!(gretap.contains("0x6558"), "{gretap}");
+    let out = grelab(&[
+        "explain",
+        &root().join("topologies/basic.yaml").to_string_lossy(),
+        "nope",
+    ]);
+    assert_exit(&out, 2, "an unknown tunnel");
+    assert!(text(&out.stderr).contains("has no tunnel `nope`; tunnels: tun0"));
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_line_itself() {
+    let out = grelab(&["completions", "bash"]);
+    assert_exit(&out, 0, "completions bash");
+    let script = text(&out.stdout);
+    for cmd in ["up", "down", "verify", "graph", "explain"] {
+        assert!(script.contains(cmd), "bash completion lacks `{cmd}`");
+    }
+    let dir = TempDir::new("man");
+    let path = dir.path().join("grelab.bash");
+    std::fs::write(&path, &script).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    for shell in ["zsh", "fish"] {
+        assert_exit(&grelab(&["completions", shell]), 0, shell);
+    }
+    let out = grelab(&["man", &dir.path().to_string_lossy()]);
+    assert_exit(&out, 0, "man");
+    for page in [
+        "grelab.1",
+        "grelab-up.1",
+        "grelab-graph.1",
+        "grelab-explain.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_default();
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page}: {text:.200}"
+        );
+    }
+    assert!(
+        !dir.path().join("grelab-dataplane.1").exists(),
+        "the hidden command has no page"
+    );
+}

@@ -4,9 +4,12 @@
 //! layer owns: a command file only reads its arguments, calls, and prints.
 
 mod capture;
+mod docs;
 mod down;
 mod exec;
+mod explain;
 mod generate;
+mod graph;
 mod init;
 mod labs;
 mod output;
@@ -138,6 +141,37 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Draw the lab: nodes, veth links with their addresses, tunnels above
+    /// the underlay path they cross (Graphviz dot or Mermaid). With --lab,
+    /// a running lab's backends and fast-path state too.
+    Graph {
+        file: Option<PathBuf>,
+        /// A lab that is up (default without FILE: the only lab up, or ./grelab.yaml).
+        #[arg(long, conflicts_with = "file")]
+        lab: Option<String>,
+        #[command(flatten)]
+        naming: Naming,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Explain each tunnel as the tutorial does: the packet's layers and
+    /// their bytes, the MTU arithmetic, TTL, DF, protocol 47, the tcpdump
+    /// reading of a ping across it, and which backend carries it.
+    Explain {
+        /// `[FILE] [TUNNEL]`: the topology (default ./grelab.yaml) and one
+        /// tunnel's name (default every tunnel).
+        #[arg(num_args = 0..=2)]
+        args: Vec<String>,
+        #[command(flatten)]
+        naming: Naming,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (grelab.1 and one per command) into DIR.
+    Man {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Print a generated scale topology (YAML) on stdout.
     Generate {
         #[command(subcommand)]
@@ -192,6 +226,12 @@ struct Naming {
 enum Format {
     Human,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -284,6 +324,15 @@ fn run(cli: Cli) -> Result<()> {
             no_derived,
         } => verify::run(lab, format, junit, verbose, no_derived),
         Command::Generate { shape } => generate::run(shape),
+        Command::Graph {
+            file,
+            lab,
+            naming,
+            format,
+        } => graph::run(file.as_deref(), lab, naming.prefix.as_deref(), format),
+        Command::Explain { args, naming } => explain::run(&args, naming.prefix.as_deref()),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { dir } => docs::man(&dir),
         Command::Dataplane {
             spec,
             stats,

@@ -5,6 +5,8 @@
 //! checks a topology (`validate` has, before) nor touches the system.
 
 mod build;
+pub mod explain;
+pub mod graph;
 mod script;
 
 use std::net::IpAddr;
