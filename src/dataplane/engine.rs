@@ -188,16 +188,7 @@ impl Engine {
                 .as_ref()
                 .map(std::os::fd::AsFd::as_fd)
                 .context("no namespace entered")?;
-            let dev = tun::open(&end.name, l2, end.mtu, ctl)
-                .with_context(|| format!("setting up {what}"))?;
-            transient.0.push(dev.as_raw_fd());
-            // Set either way: a persistent device keeps the last setting.
-            let flags = if offload_on {
-                libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6
-            } else {
-                0
-            };
-            tun::set_offload(dev.as_raw_fd(), flags)
+            let dev = open_device(end, l2, ctl, offload_on, &mut transient)
                 .with_context(|| format!("setting up {what}"))?;
             let sock = match sock_of.get(&(end.netns.as_str(), v6)) {
                 Some(&i) => i,
@@ -245,12 +236,7 @@ impl Engine {
         // sends TCP super-packets whole across veths. Slots a cache line
         // apart from a page multiple, so packet heads do not share cache sets.
         engine.rx = Rx::new((RX_HEADROOM + 65535).next_multiple_of(64));
-        for (i, t) in engine.tunnels.iter().enumerate() {
-            epoll_add(&engine.epoll, t.dev.as_raw_fd(), i as u64)?;
-        }
-        for (i, s) in engine.socks.iter().enumerate() {
-            epoll_add(&engine.epoll, s.fd.as_raw_fd(), SOCK_TOKEN + i as u64)?;
-        }
+        engine.watch()?;
         transient.0.clear();
         Ok(engine)
     }
@@ -334,5 +320,39 @@ impl Drop for Transient {
         for fd in &self.0 {
             let _ = tun::set_persist(*fd, false);
         }
+    }
+}
+
+/// Opens tunnel end `end`'s device in the current namespace (a TAP device
+/// if `l2`), with offloads on or off; `transient` until setup completes.
+fn open_device(
+    end: &TunnelEnd,
+    l2: bool,
+    ctl: std::os::fd::BorrowedFd,
+    offload_on: bool,
+    transient: &mut Transient,
+) -> Result<File> {
+    let dev = tun::open(&end.name, l2, end.mtu, ctl)?;
+    transient.0.push(dev.as_raw_fd());
+    // Set either way: a persistent device keeps the last setting.
+    let flags = if offload_on {
+        libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6
+    } else {
+        0
+    };
+    tun::set_offload(dev.as_raw_fd(), flags)?;
+    Ok(dev)
+}
+
+impl Engine {
+    /// Adds every device and socket to the epoll set.
+    fn watch(&self) -> Result<()> {
+        for (i, t) in self.tunnels.iter().enumerate() {
+            epoll_add(&self.epoll, t.dev.as_raw_fd(), i as u64)?;
+        }
+        for (i, s) in self.socks.iter().enumerate() {
+            epoll_add(&self.epoll, s.fd.as_raw_fd(), SOCK_TOKEN + i as u64)?;
+        }
+        Ok(())
     }
 }

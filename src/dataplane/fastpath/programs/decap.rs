@@ -104,7 +104,7 @@ pub(crate) fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> V
     // from H + 2 so that the IPv4 header is 4-aligned on the stack.
     const H: i16 = HDR;
     let mut a = Asm::default();
-    let [next, drop, v6, tunnel, found, decap, l3, done] = a.labels();
+    let [next, drop, v6, tunnel] = a.labels();
     a.mov_reg(R6, R1);
     // As the stack: frames for this host's MAC only (not PACKET_OTHERHOST,
     // nor broadcast or multicast), and untagged: no tag taken off by the
@@ -150,9 +150,19 @@ pub(crate) fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> V
     dispatch(&mut a, H + 26, LOOKUP, tables[0], next);
     a.ja(tunnel);
 
-    // IPv6 without extension headers, exactly the frame; its ECN field kept.
     a.bind(v6);
-    load_bytes(&mut a, ETH_LEN, H6, 48, next);
+    parse_ipv6(&mut a, slot, tables[1], next);
+
+    a.bind(tunnel);
+    deliver(&mut a, counters, next, drop);
+    verdicts(a, next, drop)
+}
+
+/// The IPv6 half of the receive program's parse: the outer header, GRE,
+/// and the lookup in `table`.
+fn parse_ipv6(a: &mut Asm, slot: u32, table: RawFd, next: Label) {
+    // IPv6 without extension headers, exactly the frame; its ECN field kept.
+    load_bytes(a, ETH_LEN, H6, 48, next);
     a.ldx(B, R1, R10, H6);
     a.alu(RSH, R1, 4);
     a.jmp(JNE, R1, 6, next);
@@ -167,7 +177,7 @@ pub(crate) fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> V
     a.add(R1, 40 + ETH_LEN);
     a.ldx(W, R2, R6, SKB_LEN);
     a.jmp_reg(JNE, R2, R1, next);
-    gre_flags(&mut a, H6 + 40, 40, slot, next);
+    gre_flags(a, H6 + 40, 40, slot, next);
     // The key: tag, local (the destination), remote (the source), GRE key.
     for i in 0..4 {
         a.ldx(W, R1, R10, H6 + 24 + 4 * i);
@@ -176,17 +186,21 @@ pub(crate) fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> V
         a.stx(W, R10, LOOKUP6 + 20 + 4 * i, R1);
     }
     a.stx(W, R10, LOOKUP6 + 36, R2);
-    dispatch(&mut a, H6 + 42, LOOKUP6, tables[1], next);
+    dispatch(a, H6 + 42, LOOKUP6, table, next);
+}
 
-    a.bind(tunnel);
+/// The receive program's end for a known tunnel: ECN, off with the outer
+/// headers, counted, and to the tunnel's device.
+fn deliver(a: &mut Asm, counters: RawFd, next: Label, drop: Label) {
+    let [found, decap, l3, done] = a.labels();
     // gretap: the inner Ethernet header, to put back in front afterwards.
     a.ldx(DW, R1, R10, EXTRA);
     a.jmp(JEQ, R1, 0, found);
     a.ldx(DW, R2, R10, SAVED);
     a.add(R2, ETH_LEN);
-    load_bytes_at_r2(&mut a, INNER, ETH_LEN, next);
+    load_bytes_at_r2(a, INNER, ETH_LEN, next);
     a.bind(found);
-    ecn_decap(&mut a, next, decap);
+    ecn_decap(a, next, decap);
     a.bind(decap);
     // Off with the outer headers (and the inner Ethernet header, put back
     // over the outer one below); kernels before the GRE decap flag (Linux
@@ -209,7 +223,7 @@ pub(crate) fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> V
     a.bind(done);
     a.ldx(DW, R1, R10, EXTRA);
     a.jmp(JEQ, R1, 0, l3);
-    store(&mut a, 0, INNER, ETH_LEN, F_RECOMPUTE_CSUM, drop);
+    store(a, 0, INNER, ETH_LEN, F_RECOMPUTE_CSUM, drop);
     a.bind(l3);
     a.ldx(W, R7, R6, SKB_LEN);
     a.add(R7, -ETH_LEN);
@@ -217,12 +231,11 @@ pub(crate) fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> V
     a.alu_reg(ADD, R7, R1);
     a.stx(W, R10, KEY, R9);
     let uncounted = a.label();
-    counters_entry(&mut a, counters, uncounted);
-    count(&mut a, R0, 16, R7);
+    counters_entry(a, counters, uncounted);
+    count(a, R0, 16, R7);
     a.bind(uncounted);
     a.mov_reg(R1, R8);
     a.mov(R2, F_INGRESS);
     a.call(REDIRECT);
     a.exit();
-    verdicts(a, next, drop)
 }
