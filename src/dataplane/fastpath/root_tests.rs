@@ -1,29 +1,10 @@
 //! Needs root: the kernel's verifier is the judge.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use super::bpf::load;
 use super::programs::{decap_program, encap_program};
 use super::*;
-
-fn v4(a: [u8; 4]) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(a))
-}
-
-fn encap() -> Encap {
-    Encap {
-        index: 3,
-        local: v4([172, 16, 10, 2]),
-        remote: v4([152, 16, 10, 2]),
-        key: None,
-        ttl: 255,
-        tos: 0,
-        df: true,
-        l2: false,
-        out_ifindex: 7,
-        id_base: 0,
-    }
-}
+use crate::dataplane::testing::{encap, end};
+use crate::plan::TunnelKind;
 
 /// Needs root: the kernel's verifier is the judge.
 #[test]
@@ -63,23 +44,10 @@ fn programs_pass_the_verifier() {
         "t_decap",
     )
     .expect("decap loads");
-    let mut end = TunnelEnd {
-        name: "t".into(),
-        netns: "n".into(),
-        kind: crate::plan::TunnelKind::Gre,
-        local: v4([10, 0, 0, 1]),
-        remote: v4([10, 0, 0, 2]),
-        ttl: 0,
-        tos: 0,
-        ikey: None,
-        okey: None,
-        checksum: false,
-        sequence: false,
-        pmtudisc: true,
-        mtu: 1476,
-    };
+    let mut end = end("t", "n", TunnelKind::Gre, "10.0.0.1", "10.0.0.2");
+    end.mtu = 1476;
     fp.add_route(1, &end, 9, 2).expect("route");
-    (end.kind, end.ikey) = (crate::plan::TunnelKind::Ip6gretap, Some(3));
+    (end.kind, end.ikey) = (TunnelKind::Ip6gretap, Some(3));
     (end.local, end.remote) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
     fp.add_route(1, &end, 9, 3).expect("IPv6 route");
     assert_eq!(fp.counters(2).expect("counters"), Counters::default());

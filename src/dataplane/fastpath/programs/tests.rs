@@ -1,26 +1,6 @@
-use std::net::{IpAddr, Ipv4Addr};
-
 use super::*;
 use crate::dataplane::fastpath::Encap;
-
-fn v4(a: [u8; 4]) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(a))
-}
-
-fn encap() -> Encap {
-    Encap {
-        index: 3,
-        local: v4([172, 16, 10, 2]),
-        remote: v4([152, 16, 10, 2]),
-        key: None,
-        ttl: 255,
-        tos: 0,
-        df: true,
-        l2: false,
-        out_ifindex: 7,
-        id_base: 0,
-    }
-}
+use crate::dataplane::testing::encap;
 
 #[test]
 fn every_program_ends_in_exit_and_every_jump_stays_inside() {
