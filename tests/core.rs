@@ -8,8 +8,10 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{TempDir, assert_valid_shell, bad_files, expect_of, good_files, root, write_huge};
-use grelab::plan::{self, Plan, Step, TunnelKind};
-use grelab::topology::{self, EndOptions, IpNet, Loc, Topology};
+use grelab::model::TunnelKind;
+use grelab::model::{EndOptions, IpNet};
+use grelab::plan::{self, Plan, Step};
+use grelab::topology::{self, Loc, Topology};
 use grelab::validate::{self, validate};
 
 /// Parses `text`, panicking with grelab's own message if it does not parse.
@@ -452,13 +454,13 @@ fn overhead_function_matches_the_kernel_formulas() {
         ikey: Some(1),
         ..none
     };
-    assert_eq!(topology::overhead(TunnelKind::Gre, &none), 24);
-    assert_eq!(topology::overhead(TunnelKind::Gre, &ikey_only), 24);
-    assert_eq!(topology::overhead(TunnelKind::Gre, &all), 36);
-    assert_eq!(topology::overhead(TunnelKind::Gretap, &none), 38);
-    assert_eq!(topology::overhead(TunnelKind::Ip6gre, &none), 44);
-    assert_eq!(topology::overhead(TunnelKind::Ip6gretap, &none), 58);
-    assert_eq!(topology::overhead(TunnelKind::Ip6gretap, &all), 70);
+    assert_eq!(grelab::model::overhead(TunnelKind::Gre, &none), 24);
+    assert_eq!(grelab::model::overhead(TunnelKind::Gre, &ikey_only), 24);
+    assert_eq!(grelab::model::overhead(TunnelKind::Gre, &all), 36);
+    assert_eq!(grelab::model::overhead(TunnelKind::Gretap, &none), 38);
+    assert_eq!(grelab::model::overhead(TunnelKind::Ip6gre, &none), 44);
+    assert_eq!(grelab::model::overhead(TunnelKind::Ip6gretap, &none), 58);
+    assert_eq!(grelab::model::overhead(TunnelKind::Ip6gretap, &all), 70);
 }
 
 #[test]
@@ -726,7 +728,7 @@ fn basic_plan_in_detail() {
         (a.kind, a.mtu, a.ttl, a.pmtudisc),
         (TunnelKind::Gre, 1476, 255, true)
     );
-    assert_eq!(ends[0].1, topology::Backend::Auto);
+    assert_eq!(ends[0].1, grelab::model::Backend::Auto);
     assert_eq!(
         plan.steps
             .iter()

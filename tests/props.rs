@@ -3,8 +3,10 @@
 
 mod common;
 
-use grelab::plan::{self, TunnelKind};
-use grelab::topology::{self, overhead};
+use grelab::model::TunnelKind;
+use grelab::model::overhead;
+use grelab::plan;
+use grelab::topology;
 use grelab::validate::{self, validate};
 use proptest::prelude::*;
 use proptest::sample::select;

@@ -16,7 +16,8 @@ use anyhow::{Context, Result, anyhow};
 use self::ping::{PingError, PingOptions};
 use crate::capture;
 use crate::check::report::{CheckResult, Status};
-use crate::plan::{Plan, Step, TunnelEnd};
+use crate::model::TunnelEnd;
+use crate::plan::{Plan, Step};
 use crate::sys::netns;
 use crate::topology::{Check, ExecCheck, Expect, PingCheck, RouteCheck, TunnelCheck};
 

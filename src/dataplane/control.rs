@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::engine::run;
-use crate::plan::TunnelEnd;
+use crate::model::TunnelEnd;
 use crate::sys::process::{self, Identity, Pidfd};
 
 /// What one dataplane process serves: the userspace tunnel ends of a lab.

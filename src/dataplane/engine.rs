@@ -19,7 +19,7 @@ use super::rx::{RX_HEADROOM, Rx};
 use super::sock::{epoll_add, epoll_create, raise_fd_limit, raw_socket, sockaddr};
 use super::stats::{Stats, TunnelStats, write_stats};
 use super::tx::{Tx, random_u16};
-use crate::plan::TunnelEnd;
+use crate::model::TunnelEnd;
 use crate::sys::{netns, tun};
 use crate::wire::gre;
 

@@ -12,9 +12,9 @@ use anyhow::{Context, Result, bail};
 use super::engine::Engine;
 use super::fastpath::{self, Encap, FastPath};
 use super::stats::{Stats, TunnelStats};
-use crate::plan::TunnelEnd;
+use crate::model::TunnelEnd;
+use crate::model::overhead;
 use crate::sys::{netns, rtnl};
-use crate::topology::overhead;
 
 /// The in-kernel fast path of the dataplane's eligible tunnels. Attaching
 /// costs an RCU grace period per hook (milliseconds), and so does detaching

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::dataplane::fastpath::Encap;
-use crate::plan::{TunnelEnd, TunnelKind};
+use crate::model::{TunnelEnd, TunnelKind};
 
 /// A tunnel end with ip_gre's defaults and MTU 1400.
 pub(crate) fn end(name: &str, ns: &str, kind: TunnelKind, local: &str, remote: &str) -> TunnelEnd {

@@ -10,7 +10,7 @@ use super::engine::{Engine, Sock, Tunnel};
 use super::offload;
 use super::sock::{CTRL_WORDS, IPPROTO_GRE, epoll_del, ipv6_control, writable};
 use super::stats::TunnelStats;
-use crate::plan::TunnelEnd;
+use crate::model::TunnelEnd;
 use crate::sys::tun;
 use crate::wire::gre;
 
@@ -389,7 +389,7 @@ mod tests {
 
     use super::*;
     use crate::dataplane::testing::end;
-    use crate::plan::TunnelKind;
+    use crate::model::TunnelKind;
 
     #[test]
     fn outer_fields_follow_ip_gre() {

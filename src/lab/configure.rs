@@ -8,9 +8,10 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow};
 use futures::future::try_join_all;
 
-use crate::plan::{Plan, Step, TunnelEnd};
+use crate::model::Backend;
+use crate::model::TunnelEnd;
+use crate::plan::{Plan, Step};
 use crate::sys::rtnl::Rtnl;
-use crate::topology::Backend;
 
 /// Each namespace of a plan by its position in `plan.namespaces()`.
 pub(super) struct Slots<'a>(HashMap<&'a str, usize>);

@@ -28,9 +28,9 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 use serde::{Deserialize, Serialize};
 
 use crate::error;
+use crate::model::Backend;
 use crate::plan::Plan;
 use crate::sys::netns::NsId;
-use crate::topology::Backend;
 
 /// Where lab state lives (tmpfs, so a reboot, which removes every
 /// namespace, removes the records too). `GRELAB_STATE_DIR` moves it, for

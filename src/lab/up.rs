@@ -17,11 +17,12 @@ use crate::error;
 use crate::lab::configure::{self, Slots};
 use crate::lab::progress::{Progress, Timings};
 use crate::lab::state::{self, EndBackend, State};
-use crate::plan::{Plan, Step, TunnelEnd, TunnelKind};
+use crate::model::Backend;
+use crate::model::{TunnelEnd, TunnelKind};
+use crate::plan::{Plan, Step};
 use crate::sys::netns::{self, NsId};
 use crate::sys::pool::in_namespaces;
 use crate::sys::rtnl;
-use crate::topology::Backend;
 
 /// What `up` did.
 pub struct Outcome {

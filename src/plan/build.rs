@@ -2,7 +2,8 @@
 
 use std::collections::HashSet;
 
-use super::{Mac, NodeNs, Plan, STATIC_NEIGHBORS_FROM, Step, TunnelEnd};
+use super::{Mac, NodeNs, Plan, STATIC_NEIGHBORS_FROM, Step};
+use crate::model::TunnelEnd;
 use crate::model::{IpNet, overhead};
 use crate::topology::{Endpoint, Index, Topology, Tunnel, TunnelEndpoint};
 

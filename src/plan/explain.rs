@@ -5,7 +5,8 @@
 
 use std::fmt::Write;
 
-use super::{Plan, Step, TunnelEnd};
+use super::{Plan, Step};
+use crate::model::TunnelEnd;
 use crate::wire::gre;
 
 /// The underlay interface of a tunnel end (the one holding its `local`

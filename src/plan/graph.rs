@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write;
 
-use super::{Plan, Step, TunnelEnd};
+use super::{Plan, Step};
+use crate::model::TunnelEnd;
 
 /// What a running lab says of one tunnel end.
 #[derive(Debug, Clone, PartialEq, Eq)]

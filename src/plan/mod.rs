@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 pub use self::build::build;
 // The vocabulary lives in `model`; this path keeps working for the layers
 // that still import it from here.
-use crate::model::{Backend, EndOptions, IpNet};
-pub use crate::model::{TunnelEnd, TunnelKind};
+use crate::model::{Backend, EndOptions, IpNet, TunnelEnd};
+
 use crate::topology::{Check, Destination};
 
 /// One step of building a lab, in the order `up` performs them.

@@ -1,7 +1,8 @@
 //! The plan as a shell script of iproute2 commands, and the notes that
 //! explain its numbers.
 
-use super::{Plan, Step, TunnelEnd};
+use super::{Plan, Step};
+use crate::model::TunnelEnd;
 use crate::model::{Family, Overhead};
 
 impl TunnelEnd {

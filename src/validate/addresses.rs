@@ -4,7 +4,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use super::Checker;
-use crate::topology::{Family, IpNet, Loc};
+use crate::model::{Family, IpNet};
+use crate::topology::Loc;
 
 /// An address on an interface of a node, for cross-checks.
 pub(super) struct Assigned<'a> {

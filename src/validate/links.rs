@@ -2,7 +2,8 @@
 
 use super::addresses::Assigned;
 use super::{Checker, min_mtu};
-use crate::topology::{Family, Link, Loc};
+use crate::model::Family;
+use crate::topology::{Link, Loc};
 
 impl<'a> Checker<'a> {
     /// Every link: its ends' nodes and interfaces, its addresses, its MTU.

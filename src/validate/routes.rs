@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use super::Checker;
-use crate::topology::{Destination, Family, Loc, Node, Spanned};
+use crate::model::Family;
+use crate::topology::{Destination, Loc, Node, Spanned};
 
 impl<'a> Checker<'a> {
     /// Routes: the gateway must be on a connected subnet of the node.

@@ -6,9 +6,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::addresses::{Assigned, Subnets};
 use super::{Checker, min_mtu};
-use crate::topology::{
-    Destination, EndOptions, Family, IpNet, Loc, Tunnel, TunnelEndpoint, overhead,
-};
+use crate::model::{EndOptions, Family, IpNet, overhead};
+use crate::topology::{Destination, Loc, Tunnel, TunnelEndpoint};
 
 impl<'a> Checker<'a> {
     /// Every tunnel, both ends.

@@ -44,7 +44,7 @@ use anyhow::{Context, Result, anyhow};
 use self::bpf::{ATTACH_TCX_EGRESS, ATTACH_TCX_INGRESS, link_create, load};
 use self::maps::{Map, MapKind};
 use self::programs::{decap_program, encap_program};
-use crate::plan::TunnelEnd;
+use crate::model::TunnelEnd;
 
 pub use self::asm::Insn;
 

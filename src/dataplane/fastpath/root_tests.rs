@@ -4,7 +4,7 @@ use super::bpf::load;
 use super::programs::{decap_program, encap_program};
 use super::*;
 use crate::dataplane::testing::{encap, end};
-use crate::plan::TunnelKind;
+use crate::model::TunnelKind;
 
 /// Needs root: the kernel's verifier is the judge.
 #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::fixture::*;
 use crate::dataplane::read_stats;
 use crate::dataplane::sock::{raw_socket, setsockopt, sockaddr};
-use crate::plan::TunnelKind;
+use crate::model::TunnelKind;
 use crate::sys::netns;
 use crate::wire::gre;
 

@@ -21,7 +21,7 @@ use crate::dataplane::sock::sockaddr;
 pub(super) use crate::dataplane::testing::end;
 use crate::dataplane::tx::ipv4_header;
 use crate::dataplane::{Spec, Stats, TunnelStats, read_stats};
-use crate::plan::{TunnelEnd, TunnelKind};
+use crate::model::{TunnelEnd, TunnelKind};
 use crate::sys::netns;
 use crate::wire::gre;
 

@@ -3,7 +3,7 @@
 use std::net::Ipv6Addr;
 
 use super::fixture::*;
-use crate::plan::TunnelKind;
+use crate::model::TunnelKind;
 
 #[test]
 fn gre_ping_outer_header_and_rtt() {

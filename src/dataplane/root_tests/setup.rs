@@ -14,7 +14,7 @@ use super::fixture::*;
 use crate::dataplane::control::launch;
 use crate::dataplane::engine::Engine;
 use crate::dataplane::{Spec, find, is_running, read_stats, run, serve, stats_path, stop};
-use crate::plan::TunnelKind;
+use crate::model::TunnelKind;
 use crate::sys::process::Identity;
 use crate::wire::gre;
 

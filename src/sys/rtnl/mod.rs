@@ -16,7 +16,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::Handle;
 
 use crate::error;
-use crate::plan::TunnelKind;
+use crate::model::TunnelKind;
 
 mod addr;
 mod link;

@@ -10,7 +10,7 @@ use rtnetlink::{LinkGre, LinkGre6};
 
 use super::{Rtnl, Target, check_name, errno, explain_nl};
 use crate::error;
-use crate::plan::{TunnelEnd, TunnelKind};
+use crate::model::{TunnelEnd, TunnelKind};
 
 /// IFLA_GRE_FLAGS: ip6_tnl flags (u32); the crate has no typed variant for it.
 const IFLA_GRE_FLAGS: u16 = 13;
