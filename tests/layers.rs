@@ -122,7 +122,11 @@ fn read_tree(base: &Path, dir: &Path, out: &mut BTreeMap<String, File>) {
         if path.is_dir() {
             read_tree(base, &path, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
-            let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let text = std::fs::read_to_string(&path).unwrap();
             out.insert(rel.clone(), facts(&rel, &text));
         }
@@ -136,7 +140,11 @@ fn the_source_tree_keeps_the_layer_rules() {
     read_tree(&src, &src, &mut files);
     assert!(files.len() > 20, "read {} files", files.len());
     let broken = broken(&files);
-    assert!(broken.is_empty(), "the layer rules are broken:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "the layer rules are broken:\n{}",
+        broken.join("\n")
+    );
 }
 
 /// The checker itself: each kind of forbidden import is caught.
@@ -149,14 +157,32 @@ fn a_forbidden_import_or_a_cycle_is_caught() {
             .collect()
     };
     let cases: [(&[(&str, &str)], &str); 7] = [
-        (&[("wire/gre.rs", "use crate::lab::state;")], "wire/gre.rs (wire) imports lab"),
-        (&[("model/mod.rs", "x = crate::error::bad_input(1);")], "imports error"),
-        (&[("plan/mod.rs", "use nix::unistd;")], "is pure (plan) but uses"),
-        (&[("dataplane/mod.rs", "use crate::plan::Plan;")], "(dataplane) imports plan"),
-        (&[("lab/up.rs", "use rtnetlink::Handle;")], "speaks netlink outside sys/rtnl"),
+        (
+            &[("wire/gre.rs", "use crate::lab::state;")],
+            "wire/gre.rs (wire) imports lab",
+        ),
+        (
+            &[("model/mod.rs", "x = crate::error::bad_input(1);")],
+            "imports error",
+        ),
+        (
+            &[("plan/mod.rs", "use nix::unistd;")],
+            "is pure (plan) but uses",
+        ),
+        (
+            &[("dataplane/mod.rs", "use crate::plan::Plan;")],
+            "(dataplane) imports plan",
+        ),
+        (
+            &[("lab/up.rs", "use rtnetlink::Handle;")],
+            "speaks netlink outside sys/rtnl",
+        ),
         (&[("check/mod.rs", "crate::cli::main();")], "imports cli"),
         (
-            &[("lab/up.rs", "use crate::check::x;"), ("check/mod.rs", "use crate::lab::y;")],
+            &[
+                ("lab/up.rs", "use crate::check::x;"),
+                ("check/mod.rs", "use crate::lab::y;"),
+            ],
             "import cycle: check -> lab -> check",
         ),
     ];
@@ -166,7 +192,10 @@ fn a_forbidden_import_or_a_cycle_is_caught() {
     }
     // And what is allowed passes: comments, the file's own folder, error.
     let ok = tree(&[
-        ("lab/up.rs", "use crate::lab::state; // crate::cli::main\nuse crate::error;"),
+        (
+            "lab/up.rs",
+            "use crate::lab::state; // crate::cli::main\nuse crate::error;",
+        ),
         ("sys/rtnl/mod.rs", "use rtnetlink::Handle;"),
     ]);
     assert_eq!(broken(&ok), Vec::<String>::new());

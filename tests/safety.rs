@@ -393,3 +393,46 @@ fn up_removes_what_an_earlier_crashed_up_of_the_lab_left_under_other_names() {
     assert_eq!(md.uid(), 0);
     assert_eq!(md.mode() & 0o022, 0);
 }
+
+#[test]
+fn down_without_a_name_never_silently_misses_the_lab_that_is_up() {
+    // ./grelab.yaml is the basic lab; the lab up is another one.
+    let s = Scope::new();
+    let basic = root().join("topologies/basic.yaml");
+    let keyed = root().join("topologies/keyed.yaml");
+    let out = isolated(&format!(
+        r#"cd {dir} && cp {basic} grelab.yaml
+"$G" up {keyed} --prefix {p}a- --no-check
+"$G" down
+echo "left: $(ls /run/netns | wc -l)"
+"$G" up {keyed} --prefix {p}a- --no-check
+"$G" up {keyed} --prefix {p}b- --no-check
+code=0; "$G" down || code=$?
+echo "several: $code"
+"$G" down --all
+"#,
+        dir = s.dir.display(),
+        basic = basic.display(),
+        keyed = keyed.display(),
+        p = s.prefix
+    ));
+    out.ok();
+    let p = &s.prefix;
+    assert!(
+        out.stderr.contains(&format!(
+            "grelab.yaml describes lab `basic`, which is not up; taking down `{p}a-keyed`"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(&format!("lab `{p}a-keyed` is down")),
+        "{out}"
+    );
+    assert!(out.stdout.contains("left: 0"), "{out}");
+    assert!(out.stdout.contains("several: 2"), "{out}");
+    assert!(
+        out.stderr
+            .contains("and grelab.yaml's lab `basic` is not one of them"),
+        "{out}"
+    );
+}

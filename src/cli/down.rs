@@ -70,20 +70,40 @@ fn which(
         Ok(labs)
     } else if let Some(lab) = lab {
         Ok(vec![state::check_lab(&lab)?.to_owned()])
-    } else if file.is_some() || prefix.is_some() || Path::new(DEFAULT_FILE).exists() {
+    } else if file.is_some() || prefix.is_some() {
         Ok(vec![load_plan(file.as_deref(), prefix)?.lab])
     } else {
         // The one lab up: by its record, or (record lost) by its marks.
-        let mut labs = state::labs()?;
-        if labs.is_empty() {
-            labs = teardown::marked_labs()?;
+        let mut up = state::labs()?;
+        if up.is_empty() {
+            up = teardown::marked_labs()?;
         }
-        if labs.len() > 1 {
-            return Err(bad_input(format!(
-                "several labs are up ({}); say which with --lab NAME, or --all",
-                labs.join(", ")
-            )));
+        // ./grelab.yaml names a lab: that one, if it is up or nothing is.
+        let default = Path::new(DEFAULT_FILE);
+        let named = if default.exists() {
+            Some(load_plan(Some(default), None)?.lab)
+        } else {
+            None
+        };
+        match (named, up.as_slice()) {
+            (Some(lab), up) if up.is_empty() || up.contains(&lab) => Ok(vec![lab]),
+            (named, [one]) => {
+                if let Some(lab) = named {
+                    eprintln!(
+                        "{DEFAULT_FILE} describes lab `{lab}`, which is not up; taking down `{one}`, \
+                         the only lab that is up"
+                    );
+                }
+                Ok(vec![one.clone()])
+            }
+            (named, []) => Ok(named.into_iter().collect()),
+            (named, many) => Err(bad_input(format!(
+                "several labs are up ({}){}; say which with --lab NAME, or --all",
+                many.join(", "),
+                named.map_or(String::new(), |l| format!(
+                    ", and {DEFAULT_FILE}'s lab `{l}` is not one of them"
+                ))
+            ))),
         }
-        Ok(labs)
     }
 }
