@@ -17,6 +17,7 @@ use nix::sys::socket::{
     setsockopt, socket, sockopt,
 };
 
+use crate::wire::checksum::internet_checksum;
 use crate::wire::gre;
 
 const ETH_HLEN: usize = 14;
@@ -429,10 +430,10 @@ impl<'a> Ip<'a> {
         }
         let frag = be16(b, 6)?;
         let stored = be16(b, 10)?;
-        let bad_sum = (gre::internet_checksum(&b[..ihl]) != 0).then(|| {
+        let bad_sum = (internet_checksum(&b[..ihl]) != 0).then(|| {
             let mut h = b[..ihl].to_vec();
             h[10..12].fill(0);
-            (stored, gre::internet_checksum(&h))
+            (stored, internet_checksum(&h))
         });
         Some(Ip {
             v6: false,
@@ -537,12 +538,12 @@ impl<'a> Ip<'a> {
             Vec::new()
         };
         data.extend_from_slice(self.payload);
-        if gre::internet_checksum(&data) == 0 {
+        if internet_checksum(&data) == 0 {
             return None;
         }
         let field = data.len() - self.payload.len() + at;
         data[field..field + 2].fill(0);
-        Some((stored, gre::internet_checksum(&data)))
+        Some((stored, internet_checksum(&data)))
     }
 }
 
@@ -1058,7 +1059,7 @@ mod tests {
         h.extend_from_slice(&[o.ttl, proto, 0, 0]);
         h.extend_from_slice(&src);
         h.extend_from_slice(&dst);
-        let sum = gre::internet_checksum(&h);
+        let sum = internet_checksum(&h);
         h[10..12].copy_from_slice(&sum.to_be_bytes());
         h.extend_from_slice(payload);
         h
@@ -1082,7 +1083,7 @@ mod tests {
             data,
         ]
         .concat();
-        let sum = gre::internet_checksum(&m);
+        let sum = internet_checksum(&m);
         m[2..4].copy_from_slice(&sum.to_be_bytes());
         m
     }
@@ -1103,7 +1104,7 @@ mod tests {
             &m,
         ]
         .concat();
-        let sum = gre::internet_checksum(&pseudo);
+        let sum = internet_checksum(&pseudo);
         m[2..4].copy_from_slice(&sum.to_be_bytes());
         m
     }
@@ -1194,7 +1195,7 @@ mod tests {
     fn gre_unreachable() -> Vec<u8> {
         let quoted = &seed()[ETH_HLEN..ETH_HLEN + 28];
         let mut m = [&[3, 2, 0, 0, 0, 0, 0, 0][..], quoted].concat();
-        let sum = gre::internet_checksum(&m);
+        let sum = internet_checksum(&m);
         m[2..4].copy_from_slice(&sum.to_be_bytes());
         eth(
             M1,
@@ -1218,7 +1219,7 @@ mod tests {
     fn echo_reply() -> Vec<u8> {
         let mut m = icmp_echo(9, 2, b"abc");
         m[0] = 0;
-        let sum = gre::internet_checksum(&[&m[..2], &[0, 0], &m[4..]].concat());
+        let sum = internet_checksum(&[&m[..2], &[0, 0], &m[4..]].concat());
         m[2..4].copy_from_slice(&sum.to_be_bytes());
         eth(M1, M2, 0x0800, &ipv4(TUN2, TUN1, 1, V4_DEFAULT, &m))
     }
@@ -1233,7 +1234,7 @@ mod tests {
             &u,
         ]
         .concat();
-        let sum = gre::internet_checksum(&pseudo);
+        let sum = internet_checksum(&pseudo);
         u[6..8].copy_from_slice(&sum.to_be_bytes());
         eth(M2, M1, 0x86dd, &ipv6(src, dst, 17, &u))
     }
