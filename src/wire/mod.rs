@@ -4,3 +4,4 @@
 
 pub mod checksum;
 pub mod gre;
+pub mod ipv4;
