@@ -15,6 +15,7 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::ops::Range;
 
 use super::checksum::internet_checksum;
 
@@ -219,12 +220,19 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         internet_checksum(&h[..header.len()])
     }
 
-    /// The bytes after the header, up to the total length or the end of the
-    /// buffer, whichever comes first (empty if the buffer ends before).
+    /// Where the payload lies in the buffer: after the header, up to the
+    /// total length or the end of the buffer, whichever comes first. Always
+    /// within the buffer (empty if it ends before the payload).
+    pub fn payload_range(&self) -> Range<usize> {
+        let len = self.buffer.as_ref().len();
+        let start = self.header_len().min(len);
+        let end = usize::from(self.total_len()).min(len).max(start);
+        start..end
+    }
+
+    /// The bytes of [`payload_range`](Self::payload_range).
     pub fn payload(&self) -> &[u8] {
-        let b = self.buffer.as_ref();
-        let end = usize::from(self.total_len()).min(b.len());
-        b.get(self.header_len()..end).unwrap_or(&[])
+        &self.buffer.as_ref()[self.payload_range()]
     }
 
     /// Gives the buffer back.
@@ -378,6 +386,9 @@ mod tests {
         let b = with_payload(&o, &[7, 7, 7, 7, 9, 9]);
         let p = Ipv4Packet::new_checked(&b).unwrap();
         assert_eq!((p.header_len(), p.payload()), (24, &[9u8, 9][..]));
+        assert_eq!(p.payload_range(), 24..26);
+        // Unchecked and shorter than its IHL: an empty range inside the buffer.
+        assert_eq!(Ipv4Packet::new_unchecked(&o[..10]).payload_range(), 10..10);
     }
 
     #[test]
@@ -507,6 +518,7 @@ mod tests {
             if let Ok(p) = Ipv4Packet::new_checked(&bytes[..]) {
                 prop_assert!(p.header_len() >= HEADER_LEN && p.header_len() <= bytes.len());
                 prop_assert!(p.payload().len() <= bytes.len() - p.header_len());
+                prop_assert_eq!(p.payload_range().start, p.header_len());
                 let _ = (p.verify_checksum(), p.computed_checksum(), Ipv4Repr::parse(&p));
             }
             let u = Ipv4Packet::new_unchecked(&bytes[..]);
