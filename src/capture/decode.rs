@@ -131,16 +131,7 @@ mod tests {
         );
         assert_eq!(e.gre, repr(0x0800, false, None, None));
         assert!(e.checksum_ok);
-        let inner = Inner::Ip {
-            src: TUN1.into(),
-            dst: TUN2.into(),
-            proto: 1,
-            ttl: 64,
-            df: true,
-            len: 84,
-            echo_id: Some(ECHO_ID),
-        };
-        assert_eq!(e.inner, inner);
+        assert_eq!(e.inner, seed_inner());
     }
 
     #[test]

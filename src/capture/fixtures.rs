@@ -4,7 +4,7 @@
 use std::net::Ipv6Addr;
 use std::time::{Duration, SystemTime};
 
-use super::{ETH_HLEN, Frame};
+use super::{ETH_HLEN, Frame, Inner};
 use crate::wire::checksum::internet_checksum;
 use crate::wire::gre;
 use crate::wire::ipv4::{HEADER_LEN, Ipv4Repr};
@@ -131,6 +131,19 @@ pub(super) fn inner_ping() -> Vec<u8> {
         },
         &icmp_echo(43241, 1, &data),
     )
+}
+
+/// The seed's inner ping as [`decode`](super::decode) gives it.
+pub(super) fn seed_inner() -> Inner {
+    Inner::Ip {
+        src: TUN1.into(),
+        dst: TUN2.into(),
+        proto: 1,
+        ttl: 64,
+        df: true,
+        len: 84,
+        echo_id: Some(ECHO_ID),
+    }
 }
 
 pub(super) fn over_v4(g: gre::Repr, o: V4, payload: &[u8]) -> Vec<u8> {

@@ -11,7 +11,7 @@ use anyhow::Result;
 use nix::sys::socket::{MsgFlags, setsockopt, sockopt};
 
 use super::fixtures::*;
-use super::{Capture, Frame, Inner, decode, describe};
+use super::{Capture, Frame, decode, describe};
 use crate::wire::gre;
 
 /// Two namespaces of this test's own, joined by a veth; removed on drop.
@@ -132,18 +132,7 @@ fn captures_gre_sent_between_namespaces() {
         );
         assert_eq!(e.gre, g);
         assert!(e.checksum_ok);
-        assert_eq!(
-            e.inner,
-            Inner::Ip {
-                src: TUN1.into(),
-                dst: TUN2.into(),
-                proto: 1,
-                ttl: 64,
-                df: true,
-                len: 84,
-                echo_id: Some(ECHO_ID),
-            }
-        );
+        assert_eq!(e.inner, seed_inner());
         let text = describe(&f.data);
         assert!(
             text[1].contains("GREv0, Flags [checksum present, key present, sequence# present]"),
