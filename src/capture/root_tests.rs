@@ -41,8 +41,10 @@ fn ip(args: &[&str]) {
     );
 }
 
-#[test]
-fn captures_gre_sent_between_namespaces() {
+/// Namespaces a and b of this test joined by a veth (`va` in a, `vb` in
+/// b), addressed 10.255.0.1/30 and .2/30 and up; on the way, capturing on
+/// the interface while it is down must say so.
+fn veth_lab() -> (Lab, String, String) {
     assert!(
         nix::unistd::geteuid().is_root(),
         "this test creates network namespaces and needs root: run the tests as root (CI does)"
@@ -71,9 +73,12 @@ fn captures_gre_sent_between_namespaces() {
         ip(&["-n", ns, "link", "set", dev, "up"]);
         ip(&["-n", ns, "link", "set", "lo", "up"]);
     }
+    (lab, va, vb)
+}
 
-    // A quiet interface: next() gives None at the deadline, not before.
-    let quiet = crate::sys::netns::run_in(&lab.a, || {
+/// A quiet interface: next() gives None at the deadline, not before.
+fn assert_quiet_interface_waits(ns: &str) {
+    let quiet = crate::sys::netns::run_in(ns, || {
         let mut cap = Capture::open("lo")?;
         let start = Instant::now();
         let got = cap.next(start + Duration::from_millis(200))?;
@@ -86,6 +91,12 @@ fn captures_gre_sent_between_namespaces() {
         "returned after {:?}",
         quiet.1
     );
+}
+
+#[test]
+fn captures_gre_sent_between_namespaces() {
+    let (lab, va, vb) = veth_lab();
+    assert_quiet_interface_waits(&lab.a);
 
     let g = repr(gre::ETHERTYPE_IPV4, true, Some(0x0102_0304), Some(42));
     let wire = gre_packet(g, &inner_ping());
