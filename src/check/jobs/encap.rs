@@ -14,19 +14,31 @@ use crate::plan::TunnelEnd;
 use crate::sys::netns;
 use crate::wire::gre;
 
+/// One probe of a tunnel end: from `ns`, a ping `from` > `to` that must
+/// leave `iface` encapsulated as `end` says, within `timeout`.
+#[derive(Debug, Clone)]
+pub(in crate::check) struct Probe {
+    pub(in crate::check) ns: String,
+    pub(in crate::check) iface: String,
+    pub(in crate::check) end: TunnelEnd,
+    pub(in crate::check) from: IpAddr,
+    pub(in crate::check) to: IpAddr,
+    pub(in crate::check) timeout: Duration,
+}
+
 /// Captures one probe crossing the tunnel on the sending node's underlay
 /// interface and checks every header field against the configuration.
-pub(super) fn check(
-    ns: &str,
-    iface: &str,
-    end: &TunnelEnd,
-    from: IpAddr,
-    to: IpAddr,
-    timeout: Duration,
-) -> Result<Outcome> {
-    let (ns, iface, end) = (ns.to_owned(), iface.to_owned(), end.clone());
-    netns::run_in(&ns.clone(), move || {
-        let found = probe(&ns, &iface, &end, from, to, timeout)?;
+pub(super) fn check(probe: Probe) -> Result<Outcome> {
+    netns::run_in(&probe.ns.clone(), move || {
+        let found = capture_probe(&probe)?;
+        let Probe {
+            iface,
+            end,
+            from,
+            to,
+            timeout,
+            ..
+        } = probe;
         let Some((e, lines)) = found else {
             return Ok(fail(
                 format!(
@@ -53,23 +65,17 @@ pub(super) fn check(
     })
 }
 
-/// In `ns`, the calling thread's namespace: pings `to` with an identifier
-/// of its own and returns the first GRE frame `iface` sends from
+/// In the probe's namespace (the calling thread's): pings `to` with an
+/// identifier of its own and returns the first GRE frame `iface` sends from
 /// `end.local` to `end.remote` carrying one of those requests from `from`,
 /// decoded and described.
-fn probe(
-    ns: &str,
-    iface: &str,
-    end: &TunnelEnd,
-    from: IpAddr,
-    to: IpAddr,
-    timeout: Duration,
-) -> Result<Option<(Encap, Vec<String>)>> {
-    let mut cap = capture::Capture::open(iface)?;
+fn capture_probe(probe: &Probe) -> Result<Option<(Encap, Vec<String>)>> {
+    let (end, from, to, timeout) = (&probe.end, probe.from, probe.to, probe.timeout);
+    let mut cap = capture::Capture::open(&probe.iface)?;
     // Its own echo identifier: other checks' probes cross the same tunnel.
     let ident = ping::next_id();
     let pinger = {
-        let ns = ns.to_owned();
+        let ns = probe.ns.clone();
         std::thread::spawn(move || {
             netns::run_in(&ns, move || {
                 let opts = PingOptions {

@@ -15,7 +15,6 @@ use anyhow::Result;
 
 pub(super) use self::resolve::jobs;
 use crate::check::report::Status;
-use crate::plan::TunnelEnd;
 use crate::sys::netns;
 use crate::topology::Expect;
 
@@ -35,14 +34,7 @@ pub(super) enum Job {
         mtu: u32,
         timeout: Duration,
     },
-    Encap {
-        ns: String,
-        iface: String,
-        end: TunnelEnd,
-        from: IpAddr,
-        to: IpAddr,
-        timeout: Duration,
-    },
+    Encap(encap::Probe),
     Route {
         ns: String,
         to: IpAddr,
@@ -83,14 +75,7 @@ pub(super) fn execute(job: Job) -> Result<Outcome> {
             mtu,
             timeout,
         } => mtu::check(&ns, to, mtu, timeout),
-        Job::Encap {
-            ns,
-            iface,
-            end,
-            from,
-            to,
-            timeout,
-        } => encap::check(&ns, &iface, &end, from, to, timeout),
+        Job::Encap(probe) => encap::check(probe),
         Job::Route {
             ns,
             to,

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::Job;
+use super::encap::Probe;
 use crate::check::Options;
 use crate::plan::{Plan, Step, TunnelEnd};
 use crate::topology::{Check, ExecCheck, Expect, PingCheck, RouteCheck, TunnelCheck};
@@ -89,14 +90,14 @@ fn tunnel_job(plan: &Plan, t: &TunnelCheck, encap: bool) -> Result<Job, String> 
                 _ => None,
             })
             .ok_or("no underlay interface holds the tunnel's local address")?;
-        Ok(Job::Encap {
+        Ok(Job::Encap(Probe {
             ns: a.netns.clone(),
             iface,
             end: a.clone(),
             from: x,
             to: y,
             timeout: secs(t.timeout),
-        })
+        }))
     } else {
         Ok(Job::Mtu {
             ns: a.netns.clone(),
