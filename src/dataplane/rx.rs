@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::mem::{size_of, zeroed};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{AsRawFd, RawFd};
 
 use super::engine::{Engine, Route, Tunnel};
@@ -422,13 +422,8 @@ pub(super) fn ecn_decapsulate(outer: u8, protocol: u16, inner: &mut [u8]) -> boo
 /// Outer source, destination and where the GRE bytes are in a received
 /// IPv4 packet.
 pub(super) fn parse_ipv4(p: &[u8]) -> Option<(IpAddr, IpAddr, std::ops::Range<usize>)> {
-    let ihl = usize::from(*p.first()? & 0x0f) * 4;
-    if p[0] >> 4 != 4 || ihl < 20 || p.len() < ihl {
-        return None;
-    }
-    let total = usize::from(u16::from_be_bytes([p[2], p[3]])).clamp(ihl, p.len());
-    let addr = |i: usize| IpAddr::V4(Ipv4Addr::new(p[i], p[i + 1], p[i + 2], p[i + 3]));
-    Some((addr(12), addr(16), ihl..total))
+    let ip = crate::wire::ipv4::Ipv4Packet::new_checked(p).ok()?;
+    Some((ip.src().into(), ip.dst().into(), ip.payload_range()))
 }
 
 #[cfg(test)]

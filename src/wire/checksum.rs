@@ -5,21 +5,37 @@
 /// one's-complement sum of its 16-bit big-endian words (an odd last byte is
 /// padded with zero). Over data that embeds a correct checksum it returns 0.
 pub fn internet_checksum(data: &[u8]) -> u16 {
-    // A u64 accumulator of 32-bit words cannot overflow for any buffer that
-    // fits in memory, so folding happens once, at the end.
-    let mut sum: u64 = 0;
-    let mut words = data.chunks_exact(4);
-    for w in &mut words {
-        sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    !fold(add(0, data))
+}
+
+/// Adds the 16-bit big-endian words of `data` to a one's-complement
+/// accumulator, for sums taken in pieces (pseudo-headers, then payloads).
+/// Pieces summed into one accumulator must have even lengths, but for the
+/// last.
+pub fn add(mut acc: u64, data: &[u8]) -> u64 {
+    // 32-bit halves into 64 bits: no carry is lost (2^32 words needed),
+    // and a 32-bit word is congruent to the sum of its 16-bit halves.
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        acc += (v >> 32) + (v & 0xffff_ffff);
     }
-    let rest = words.remainder();
-    let mut tail = [0u8; 4];
-    tail[..rest.len()].copy_from_slice(rest);
-    sum += u64::from(u32::from_be_bytes(tail));
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
+    let mut pairs = chunks.remainder().chunks_exact(2);
+    for p in &mut pairs {
+        acc += u64::from(u16::from_be_bytes([p[0], p[1]]));
     }
-    !(sum as u16)
+    if let [b] = pairs.remainder() {
+        acc += u64::from(*b) << 8;
+    }
+    acc
+}
+
+/// The accumulator folded to 16 bits (not complemented).
+pub fn fold(mut acc: u64) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
 }
 
 #[cfg(test)]
