@@ -97,10 +97,24 @@ impl Encap {
         }
     }
 
-    /// The outer IP and GRE headers' length.
+    /// The outer IP and GRE headers' length, by the model's arithmetic
+    /// (the fast path carries no checksums or sequence numbers).
     fn header_len(&self) -> i32 {
-        let ip = if self.local.is_ipv4() { 20 } else { 40 };
-        ip + if self.key.is_some() { 8 } else { 4 }
+        use crate::model::{EndOptions, TunnelKind};
+        let kind = match (self.local.is_ipv6(), self.l2) {
+            (false, false) => TunnelKind::Gre,
+            (false, true) => TunnelKind::Gretap,
+            (true, false) => TunnelKind::Ip6gre,
+            (true, true) => TunnelKind::Ip6gretap,
+        };
+        let opts = EndOptions {
+            ikey: None,
+            okey: self.key,
+            checksum: false,
+            sequence: false,
+        };
+        let o = crate::model::Overhead::of(kind, &opts);
+        (o.outer + o.gre) as i32
     }
 }
 
