@@ -1,8 +1,9 @@
 //! grelab builds GRE tunnel labs in Linux network namespaces from a YAML
 //! file, proves they work, and removes them without a trace.
 //!
-//! The flow, and the folders that are its layers (each may import only the
-//! layers below it; each folder's `mod.rs` says what it owns):
+//! The flow, and the folders that are its layers (each imports only layers
+//! below it; each folder's `mod.rs` says what it owns; `tests/layers.rs`
+//! holds the code to it):
 //!
 //! ```text
 //! YAML --topology--> Topology --validate--> (all errors, with line:col)
@@ -18,9 +19,9 @@
 //! ```text
 //! cli                      commands; nothing imports it
 //! check  capture           verify's checks and reports; packets read off an interface
-//! lab                      up, teardown, state, journal, interrupt
+//! lab                      up, configure, teardown, state, journal, progress
 //! dataplane                the userspace GRE process and its eBPF fast path
-//! sys                      netns, rtnl, tun, process: the kernel, thin
+//! sys                      netns, pool, rtnl, tun, process, interrupt: the kernel, thin
 //! plan  validate  topology the file, checked, and what to build: pure
 //! model  wire  error       the vocabulary (kinds, overhead, backends); packet views; exit codes
 //! ```
