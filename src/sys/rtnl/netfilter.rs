@@ -170,6 +170,8 @@ mod tests {
         assert_eq!(describe_chain(&[]), "? of table ? ?");
     }
 
+    // Namespaces of their own: root only (tests/run.sh).
+    #[cfg(feature = "root-tests")]
     fn in_new_ns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         std::thread::spawn(move || {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (root)");
@@ -182,6 +184,7 @@ mod tests {
     /// Needs root and nft: a namespace of its own, first empty, then with
     /// a table and no chain, then with a chain.
     #[test]
+    #[cfg(feature = "root-tests")]
     fn nftables_chains_are_found_in_the_namespace_only() {
         let found = in_new_ns(|| {
             let nft = |script: &str| {
@@ -213,6 +216,7 @@ mod tests {
 
     /// Needs root and iptables-legacy.
     #[test]
+    #[cfg(feature = "root-tests")]
     fn legacy_iptables_tables_are_found() {
         let found = in_new_ns(|| {
             let ok = std::process::Command::new("iptables-legacy")
