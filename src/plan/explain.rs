@@ -129,7 +129,18 @@ pub fn tunnel(plan: &Plan, end: &TunnelEnd, node: &str, peer_node: &str) -> Stri
     );
     let _ = writeln!(out, "    +{}+", "-".repeat(42));
 
-    let overhead = outer + ghdr as u32 + eth;
+    mtu_arithmetic(&mut out, plan, end, outer, ghdr as u32, eth);
+    if let (Some(src), Some(dst)) = (overlay(plan, end), peer_overlay(plan, end)) {
+        explain_tcpdump(&mut out, end, src, dst, outer, ghdr as u32 + eth);
+    }
+    out
+}
+
+/// The MTU arithmetic of `end`: its underlay's MTU less each header.
+fn mtu_arithmetic(out: &mut String, plan: &Plan, end: &TunnelEnd, outer: u32, ghdr: u32, eth: u32) {
+    let overhead = outer + ghdr + eth;
+    let family = if end.kind.is_ipv6() { "IPv6" } else { "IPv4" };
+    let keyed = end.okey.is_some();
     match underlay(plan, end) {
         Some((dev, mtu)) => {
             let mut sum = format!("{mtu} ({dev}) - {outer} (outer {family})");
@@ -165,10 +176,6 @@ pub fn tunnel(plan: &Plan, end: &TunnelEnd, node: &str, peer_node: &str) -> Stri
             );
         }
     }
-    if let (Some(src), Some(dst)) = (overlay(plan, end), peer_overlay(plan, end)) {
-        explain_tcpdump(&mut out, end, src, dst, outer, ghdr as u32 + eth);
-    }
-    out
 }
 
 /// The overlay address of the other end of `end`'s tunnel.
