@@ -233,7 +233,10 @@ impl Repr {
     }
 
     /// Reads the header of `packet`, checking it, and its checksum if present.
-    /// Unknown protocol types are accepted: the caller decides.
+    /// Unknown protocol types are accepted: the caller decides. Reserved1 is
+    /// ignored, as Linux does, so [`Repr::emit`] gives the bytes back except
+    /// Reserved1 (written as 0) and a checksum sent as 0xffff (written as 0,
+    /// the other zero of one's complement).
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, Error> {
         packet.check()?;
         if !packet.verify_checksum() {
@@ -391,6 +394,31 @@ mod tests {
         assert!(p.verify_checksum());
         assert_eq!(Repr::parse(&p), Ok(repr));
         assert_eq!(emit(&repr, &[0xde, 0xad, 0xbe, 0xef]), CSUM);
+    }
+
+    #[test]
+    fn emit_gives_parsed_bytes_back_but_reserved1_and_a_checksum_of_ffff() {
+        let repr = Repr {
+            checksum: true,
+            ..PLAIN
+        };
+        // 8000 + 0800 + 77ff sums to ffff: the checksum is 0, or ffff.
+        let zero = [0x80, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x77, 0xff];
+        assert_eq!(emit(&repr, &[0x77, 0xff]), zero);
+        let mut ffff = zero;
+        ffff[4..6].fill(0xff);
+        assert_eq!(parse(&ffff), Ok(repr));
+        // Reserved1 set, and the checksum over it.
+        let mut reserved = zero;
+        reserved[6..8].copy_from_slice(&[0x12, 0x34]);
+        let sum = internet_checksum(&reserved);
+        reserved[4..6].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(parse(&reserved), Ok(repr));
+        for sent in [ffff, reserved] {
+            let mut out = sent;
+            assert_eq!(repr.emit(&mut out), Ok(8));
+            assert_eq!(out, zero);
+        }
     }
 
     #[test]
