@@ -43,6 +43,14 @@ fn hostile_lab_names_are_refused_with_exit_2_and_touch_nothing() {
     let s = Scope::new();
     let victim_dir = format!("/run/{}victim", s.prefix);
     std::fs::create_dir_all(&victim_dir).unwrap();
+    // Removed even when an assertion fails.
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _gone = Gone(victim_dir.clone());
     std::fs::write(format!("{victim_dir}/keep"), "keep").unwrap();
     let victim_file = s.dir.join("victim");
     std::fs::write(&victim_file, "keep").unwrap();
@@ -89,7 +97,6 @@ fn hostile_lab_names_are_refused_with_exit_2_and_touch_nothing() {
     );
     assert_eq!(std::fs::read_to_string(&victim_file).unwrap(), "keep");
     assert!(Path::new("/run/grelab/.locks").is_dir());
-    std::fs::remove_dir_all(&victim_dir).unwrap();
 }
 
 #[test]
