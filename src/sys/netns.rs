@@ -83,8 +83,16 @@ pub fn inspect(name: &str) -> Result<Found> {
         dev: md.dev(),
         ino: md.ino(),
     };
-    // Every namespace inode lives on the one nsfs: ours tells its device.
-    let nsfs = current_id()?.dev;
+    // Every namespace inode lives on the one nsfs: ours tells its device
+    // (read once, not per namespace `down` looks at).
+    static NSFS: OnceLock<u64> = OnceLock::new();
+    let nsfs = match NSFS.get() {
+        Some(dev) => *dev,
+        None => {
+            let dev = current_id()?.dev;
+            *NSFS.get_or_init(|| dev)
+        }
+    };
     Ok(if md.dev() == nsfs {
         Found::Namespace(id)
     } else if md.file_type().is_file() && md.len() == 0 {
