@@ -33,9 +33,7 @@ pub(super) fn run(args: &[String], prefix: Option<&str>) -> Result<()> {
             continue;
         }
         let peer = plan
-            .tunnels()
-            .map(|(e, _)| e)
-            .find(|e| e.name == end.name && e.local == end.remote)
+            .peer(end)
             .map_or_else(|| end.remote.to_string(), |e| node(&e.netns));
         shown.push(end.name.clone());
         if !text.is_empty() {

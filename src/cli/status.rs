@@ -111,16 +111,11 @@ pub(super) fn run(format: Format) -> Result<()> {
 /// What the record `s` of lab `lab` and the running system say.
 fn report(lab: String, s: &State) -> Report {
     let missing = s.missing();
-    let dir = state::lab_dir(&lab);
     let dataplane = s
         .dataplane
         .map(|id| (id.pid, crate::dataplane::is_running(&id)));
-    // Which userspace ends the fast path carries (or why not), if the
-    // dataplane runs and says.
-    let stats = match dataplane {
-        Some((_, true)) => crate::dataplane::read_stats(&crate::dataplane::stats_path(&dir)).ok(),
-        _ => None,
-    };
+    // Which userspace ends the fast path carries (or why not).
+    let stats = running_stats(s);
     let fast = |ns: &str, dev: &str| {
         stats.as_ref().and_then(|st| {
             st.tunnels
@@ -157,6 +152,14 @@ fn report(lab: String, s: &State) -> Report {
             })
             .collect(),
     }
+}
+
+/// The counters of the lab's dataplane, if it runs and says: which
+/// userspace ends the fast path carries (or why not).
+pub(super) fn running_stats(s: &State) -> Option<crate::dataplane::Stats> {
+    s.dataplane.filter(crate::dataplane::is_running)?;
+    let dir = state::lab_dir(&s.plan.lab);
+    crate::dataplane::read_stats(&crate::dataplane::stats_path(&dir)).ok()
 }
 
 fn print_human(l: &LabStatus) {

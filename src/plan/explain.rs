@@ -7,7 +7,6 @@ use std::fmt::Write;
 
 use super::{Plan, Step};
 use crate::model::TunnelEnd;
-use crate::wire::gre;
 
 /// The underlay interface of a tunnel end (the one holding its `local`
 /// address) and that interface's MTU.
@@ -51,10 +50,9 @@ pub fn tunnel(plan: &Plan, end: &TunnelEnd, node: &str, peer_node: &str) -> Stri
         end.name, end.local, end.remote
     );
     let v6 = end.kind.is_ipv6();
-    let outer = if v6 { 40 } else { 20 };
+    let o = crate::model::Overhead::of(end.kind, &end.options());
+    let (outer, ghdr, eth) = (o.outer, o.gre, o.ethernet);
     let keyed = end.okey.is_some();
-    let ghdr = gre::header_len(end.checksum, keyed, end.sequence);
-    let eth = if end.kind.is_l2() { 14 } else { 0 };
     let _ = writeln!(out, "  the packet on the underlay, outermost first:");
     let _ = writeln!(out, "    +{}+", "-".repeat(42));
     let ttl = if end.ttl == 0 {
@@ -129,9 +127,9 @@ pub fn tunnel(plan: &Plan, end: &TunnelEnd, node: &str, peer_node: &str) -> Stri
     );
     let _ = writeln!(out, "    +{}+", "-".repeat(42));
 
-    mtu_arithmetic(&mut out, plan, end, outer, ghdr as u32, eth);
+    mtu_arithmetic(&mut out, plan, end, outer, ghdr, eth);
     if let (Some(src), Some(dst)) = (overlay(plan, end), peer_overlay(plan, end)) {
-        explain_tcpdump(&mut out, end, src, dst, outer, ghdr as u32 + eth);
+        explain_tcpdump(&mut out, end, src, dst, outer, ghdr + eth);
     }
     out
 }
@@ -180,11 +178,7 @@ fn mtu_arithmetic(out: &mut String, plan: &Plan, end: &TunnelEnd, outer: u32, gh
 
 /// The overlay address of the other end of `end`'s tunnel.
 fn peer_overlay(plan: &Plan, end: &TunnelEnd) -> Option<std::net::IpAddr> {
-    let peer = plan
-        .tunnels()
-        .map(|(e, _)| e)
-        .find(|e| e.name == end.name && e.local == end.remote && e.remote == end.local)?;
-    overlay(plan, peer)
+    overlay(plan, plan.peer(end)?)
 }
 
 /// What `tcpdump -v` on the underlay shows of a 64-byte ping across.

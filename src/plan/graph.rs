@@ -161,10 +161,8 @@ impl Picture {
         let ends: Vec<&TunnelEnd> = plan.tunnels().map(|(e, _)| e).collect();
         let mut tunnels = Vec::new();
         for (i, a) in ends.iter().enumerate() {
-            let Some(b) = ends[i + 1..]
-                .iter()
-                .find(|b| b.name == a.name && b.local == a.remote && b.remote == a.local)
-            else {
+            // Each tunnel once, from its first end.
+            let Some(b) = plan.peer(a).filter(|b| ends[i + 1..].contains(b)) else {
                 continue;
             };
             let (na, nb) = (name(&a.netns), name(&b.netns));

@@ -172,6 +172,14 @@ impl Plan {
         self.nodes.iter().map(|n| n.ns.as_str())
     }
 
+    /// The other end of `end`'s tunnel: the same device name, each the
+    /// other's remote.
+    pub fn peer(&self, end: &TunnelEnd) -> Option<&TunnelEnd> {
+        self.tunnels()
+            .map(|(e, _)| e)
+            .find(|e| e.name == end.name && e.local == end.remote && e.remote == end.local)
+    }
+
     /// The resolved tunnel ends.
     pub fn tunnels(&self) -> impl Iterator<Item = (&TunnelEnd, Backend)> {
         self.steps.iter().filter_map(|s| match s {
