@@ -12,6 +12,7 @@ mod generate;
 mod graph;
 mod init;
 mod labs;
+mod logs;
 mod output;
 mod plan;
 mod status;
@@ -177,6 +178,24 @@ enum Command {
         #[command(subcommand)]
         shape: Shape,
     },
+    /// Show the output of a node's programs (`run` in the topology).
+    Logs {
+        node: String,
+        /// One program (default: all of the node's).
+        name: Option<String>,
+        /// The lab (default: the only lab that is up).
+        #[arg(long)]
+        lab: Option<String>,
+        /// Keep printing what they write, until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// The keeper of a lab's programs, which `up` starts (internal).
+    #[command(hide = true)]
+    Keeper {
+        #[arg(long)]
+        spec: PathBuf,
+    },
     /// The userspace GRE dataplane process that `up` starts (internal).
     #[command(hide = true)]
     Dataplane {
@@ -333,6 +352,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Explain { args, naming } => explain::run(&args, naming.prefix.as_deref()),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { dir } => docs::man(&dir),
+        Command::Logs {
+            node,
+            name,
+            lab,
+            follow,
+        } => logs::run(lab, &node, name.as_deref(), follow),
+        Command::Keeper { spec } => crate::lab::keeper::serve(&spec),
         Command::Dataplane {
             spec,
             stats,

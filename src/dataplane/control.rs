@@ -2,14 +2,14 @@
 //! process, serve in it, find, check and stop it, and its files.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::mem::zeroed;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -191,7 +191,7 @@ pub(super) fn launch(
     let mut child = cmd.spawn().context("spawning the dataplane process")?;
     drop(write_end);
     let pid = child.id();
-    match read_line(read_end, Duration::from_secs(10)) {
+    match crate::sys::process::read_line(read_end, Duration::from_secs(10)) {
         Ok(Some(line)) if line == "ready" => {
             // Our unreaped child: its pid is its own while we read /proc.
             let tmp = lab_dir.join("dataplane-identity.json.tmp");
@@ -231,40 +231,6 @@ pub(super) fn launch(
                 "waiting for the dataplane to start (log: {})",
                 log_path.display()
             )))
-        }
-    }
-}
-
-/// Reads one line from `fd` within `timeout`; None at end of file.
-pub(super) fn read_line(fd: OwnedFd, timeout: Duration) -> Result<Option<String>> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let deadline = Instant::now() + timeout;
-    let mut file = File::from(fd);
-    let mut line = Vec::new();
-    let mut buf = [0u8; 512];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            bail!("no answer within {} s", timeout.as_secs());
-        }
-        let ms =
-            PollTimeout::try_from(left.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(
-            std::os::fd::AsFd::as_fd(&file),
-            PollFlags::POLLIN,
-        )];
-        match poll(&mut fds, ms) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => {}
-            Err(e) => return Err(e).context("polling the ready pipe"),
-        }
-        let n = file.read(&mut buf).context("reading the ready pipe")?;
-        if n == 0 {
-            return Ok(None);
-        }
-        line.extend_from_slice(&buf[..n]);
-        if let Some(end) = line.iter().position(|&b| b == b'\n') {
-            return Ok(Some(String::from_utf8_lossy(&line[..end]).into_owned()));
         }
     }
 }

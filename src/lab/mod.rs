@@ -1,5 +1,6 @@
 //! A lab's life on the host: `up` (apply a plan, journal, roll back),
-//! `configure` (one namespace's settings), `progress` (the progress line,
+//! `configure` (one namespace's settings), `keeper` (the nodes' programs
+//! and views), `progress` (the progress line,
 //! timings), `teardown` (down), `state` (the record, checked directory
 //! handles, locks), `journal` (proof of the namespaces a lab created).
 //! Imports `sys`, `plan`, `topology`; knows the dataplane only by its
@@ -7,6 +8,7 @@
 
 mod configure;
 pub mod journal;
+pub mod keeper;
 mod progress;
 pub mod state;
 pub mod teardown;

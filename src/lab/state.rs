@@ -105,6 +105,9 @@ pub struct State {
     /// `down` looks for the dataplane as without a record).
     #[serde(default)]
     pub dataplane: Option<crate::sys::process::Identity>,
+    /// The keeper of the nodes' programs and views, when a node has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keeper: Option<crate::sys::process::Identity>,
     /// Tunnel ends and the backend that built each.
     pub backends: Vec<EndBackend>,
     /// Each namespace's identity as created, from the journal: `exec`,
@@ -322,6 +325,67 @@ fn entries(dir: &OwnedFd) -> Result<Vec<std::ffi::OsString>> {
     Ok(out)
 }
 
+/// Reads file `name` of directory `dir` (shown as `shown`): Ok(None) when
+/// absent; refuses a symlink, or a file that is not root's alone.
+fn read_at(dir: &OwnedFd, name: &str, shown: &Path) -> Result<Option<Vec<u8>>> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = match openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(Errno::ELOOP) => {
+            return Err(error::environment(format!(
+                "{} is a symbolic link: grelab will not follow it as root; remove it",
+                shown.display()
+            )));
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", shown.display())),
+    };
+    check_trusted(&fstat(&fd)?, SFlag::S_IFREG, shown)?;
+    let mut bytes = Vec::new();
+    File::from(fd)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", shown.display()))?;
+    Ok(Some(bytes))
+}
+
+/// Opens file `name` of `dir` for appending (created 0644 if missing),
+/// never through a symlink.
+fn append_at(dir: &OwnedFd, name: &str, shown: &Path) -> Result<File> {
+    let flags =
+        OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(dir, name, flags, Mode::from_bits_truncate(0o644))
+        .with_context(|| format!("opening {}", shown.display()))?;
+    let st = fstat(&fd)?;
+    check_trusted(&st, SFlag::S_IFREG, shown)?;
+    if st.st_mode & 0o7777 != 0o644 {
+        fchmod(&fd, Mode::from_bits_truncate(0o644))?;
+    }
+    Ok(File::from(fd))
+}
+
+/// The folders a lab's directory may hold (the keeper's: logs, the nodes'
+/// files): removed with all they hold, never through a symlink.
+const FOLDERS: [&str; 2] = ["logs", "nodes"];
+
+/// Removes folder `name` of `dir` and everything in it. Symlinks in it are
+/// removed, not followed.
+fn remove_tree(dir: &OwnedFd, name: &std::ffi::OsStr) -> Result<()> {
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    let sub = openat(dir, name, flags, Mode::empty())
+        .with_context(|| format!("opening {} to remove it", Path::new(name).display()))?;
+    for entry in entries(&sub)? {
+        match unlinkat(&sub, entry.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(Errno::EISDIR) => remove_tree(&sub, &entry)?,
+            Err(e) => {
+                return Err(e).with_context(|| format!("removing {}", Path::new(&entry).display()));
+            }
+        }
+    }
+    unlinkat(dir, name, UnlinkatFlags::RemoveDir)
+        .with_context(|| format!("removing {}", Path::new(name).display()))
+}
+
 /// One lab's state directory, opened through checked handles.
 pub struct LabDir {
     fd: OwnedFd,
@@ -363,25 +427,7 @@ impl LabDir {
     /// Reads file `name`: Ok(None) when absent. Refuses a symlink, or a file
     /// that is not root's alone.
     pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let shown = self.path().join(name);
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = match openat(&self.fd, name, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Ok(None),
-            Err(Errno::ELOOP) => {
-                return Err(error::environment(format!(
-                    "{} is a symbolic link: grelab will not follow it as root; remove it",
-                    shown.display()
-                )));
-            }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", shown.display())),
-        };
-        check_trusted(&fstat(&fd)?, SFlag::S_IFREG, &shown)?;
-        let mut bytes = Vec::new();
-        File::from(fd)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("reading {}", shown.display()))?;
-        Ok(Some(bytes))
+        read_at(&self.fd, name, &self.path().join(name))
     }
 
     /// Creates a new file `name` (mode 0644) for writing, replacing nothing.
@@ -416,20 +462,54 @@ impl LabDir {
     /// Opens file `name` for appending (created 0644 if missing), never
     /// through a symlink.
     pub fn append(&self, name: &str) -> Result<File> {
-        let shown = self.path().join(name);
-        let flags = OFlag::O_WRONLY
-            | OFlag::O_APPEND
-            | OFlag::O_CREAT
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC;
-        let fd = openat(&self.fd, name, flags, Mode::from_bits_truncate(0o644))
-            .with_context(|| format!("opening {}", shown.display()))?;
-        let st = fstat(&fd)?;
-        check_trusted(&st, SFlag::S_IFREG, &shown)?;
-        if st.st_mode & 0o7777 != 0o644 {
-            fchmod(&fd, Mode::from_bits_truncate(0o644))?;
-        }
-        Ok(File::from(fd))
+        append_at(&self.fd, name, &self.path().join(name))
+    }
+
+    /// [`LabDir::append`] for file `name` of subfolder `sub`.
+    pub fn append_in(&self, sub: &str, name: &str) -> Result<File> {
+        let shown = self.path().join(sub);
+        let fd = open_dir(Some(&self.fd), Path::new(sub), &shown, true)?
+            .ok_or_else(|| anyhow::anyhow!("opening {}", shown.display()))?;
+        append_at(&fd, name, &shown.join(name))
+    }
+
+    /// Makes subfolder `name` (0755) if it is missing.
+    pub fn make_dir(&self, name: &str) -> Result<()> {
+        open_dir(
+            Some(&self.fd),
+            Path::new(name),
+            &self.path().join(name),
+            true,
+        )
+        .map(drop)
+    }
+
+    /// [`LabDir::read`] for file `name` of subfolder `sub`.
+    pub fn read_in(&self, sub: &str, name: &str) -> Result<Option<Vec<u8>>> {
+        let shown = self.path().join(sub);
+        let Some(fd) = open_dir(Some(&self.fd), Path::new(sub), &shown, false)? else {
+            return Ok(None);
+        };
+        read_at(&fd, name, &shown.join(name))
+    }
+
+    /// The names of the files of subfolder `sub` (none if it is missing).
+    pub fn list(&self, sub: &str) -> Result<Vec<String>> {
+        let shown = self.path().join(sub);
+        let Some(fd) = open_dir(Some(&self.fd), Path::new(sub), &shown, false)? else {
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = entries(&fd)?
+            .into_iter()
+            .filter_map(|n| n.into_string().ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The lab's name.
+    pub fn lab(&self) -> &str {
+        &self.lab
     }
 
     /// Removes the directory and the files in it. It holds only regular
@@ -438,6 +518,11 @@ impl LabDir {
         for name in entries(&self.fd)? {
             match unlinkat(&self.fd, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
                 Ok(()) | Err(Errno::ENOENT) => {}
+                Err(Errno::EISDIR) if FOLDERS.iter().any(|f| name == *f) => {
+                    remove_tree(&self.fd, &name).with_context(|| {
+                        format!("removing {}", self.path().join(&name).display())
+                    })?;
+                }
                 Err(e) => {
                     return Err(e).with_context(|| {
                         format!("removing {}", self.path().join(&name).display())

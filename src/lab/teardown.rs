@@ -89,6 +89,8 @@ pub struct Removed {
     /// identity, or no mark): left alone.
     pub skipped: Vec<String>,
     pub dataplane: bool,
+    /// The keeper of the nodes' programs (and so every program) was stopped.
+    pub keeper: bool,
     /// Processes that were still running in the lab's namespaces.
     pub processes: usize,
 }
@@ -113,6 +115,21 @@ pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {
     let mark = state::mark(lab);
     let mut removed = Removed::default();
     let mut failures = Vec::new();
+
+    // The programs first: they may hold the namespaces and the devices.
+    // By the identity recorded, or left beside the keeper's spec.
+    let keeper = record.and_then(|s| s.keeper).or_else(|| {
+        state::LabDir::open(lab)
+            .ok()
+            .flatten()
+            .and_then(|d| crate::lab::keeper::recorded(&d))
+    });
+    if let Some(id) = keeper {
+        match crate::lab::keeper::stop(&id) {
+            Ok(stopped) => removed.keeper = stopped,
+            Err(e) => failures.push(e),
+        }
+    }
 
     // By its identity (recorded, or left beside its spec), else by /proc.
     let dir = state::lab_dir(lab);
@@ -230,6 +247,7 @@ pub fn down(lab: &str) -> Result<Option<Removed>> {
         && removed.namespaces.is_empty()
         && removed.placeholders.is_empty()
         && !removed.dataplane
+        && !removed.keeper
     {
         return Ok(None);
     }

@@ -124,17 +124,26 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
         });
     }
     namespaces_free(plan)?;
+    crate::lab::keeper::preflight(plan)?;
 
     let dir = state::LabDir::create(&plan.lab)?;
     let journal = crate::lab::journal::Writer::open(&dir)?;
     let mut undo = Undo::default();
     let built = build(plan, backend, &journal, &mut undo).and_then(|built| {
+        let keeper = match crate::lab::keeper::spec(plan, &built.3)? {
+            Some(spec) => {
+                let id = crate::lab::keeper::start(&dir, &spec, &mut undo.keeper)
+                    .context("starting the nodes' programs")?;
+                Some(id)
+            }
+            None => None,
+        };
         // A signal during the last step still rolls back.
         crate::sys::interrupt::check()?;
-        Ok(built)
+        Ok((built, keeper))
     });
     match built {
-        Ok((dataplane, backends, notes, identities)) => {
+        Ok(((dataplane, backends, notes, identities), keeper)) => {
             state::save(&State {
                 plan: plan.clone(),
                 source: source.map(Path::to_path_buf),
@@ -143,6 +152,7 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
                 dataplane,
+                keeper,
                 backends,
                 identities,
             })?;
@@ -173,7 +183,9 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
 fn earlier(plan: &Plan, digest: &str) -> Result<bool> {
     match state::load(&plan.lab) {
         Ok(Some(old)) => {
-            let healthy = old.intact() && old.dataplane.is_none_or(|id| dataplane::is_running(&id));
+            let healthy = old.intact()
+                && old.dataplane.is_none_or(|id| dataplane::is_running(&id))
+                && old.keeper.is_none_or(|id| id.is_running());
             if old.digest == *digest && healthy {
                 return Ok(true);
             }
@@ -230,6 +242,7 @@ fn namespaces_free(plan: &Plan) -> Result<()> {
 #[derive(Default)]
 struct Undo {
     dataplane: Option<crate::sys::process::Identity>,
+    keeper: Option<crate::sys::process::Identity>,
 }
 
 impl Undo {
@@ -237,6 +250,11 @@ impl Undo {
     /// the journal names (as `down` would). Returns what could not be undone.
     fn undo(&mut self, lab: &str) -> Vec<String> {
         let mut failures = Vec::new();
+        if let Some(id) = self.keeper.take()
+            && let Err(e) = crate::lab::keeper::stop(&id)
+        {
+            failures.push(format!("{e:#}"));
+        }
         if let Some(id) = self.dataplane.take()
             && let Err(e) = dataplane::stop(&id)
         {

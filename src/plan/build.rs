@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{Mac, NodeNs, Plan, STATIC_NEIGHBORS_FROM, Step};
+use super::{Mac, NodeNs, Plan, Program, STATIC_NEIGHBORS_FROM, Software, Step};
 use crate::model::TunnelEnd;
 use crate::model::{IpNet, overhead};
 use crate::topology::{Endpoint, Index, Topology, Tunnel, TunnelEndpoint};
@@ -215,6 +215,41 @@ impl Builder<'_> {
         }
     }
 
+    /// The nodes with files or programs.
+    fn software(&self) -> Vec<Software> {
+        let pairs = |o: &crate::topology::Ordered<crate::topology::Scalar>| {
+            o.0.iter()
+                .map(|(k, v)| (k.value.clone(), v.0.clone()))
+                .collect()
+        };
+        self.topo
+            .nodes
+            .0
+            .iter()
+            .filter(|(_, n)| !n.files.0.is_empty() || !n.run.is_empty())
+            .map(|(name, n)| Software {
+                node: name.value.clone(),
+                ns: self.ns(&name.value),
+                files: n
+                    .files
+                    .0
+                    .iter()
+                    .map(|(k, v)| (k.value.clone(), v.clone()))
+                    .collect(),
+                run: n
+                    .run
+                    .iter()
+                    .map(|w| Program {
+                        name: w.name.value.clone(),
+                        cmd: w.cmd.value.clone(),
+                        env: pairs(&w.env),
+                        optional: w.optional,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// The steps in order: namespaces, veths, tunnels, sysctls; addresses,
     /// interfaces up, neighbours; routes last, once their gateways are up.
     fn finish(mut self, nodes: Vec<NodeNs>) -> Plan {
@@ -231,11 +266,13 @@ impl Builder<'_> {
                 });
             }
         }
+        let software = self.software();
         Plan {
             lab: self.lab,
             nodes,
             steps,
             checks: self.topo.checks.iter().map(|c| c.value.clone()).collect(),
+            software,
         }
     }
 }

@@ -156,6 +156,29 @@ pub struct Plan {
     pub nodes: Vec<NodeNs>,
     pub steps: Vec<Step>,
     pub checks: Vec<Check>,
+    /// The nodes that run programs or see files of their own (absent from
+    /// the records of labs without any, so their digests stay as they were).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub software: Vec<Software>,
+}
+
+/// What one node runs and the files only it sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Software {
+    pub node: String,
+    pub ns: String,
+    /// Absolute path and content, in file order.
+    pub files: Vec<(String, String)>,
+    pub run: Vec<Program>,
+}
+
+/// A program of a node, started in its view once the network is up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub name: String,
+    pub cmd: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub optional: bool,
 }
 
 impl Plan {
@@ -178,6 +201,21 @@ impl Plan {
         self.tunnels()
             .map(|(e, _)| e)
             .find(|e| e.name == end.name && e.local == end.remote && e.remote == end.local)
+    }
+
+    /// The lab's /etc/hosts: each node's addresses under its name.
+    pub fn hosts(&self) -> String {
+        let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n");
+        for n in &self.nodes {
+            for s in &self.steps {
+                if let Step::Address { ns, addr, .. } = s
+                    && *ns == n.ns
+                {
+                    out.push_str(&format!("{}\t{}\n", addr.addr, n.node));
+                }
+            }
+        }
+        out
     }
 
     /// The resolved tunnel ends.

@@ -11,4 +11,6 @@ pub mod netns;
 pub(crate) mod pool;
 pub mod process;
 pub mod rtnl;
+pub mod spawn;
 pub mod tun;
+pub mod view;

@@ -128,7 +128,18 @@ pub struct Pidfd {
     pub pid: u32,
 }
 
+impl AsFd for Pidfd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl Pidfd {
+    /// A pidfd the caller made (`clone3`, or `pidfd_open` of its own child).
+    pub fn from_owned(fd: OwnedFd, pid: u32) -> Pidfd {
+        Pidfd { fd, pid }
+    }
+
     /// Opens `pid` if `check(pid)` holds once the pidfd is open and the
     /// process is still running after the check (see the module doc).
     pub fn open_if(pid: u32, check: impl FnOnce(u32) -> bool) -> Option<Pidfd> {
@@ -283,6 +294,41 @@ pub fn stop_in_namespaces(namespaces: &[FileId], grace: Duration) -> Result<usiz
         stopped += procs.len();
     }
     bail!("processes in the lab's namespaces keep starting new ones ({stopped} stopped so far)")
+}
+
+/// Reads one line from `fd` within `timeout`; None at end of file.
+pub fn read_line(fd: OwnedFd, timeout: Duration) -> Result<Option<String>> {
+    use anyhow::Context;
+    use std::io::Read;
+    let deadline = Instant::now() + timeout;
+    let mut file = fs::File::from(fd);
+    let mut line = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!("no answer within {} s", timeout.as_secs());
+        }
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&file),
+            PollFlags::POLLIN,
+        )];
+        match poll(&mut fds, ms) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e).context("polling a pipe"),
+        }
+        let n = file.read(&mut buf).context("reading a pipe")?;
+        if n == 0 {
+            return Ok(None);
+        }
+        line.extend_from_slice(&buf[..n]);
+        if let Some(end) = line.iter().position(|&b| b == b'\n') {
+            return Ok(Some(String::from_utf8_lossy(&line[..end]).into_owned()));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,28 @@ pub struct Node {
     /// Extra sysctls under /proc/sys, written inside the namespace.
     #[serde(default)]
     pub sysctls: Ordered<Scalar>,
+    /// Files seen inside this node only: absolute path -> content.
+    #[serde(default)]
+    pub files: Ordered<String>,
+    /// Programs started in this node once the network is up, in order.
+    #[serde(default, deserialize_with = "nullable")]
+    pub run: Vec<Workload>,
+}
+
+/// A program a node runs, supervised by the lab's keeper.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Names its log (`<node>.<name>.log`) and its line in `status`.
+    pub name: Spanned<String>,
+    /// The program and its arguments (the program looked up on PATH).
+    pub cmd: Spanned<Vec<String>>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: Ordered<Scalar>,
+    /// Its failure does not fail `up`.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// A static route.

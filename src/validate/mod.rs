@@ -9,6 +9,7 @@ mod checks;
 mod links;
 mod names;
 mod routes;
+mod software;
 mod tunnels;
 
 use std::collections::{HashMap, HashSet};
@@ -76,6 +77,7 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
     c.routes();
     c.underlays();
     c.checks();
+    c.software();
     c.finish()
 }
 
