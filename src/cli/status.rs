@@ -28,8 +28,13 @@ enum LabStatus {
 #[derive(Debug, Serialize)]
 struct Report {
     dataplane_pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keeper_pid: Option<u32>,
     lab: String,
     namespaces: Vec<NodeNs>,
+    /// The nodes' programs, as the keeper last recorded them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    programs: Vec<crate::lab::keeper::ProgramStatus>,
     source: Option<PathBuf>,
     status: Health,
     tunnels: Vec<TunnelStatus>,
@@ -58,6 +63,8 @@ enum Health {
     Missing(Vec<String>),
     /// The userspace dataplane (this pid) is not running.
     DataplaneDown(u32),
+    /// The keeper of the nodes' programs (this pid) is not running.
+    KeeperDown(u32),
 }
 
 impl fmt::Display for Health {
@@ -72,6 +79,11 @@ impl fmt::Display for Health {
             Health::DataplaneDown(pid) => write!(
                 f,
                 "broken: dataplane (pid {pid}) is not running; `grelab up` restarts it"
+            ),
+            Health::KeeperDown(pid) => write!(
+                f,
+                "broken: the keeper of the nodes' programs (pid {pid}) is not running; \
+                 `grelab up` rebuilds the lab"
             ),
         }
     }
@@ -128,11 +140,20 @@ fn report(lab: String, s: &State) -> Report {
         Health::Missing(missing.into_iter().map(str::to_owned).collect())
     } else if let Some((pid, false)) = dataplane {
         Health::DataplaneDown(pid)
+    } else if let Some(k) = s.keeper.filter(|k| !k.is_running()) {
+        Health::KeeperDown(k.pid)
     } else {
         Health::Up
     };
     Report {
         dataplane_pid: s.dataplane.map(|id| id.pid),
+        keeper_pid: s.keeper.map(|id| id.pid),
+        programs: s
+            .keeper
+            .and_then(|_| state::LabDir::open(&lab).ok().flatten())
+            .and_then(|d| crate::lab::keeper::read_status(&d).ok().flatten())
+            .map(|st| st.programs)
+            .unwrap_or_default(),
         lab,
         namespaces: s.plan.nodes.clone(),
         source: s.source.clone(),
@@ -176,6 +197,14 @@ fn print_human(l: &LabStatus) {
     }
     for n in &r.namespaces {
         println!("  node {} in namespace {}", n.node, n.ns);
+    }
+    for p in &r.programs {
+        let pid = if p.pid == 0 {
+            String::new()
+        } else {
+            format!(" (pid {})", p.pid)
+        };
+        println!("  program {} on {}: {}{pid}", p.name, p.node, p.outcome());
     }
     for t in &r.tunnels {
         let fast = match (t.fast_path, &t.fast_path_off) {

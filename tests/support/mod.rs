@@ -183,7 +183,7 @@ pub fn dataplanes_of(lab: &str) -> Vec<u32> {
 }
 
 /// Live processes whose command line holds `needle` as one argument or part of one.
-fn processes_with(needle: &str) -> Vec<u32> {
+pub fn processes_with(needle: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {

@@ -18,11 +18,15 @@ const DRAIN: Duration = Duration::from_millis(100);
 /// Runs `cmd` in the calling thread's namespace for at most `timeout` and
 /// judges its exit code against `exit`. Its output is read while it runs
 /// (a full pipe would stall it), and the end of each stream is kept.
-pub(super) fn exec(cmd: &[String], exit: i32, timeout: Duration) -> Result<Outcome> {
+pub(super) fn exec(
+    mut command: std::process::Command,
+    cmd: &[String],
+    exit: i32,
+    timeout: Duration,
+) -> Result<Outcome> {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(&cmd[0])
-        .args(&cmd[1..])
+    use std::process::Stdio;
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -83,6 +87,13 @@ pub(super) fn exec(cmd: &[String], exit: i32, timeout: Duration) -> Result<Outco
             details,
         ),
     })
+}
+
+/// `cmd` as a command of the calling thread's namespaces.
+pub(super) fn command(cmd: &[String]) -> std::process::Command {
+    let mut c = std::process::Command::new(&cmd[0]);
+    c.args(&cmd[1..]);
+    c
 }
 
 /// One output pipe of an exec check and the end of what came through it.

@@ -43,6 +43,8 @@ pub(super) enum Job {
     },
     Exec {
         ns: String,
+        lab: String,
+        node: String,
         cmd: Vec<String>,
         exit: i32,
         timeout: Duration,
@@ -84,9 +86,17 @@ pub(super) fn execute(job: Job) -> Result<Outcome> {
         } => route::check(&ns, to, dev, sources),
         Job::Exec {
             ns,
+            lab,
+            node,
             cmd,
             exit,
             timeout,
-        } => netns::run_in(&ns, move || exec::exec(&cmd, exit, timeout)),
+        } => netns::run_in(&ns, move || {
+            // In the node's view when the lab has one (this thread is the
+            // check's own, so its PID namespace for children may change).
+            let command = crate::lab::keeper::node_command(&lab, &node, &cmd)?
+                .unwrap_or_else(|| exec::command(&cmd));
+            exec::exec(command, &cmd, exit, timeout)
+        }),
     }
 }

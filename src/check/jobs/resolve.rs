@@ -193,6 +193,8 @@ fn file_job(plan: &Plan, check: &Check) -> Named {
             "exec",
             ns(node).map(|ns| Job::Exec {
                 ns,
+                lab: plan.lab.clone(),
+                node: node.clone(),
                 cmd: cmd.clone(),
                 exit: *exit,
                 timeout: secs(*timeout),

@@ -344,6 +344,35 @@ pub fn command(
     Ok(c)
 }
 
+/// [`command`] for `node` of lab `lab` if the lab has a keeper (from its
+/// record); None when it has none and a network namespace is all a node is.
+/// Sets the calling thread's PID namespace for children: call it on a
+/// thread of its own.
+pub fn node_command(
+    lab: &str,
+    node: &str,
+    cmd: &[String],
+) -> Result<Option<std::process::Command>> {
+    let Some(s) = crate::lab::state::load(lab)? else {
+        return Ok(None);
+    };
+    let Some(keeper) = s.keeper else {
+        return Ok(None);
+    };
+    let ns = s
+        .plan
+        .ns_of(node)
+        .ok_or_else(|| anyhow!("lab `{lab}` has no node `{node}`"))?;
+    let ns_id = s
+        .identities
+        .iter()
+        .find(|(n, _)| n == ns)
+        .map(|(_, id)| *id)
+        .ok_or_else(|| anyhow!("namespace `{ns}` has no recorded identity"))?;
+    let dir = LabDir::open(lab)?.ok_or_else(|| anyhow!("lab `{lab}` has no state"))?;
+    command(&dir, &keeper, node, ns_id, cmd).map(Some)
+}
+
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")
 }

@@ -31,6 +31,7 @@ const READY_FD: i32 = 3;
 
 /// Runs the keeper of the spec at `spec_path`. Returns when the lab ends.
 pub fn serve(spec_path: &Path) -> Result<()> {
+    name_self(c"grelab-keeper");
     // SAFETY: fd 3 was given by `start` for this process alone.
     let mut ready = Some(unsafe { File::from_raw_fd(READY_FD) });
     let signals = block_signals()?;
@@ -129,6 +130,7 @@ impl Keeper {
         match unsafe { fork() }.context("forking a view holder")? {
             ForkResult::Child => {
                 drop(r);
+                name_self(c"grelab-view");
                 let mut w = File::from(w);
                 let line = match crate::sys::view::enter(&netns, &view) {
                     Ok(()) => "ok".to_owned(),
@@ -314,4 +316,10 @@ fn host_identity(pidfd: &Pidfd) -> Result<Identity> {
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| anyhow!("no pid in a pidfd's fdinfo"))?;
     Identity::of(pid).ok_or_else(|| anyhow!("process {pid} ended"))
+}
+
+/// What `ps` shows for this process (not `exe`, from /proc/self/exe).
+fn name_self(name: &std::ffi::CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
 }
