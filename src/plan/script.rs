@@ -55,7 +55,39 @@ impl Plan {
             }
             out.push_str(&command(step));
         }
+        if !self.software.is_empty() {
+            out.push_str(
+                "\n# Software: grelab runs each node's programs in the node's own view (its\n\
+                 # /sys, a private /run, its files at their paths), supervised, after the network.\n",
+            );
+        }
+        for sw in &self.software {
+            for (path, content) in &sw.files {
+                out.push_str(&format!(
+                    "# {}: {path} ({} bytes), seen in this node only\n",
+                    sw.node,
+                    content.len()
+                ));
+            }
+            for p in &sw.run {
+                let cmd: Vec<String> = p.cmd.iter().map(|a| shell_word(a)).collect();
+                out.push_str(&format!("ip netns exec {} {} &\n", sw.ns, cmd.join(" ")));
+            }
+        }
         out
+    }
+}
+
+/// `word` as one shell word.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
