@@ -197,7 +197,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let start = Instant::now();
         std::thread::spawn(move || {
-            let _ = tx.send(exec(&cmd, exit, timeout));
+            let _ = tx.send(exec(command(&cmd), &cmd, exit, timeout));
         });
         let out = rx
             .recv_timeout(limit)
