@@ -526,17 +526,46 @@ fn graph_of_each_example_renders_with_graphviz_and_draws_each_tunnel_above_its_p
             text(&svg.stderr)
         );
         let svg = text(&svg.stdout);
-        // Graphviz writes `-` as `&#45;` in SVG text.
-        for needle in [
-            "host1",
-            "host2",
-            " gre",
-            " mtu 14",
-            "&#45;&#45; veth",
-            "over host1 &#45; internet &#45; host2",
-        ] {
-            assert!(svg.contains(needle), "{f}: the picture lacks `{needle}`");
+        // Every node, link end and tunnel of the file, from its plan.
+        let plan = grelab(&["plan", &f, "--format", "json"]);
+        let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+        let mut needles: Vec<String> = plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["node"].as_str().unwrap().to_owned())
+            .collect();
+        for step in plan["steps"].as_array().unwrap() {
+            match step["step"].as_str() {
+                Some("veth") => needles.push(step["name"].as_str().unwrap().to_owned()),
+                Some("tunnel") => needles.push(step["end"]["name"].as_str().unwrap().to_owned()),
+                _ => {}
+            }
         }
+        // Graphviz writes `-` as `&#45;` in SVG text.
+        needles.extend([" gre".to_owned(), " mtu 14".to_owned(), "over ".to_owned()]);
+        for needle in needles {
+            assert!(svg.contains(&needle), "{f}: the picture lacks `{needle}`");
+        }
+    }
+    let basic_svg = {
+        let basic = root().join("topologies/basic.yaml");
+        let dot = grelab(&["graph", &basic.to_string_lossy()]);
+        let mut render = Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        render.stdin.take().unwrap().write_all(&dot.stdout).unwrap();
+        text(&render.wait_with_output().unwrap().stdout)
+    };
+    for needle in ["&#45;&#45; veth", "over host1 &#45; internet &#45; host2"] {
+        assert!(
+            basic_svg.contains(needle),
+            "basic: the picture lacks `{needle}`"
+        );
     }
     let basic = root().join("topologies/basic.yaml");
     let out = grelab(&["graph", &basic.to_string_lossy(), "--format", "mermaid"]);

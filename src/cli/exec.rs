@@ -1,51 +1,20 @@
-//! `grelab exec`: a command inside a node: in the node's view (its files,
-//! /run, /sys and the lab's PID namespace) when the lab has a keeper, else
-//! in its network namespace.
+//! `grelab exec`: a command inside a node: in its own view (its files,
+//! /run, /sys and the lab's PID namespace) when the lab runs software, else
+//! in its network namespace with its own /sys, as `ip netns exec` does.
 
 use anyhow::Result;
 
-use super::labs::{record, the_lab};
+use super::labs::the_lab;
 use crate::error;
-use crate::lab::state::LabDir;
 
 /// Runs `cmd` in `node` and exits with its exit code.
 pub(super) fn run(lab: Option<String>, node: &str, cmd: &[String]) -> Result<()> {
-    use std::os::unix::process::CommandExt;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
     let lab = the_lab(lab)?;
-    let s = record(&lab)?;
-    s.trust();
-    let Some(ns) = s.plan.ns_of(node) else {
-        return Err(error::bad_input(format!(
-            "lab `{lab}` has no node `{node}`; nodes: {}",
-            s.plan
-                .nodes
-                .iter()
-                .map(|n| n.node.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    };
-    let running = |e: std::io::Error| {
-        error::environment(format!("running `{}` in node `{node}`: {e}", cmd[0]))
-    };
-    let Some(keeper) = s.keeper else {
-        crate::sys::netns::enter(&crate::sys::netns::open(ns)?)?;
-        return Err(running(
-            std::process::Command::new(&cmd[0]).args(&cmd[1..]).exec(),
-        ));
-    };
-    let ns_id = s
-        .identities
-        .iter()
-        .find(|(n, _)| n == ns)
-        .map(|(_, id)| *id)
-        .ok_or_else(|| error::environment(format!("namespace `{ns}` has no recorded identity")))?;
-    let dir = LabDir::open(&lab)?
-        .ok_or_else(|| error::environment(format!("lab `{lab}` has no state")))?;
-    let mut c = crate::lab::keeper::command(&dir, &keeper, node, ns_id, cmd)?;
-    // The child, in the lab's PID namespace, takes the terminal's signals;
-    // this process waits for it and passes on its exit code.
-    // SAFETY: setting dispositions; the child gets the defaults back below.
+    let mut c = crate::lab::keeper::node_command(&lab, node, cmd)?;
+    // The child takes the terminal's signals; this process waits for it and
+    // passes on its exit code.
+    // SAFETY: setting dispositions; the child gets the defaults back.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGQUIT, libc::SIG_IGN);
@@ -55,8 +24,9 @@ pub(super) fn run(lab: Option<String>, node: &str, cmd: &[String]) -> Result<()>
             Ok(())
         });
     }
-    let status = c.status().map_err(running)?;
-    use std::os::unix::process::ExitStatusExt;
+    let status = c
+        .status()
+        .map_err(|e| error::environment(format!("running `{}` in node `{node}`: {e}", cmd[0])))?;
     std::process::exit(
         status
             .code()

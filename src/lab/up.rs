@@ -130,6 +130,7 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
     let journal = crate::lab::journal::Writer::open(&dir)?;
     let mut undo = Undo::default();
     let built = build(plan, backend, &journal, &mut undo).and_then(|built| {
+        dir.write(crate::lab::keeper::HOSTS, plan.hosts().as_bytes())?;
         let keeper = match crate::lab::keeper::spec(plan, &built.3)? {
             Some(spec) => {
                 let id = crate::lab::keeper::start(&dir, &spec, &mut undo.keeper)

@@ -89,13 +89,6 @@ pub(super) fn exec(
     })
 }
 
-/// `cmd` as a command of the calling thread's namespaces.
-pub(super) fn command(cmd: &[String]) -> std::process::Command {
-    let mut c = std::process::Command::new(&cmd[0]);
-    c.args(&cmd[1..]);
-    c
-}
-
 /// One output pipe of an exec check and the end of what came through it.
 struct Stream {
     /// Closed at its end, or once the check is over.
@@ -182,6 +175,12 @@ fn read_ready(streams: &mut [Stream], wait: Duration) {
 
 #[cfg(test)]
 mod tests {
+    /// `cmd` as a command of the calling thread's namespaces.
+    fn command(cmd: &[String]) -> std::process::Command {
+        let mut c = std::process::Command::new(&cmd[0]);
+        c.args(&cmd[1..]);
+        c
+    }
     use super::*;
     use crate::check::report::Status;
 

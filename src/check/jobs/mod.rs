@@ -92,10 +92,9 @@ pub(super) fn execute(job: Job) -> Result<Outcome> {
             exit,
             timeout,
         } => netns::run_in(&ns, move || {
-            // In the node's view when the lab has one (this thread is the
-            // check's own, so its PID namespace for children may change).
-            let command = crate::lab::keeper::node_command(&lab, &node, &cmd)?
-                .unwrap_or_else(|| exec::command(&cmd));
+            // In the node's view (this thread is the check's own, so its
+            // namespaces may change).
+            let command = crate::lab::keeper::node_command(&lab, &node, &cmd)?;
             exec::exec(command, &cmd, exit, timeout)
         }),
     }

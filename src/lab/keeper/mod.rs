@@ -34,6 +34,8 @@ const SPEC: &str = "keeper.json";
 const IDENTITY: &str = "keeper-identity.json";
 const STATUS: &str = "software.json";
 const LOG: &str = "keeper.log";
+/// The lab's /etc/hosts, for nodes without a keeper's view.
+pub const HOSTS: &str = "hosts";
 /// The folder of the programs' logs, in the lab's directory.
 pub const LOGS: &str = "logs";
 /// The folder of the nodes' files, in the lab's directory.
@@ -344,33 +346,53 @@ pub fn command(
     Ok(c)
 }
 
-/// [`command`] for `node` of lab `lab` if the lab has a keeper (from its
-/// record); None when it has none and a network namespace is all a node is.
-/// Sets the calling thread's PID namespace for children: call it on a
-/// thread of its own.
-pub fn node_command(
-    lab: &str,
-    node: &str,
-    cmd: &[String],
-) -> Result<Option<std::process::Command>> {
-    let Some(s) = crate::lab::state::load(lab)? else {
-        return Ok(None);
-    };
-    let Some(keeper) = s.keeper else {
-        return Ok(None);
-    };
-    let ns = s
-        .plan
-        .ns_of(node)
-        .ok_or_else(|| anyhow!("lab `{lab}` has no node `{node}`"))?;
-    let ns_id = s
-        .identities
-        .iter()
-        .find(|(n, _)| n == ns)
-        .map(|(_, id)| *id)
-        .ok_or_else(|| anyhow!("namespace `{ns}` has no recorded identity"))?;
+/// A command to run in `node` of lab `lab`: in the node's view when the lab
+/// has a keeper ([`command`]); else, as `ip netns exec` does, in a mount
+/// namespace of the calling thread's own where /sys shows the node's
+/// interfaces and /etc/hosts names the lab's nodes. Either way the calling
+/// thread changes namespaces: call it on a thread of its own, or just
+/// before this process ends.
+pub fn node_command(lab: &str, node: &str, cmd: &[String]) -> Result<std::process::Command> {
+    let s = crate::lab::state::load(lab)?.ok_or_else(|| {
+        crate::error::environment(format!("lab `{lab}` is not up (see `grelab status`)"))
+    })?;
+    s.trust();
+    let ns = s.plan.ns_of(node).ok_or_else(|| {
+        crate::error::bad_input(format!(
+            "lab `{lab}` has no node `{node}`; nodes: {}",
+            s.plan
+                .nodes
+                .iter()
+                .map(|n| n.node.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
     let dir = LabDir::open(lab)?.ok_or_else(|| anyhow!("lab `{lab}` has no state"))?;
-    command(&dir, &keeper, node, ns_id, cmd).map(Some)
+    if let Some(keeper) = s.keeper {
+        let ns_id = s
+            .identities
+            .iter()
+            .find(|(n, _)| n == ns)
+            .map(|(_, id)| *id)
+            .ok_or_else(|| anyhow!("namespace `{ns}` has no recorded identity"))?;
+        return command(&dir, &keeper, node, ns_id, cmd);
+    }
+    let netns = crate::sys::netns::open(ns)?;
+    let hosts = dir.path().join(HOSTS);
+    let view = crate::sys::view::View {
+        binds: hosts
+            .exists()
+            .then(|| (hosts, "/etc/hosts".into()))
+            .into_iter()
+            .collect(),
+        run: None,
+        ..Default::default()
+    };
+    crate::sys::view::enter(&netns, &view).with_context(|| format!("entering node `{node}`"))?;
+    let mut c = std::process::Command::new(&cmd[0]);
+    c.args(&cmd[1..]);
+    Ok(c)
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
