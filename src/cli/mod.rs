@@ -14,6 +14,7 @@ mod init;
 mod labs;
 mod output;
 mod plan;
+mod schema;
 mod status;
 mod up;
 mod validate;
@@ -172,6 +173,9 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Print the JSON Schema of the topology file (what editors complete and
+    /// check with; the repository carries it as schema/grelab.schema.json).
+    Schema,
     /// Print a generated scale topology (YAML) on stdout.
     Generate {
         #[command(subcommand)]
@@ -333,6 +337,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Explain { args, naming } => explain::run(&args, naming.prefix.as_deref()),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { dir } => docs::man(&dir),
+        Command::Schema => schema::run(),
         Command::Dataplane {
             spec,
             stats,

@@ -108,6 +108,20 @@ impl<'de> Deserialize<'de> for IpNet {
     }
 }
 
+// Rust's parsers allow `+24` and `024` as the prefix: so does the pattern.
+impl schemars::JsonSchema for IpNet {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "IpNet".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "An IPv4 or IPv6 address with its prefix length, like `172.16.10.2/24` or `fd00::1/64`.",
+            "pattern": "^[0-9A-Fa-f:.]+/\\+?[0-9]+$"
+        })
+    }
+}
+
 impl Serialize for IpNet {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
