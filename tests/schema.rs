@@ -1,0 +1,312 @@
+//! The topology file's JSON Schema against grelab itself: the committed file
+//! is what `grelab schema` prints; every file grelab accepts, the schema
+//! accepts; a file the schema refuses, grelab refuses; at every place in
+//! those files the schema knows the keys serde knows. Pure: no root.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use common::{bad_files, good_files, root};
+use grelab::topology;
+use grelab::validate::{self, validate};
+
+const MODELINE: &str = "# yaml-language-server: $schema=../schema/grelab.schema.json";
+
+/// The schema, compiled by an independent validator (boon).
+struct Checker {
+    schemas: boon::Schemas,
+    index: boon::SchemaIndex,
+}
+
+impl Checker {
+    fn new() -> Checker {
+        let mut schemas = boon::Schemas::new();
+        let mut compiler = boon::Compiler::new();
+        let url = "urn:grelab:topology";
+        compiler
+            .add_resource(url, topology::schema())
+            .expect("adding the schema");
+        let index = compiler
+            .compile(url, &mut schemas)
+            .unwrap_or_else(|e| panic!("the schema does not compile: {e:#}"));
+        Checker { schemas, index }
+    }
+
+    /// `Err` with the validator's reasons if the schema refuses `doc`.
+    fn check(&self, doc: &Value) -> Result<(), String> {
+        self.schemas
+            .validate(doc, self.index)
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// The YAML as the JSON data an editor's schema check sees; `None` if it is no YAML.
+fn as_json(text: &str) -> Option<Value> {
+    serde_saphyr::from_str::<Value>(text).ok()
+}
+
+/// grelab's verdict: `Ok` if the file parses and validates, else its errors.
+fn grelab_accepts(text: &str, name: &str) -> Result<(), String> {
+    let topo = topology::parse(text, name).map_err(|e| format!("{e:#}"))?;
+    validate(&topo).map_err(|d| validate::render(name, &d))
+}
+
+/// A file that uses every key of the format, and every form a value may take.
+const EVERY_KEY: &str = r#"
+name: schema-every-key
+prefix: sk-
+nodes:
+  a:
+    forwarding: false
+    routes:
+      - {to: "10.1.0.0/24", via: 10.0.0.2}
+      - {to: default6, via: "fd00:1::2"}
+    sysctls: {net.ipv4.conf.all.rp_filter: 0, net.ipv4.conf.all.accept_local: true, net.ipv4.tcp_congestion_control: reno}
+  b:
+    forwarding: true
+  c:
+    routes: [{to: default, via: 10.1.0.1}]
+  d:
+  e: {routes: , sysctls: }
+links:
+  - endpoints: ["a:e0", "b:e0"]
+    addresses: [["10.0.0.1/24", "fd00:1::1/64"], ["10.0.0.2/24", "fd00:1::2/64"]]
+    mtu: 1500
+  - endpoints: ["b:e1", "c:e0"]
+    addresses: ["10.1.0.1/24", "10.1.0.2/24"]
+  - endpoints: ["d:e0", "e:e0"]
+tunnels:
+  - name: t0
+    type: gre
+    ttl: 64
+    tos: 0
+    key: 5
+    checksum: true
+    sequence: false
+    pmtudisc: true
+    mtu: 1400
+    backend: kernel
+    endpoints:
+      - {node: a, local: 10.0.0.1, address: "192.168.9.1/30", ikey: 5, okey: 5, checksum: true, sequence: false, backend: userspace}
+      - {node: c, local: 10.1.0.2, addresses: ["192.168.9.2/30"]}
+  - name: t6
+    type: ip6gretap
+    endpoints:
+      - {node: a, local: "fd00:1::1"}
+      - {node: b, local: "fd00:1::2", backend: null}
+checks:
+  - ping: {from: a, to: 192.168.9.2, count: 2, expect: success, timeout: 2}
+  - ping: {from: a, to: 10.1.0.2, expect: failure}
+  - mtu: {tunnel: t0, from: a, timeout: 1.5}
+  - encap: {tunnel: t0}
+  - route: {from: a, to: 10.1.0.2, dev: e0, timeout: 3}
+  - exec: {node: b, cmd: ["true"], exit: 0, timeout: 1}
+"#;
+
+/// Every list and mapping written as nothing.
+const ALL_NULL: &str = "name: schema-null\nnodes:\n  a:\nlinks:\ntunnels:\nchecks:\n";
+
+/// Files grelab accepts: the examples, the generated shapes and the two above.
+fn accepted_files() -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = good_files()
+        .into_iter()
+        .map(|p| {
+            let name = p.strip_prefix(root()).unwrap().display().to_string();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect();
+    for args in [
+        &["generate", "hub-spoke", "--spokes", "3"][..],
+        &["generate", "hub-spoke", "--spokes", "2", "--no-tunnels"],
+        &[
+            "generate",
+            "full-mesh",
+            "--nodes",
+            "3",
+            "--backend",
+            "userspace",
+        ],
+    ] {
+        files.push((format!("grelab {}", args.join(" ")), grelab(args)));
+    }
+    files.push(("EVERY_KEY".into(), EVERY_KEY.into()));
+    files.push(("ALL_NULL".into(), ALL_NULL.into()));
+    for (name, text) in &files {
+        if let Err(e) = grelab_accepts(text, name) {
+            panic!("{name} should be a valid topology:\n{e}");
+        }
+    }
+    files
+}
+
+/// The real binary's stdout for `args`, which must succeed.
+fn grelab(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_grelab"))
+        .args(args)
+        .output()
+        .expect("running grelab");
+    assert!(
+        out.status.success(),
+        "grelab {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_committed_schema_is_what_grelab_schema_prints() {
+    let path = root().join("schema/grelab.schema.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("{}: {e}", path.display());
+    });
+    assert!(
+        grelab(&["schema"]) == committed,
+        "schema/grelab.schema.json is not what `grelab schema` prints: the topology \
+         types changed. Regenerate it:\n  cargo run -q -- schema > schema/grelab.schema.json"
+    );
+    let parsed: Value = serde_json::from_str(&committed).unwrap();
+    assert_eq!(parsed, topology::schema());
+}
+
+#[test]
+fn every_example_carries_the_modeline_and_the_schema_accepts_it() {
+    let checker = Checker::new();
+    for path in good_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines().next(),
+            Some(MODELINE),
+            "{}: the first line must be the modeline, so editors find the schema",
+            path.display()
+        );
+    }
+    for (name, text) in accepted_files() {
+        let doc = as_json(&text).unwrap_or_else(|| panic!("{name}: no YAML"));
+        if let Err(e) = checker.check(&doc) {
+            panic!(
+                "the schema refuses {name}, which grelab accepts (a key or a form of a \
+                 value the schema lacks; regenerate it with `cargo run -q -- schema > \
+                 schema/grelab.schema.json`, or fix the type's JsonSchema):\n{e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bad_file_the_schema_refuses_grelab_refuses_too() {
+    let checker = Checker::new();
+    let (mut refused, mut accepted, mut not_yaml) = (Vec::new(), Vec::new(), Vec::new());
+    for bad in bad_files() {
+        let name = bad.name();
+        let text = std::fs::read_to_string(&bad.path).unwrap();
+        let grelab = grelab_accepts(&text, &name);
+        match as_json(&text) {
+            None => not_yaml.push(name.clone()),
+            Some(doc) if checker.check(&doc).is_err() => refused.push(name.clone()),
+            Some(_) => accepted.push(name.clone()),
+        }
+        // The schema may be more lenient than grelab, never stricter.
+        assert!(
+            grelab.is_err(),
+            "{name}: grelab accepts a file of tests/bad"
+        );
+    }
+    eprintln!(
+        "tests/bad: the schema refuses {} ({}), accepts {} that validation refuses, {} are no YAML",
+        refused.len(),
+        refused.join(" "),
+        accepted.len(),
+        not_yaml.len()
+    );
+    // What the schema can see (shapes, keys, names of kinds) it must catch.
+    for name in [
+        "endpoint-without-colon.yaml",
+        "iface-name-too-long.yaml",
+        "invalid-ip.yaml",
+        "invalid-prefix-length.yaml",
+        "ipv6-prefix-length.yaml",
+        "link-one-endpoint.yaml",
+        "link-three-endpoints.yaml",
+        "missing-name.yaml",
+        "type-mtu-string.yaml",
+        "type-name-list.yaml",
+        "unknown-check-kind.yaml",
+        "unknown-node-key.yaml",
+        "unknown-top-level-key.yaml",
+        "unknown-tunnel-key.yaml",
+        "unknown-tunnel-type.yaml",
+    ] {
+        assert!(
+            refused.iter().any(|r| r == name),
+            "the schema should refuse tests/bad/{name}"
+        );
+    }
+}
+
+/// Asserts the schema's verdict on `text` (a valid file but for one value),
+/// and that grelab refuses whatever the schema refuses.
+fn assert_edge(checker: &Checker, text: &str, what: &str, schema_accepts: bool) {
+    let doc = as_json(text).unwrap_or_else(|| panic!("{what}: no YAML"));
+    let verdict = checker.check(&doc);
+    assert_eq!(
+        verdict.is_ok(),
+        schema_accepts,
+        "{what}: the schema should {} it",
+        if schema_accepts { "accept" } else { "refuse" }
+    );
+    if let Err(e) = verdict {
+        assert!(
+            grelab_accepts(text, "edge.yaml").is_err(),
+            "the schema refuses {what}, which grelab accepts:\n{e}"
+        );
+    }
+}
+
+#[test]
+fn the_schema_refuses_only_what_grelab_refuses() {
+    // Values at the edges of each pattern, each put into an otherwise valid file.
+    let base = "name: edge\nnodes: {a: {}, b: {}}\nlinks:\n  - endpoints: [\"a:e0\", \"b:e0\"]\n    addresses: [\"10.0.0.1/24\", ADDR]\n";
+    let checker = Checker::new();
+    for (addr, ok) in [
+        ("\"10.0.0.2/24\"", true),
+        ("\"10.0.0.2/+24\"", true),
+        ("\"10.0.0.2/024\"", true),
+        ("[\"10.0.0.2/24\", \"::ffff:10.9.0.1/120\"]", true),
+        ("[\"10.0.0.2/24\", \"fd00::1/128\", \"::2/0\"]", true),
+        ("[]", true),
+        ("\"255.250.199.9/32\"", true),
+        ("\"10.0.0.2\"", false),
+        ("\"10.0.0.2/33\"", false),
+        ("\"fd00::1/129\"", false),
+        ("\"10.0.0.256/24\"", false),
+        ("\"010.0.0.2/24\"", false),
+        ("\"10.0.0.2.1/24\"", false),
+        ("\"10.0.0.2/x\"", false),
+        ("\"fe80::1%e0/64\"", false),
+        ("\"10.0.0.2/24 \"", false),
+        ("10", false),
+        ("[[\"10.0.0.2/24\"]]", false),
+    ] {
+        let text = base.replace("ADDR", addr);
+        assert_edge(&checker, &text, &format!("address {addr}"), ok);
+    }
+    for (ep, ok) in [
+        ("a:e0", true),
+        ("a:e-0.1_2", true),
+        ("a:0123456789abcde", true),
+        ("a:0123456789abcdef", false),
+        ("a:e0:x", false),
+        (":e0", false),
+        ("a:", false),
+        ("a:e0/1", false),
+        ("a b:e0", false),
+    ] {
+        let text = base
+            .replace("\"a:e0\"", &format!("\"{ep}\""))
+            .replace("ADDR", "\"10.0.0.2/24\"");
+        assert_edge(&checker, &text, &format!("endpoint {ep}"), ok);
+    }
+}
