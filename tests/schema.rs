@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::process::Command;
 
 use serde_json::Value;
@@ -309,4 +310,209 @@ fn the_schema_refuses_only_what_grelab_refuses() {
             .replace("ADDR", "\"10.0.0.2/24\"");
         assert_edge(&checker, &text, &format!("endpoint {ep}"), ok);
     }
+}
+
+/// A step into a JSON document.
+#[derive(Debug, Clone)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// The schemas that may apply at one place: `$ref`s followed, `anyOf` and
+/// `oneOf` opened.
+fn branches<'a>(root: &'a Value, s: &'a Value, out: &mut Vec<&'a Value>) {
+    if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+        let name = r.strip_prefix("#/$defs/").expect("a local $ref");
+        branches(root, &root["$defs"][name], out);
+    }
+    for k in ["anyOf", "oneOf"] {
+        for b in s.get(k).and_then(Value::as_array).into_iter().flatten() {
+            branches(root, b, out);
+        }
+    }
+    out.push(s);
+}
+
+/// The schemas that apply one step down.
+fn step<'a>(root: &'a Value, here: &[&'a Value], seg: &Seg) -> Vec<&'a Value> {
+    let mut out = Vec::new();
+    for s in here {
+        let next = match seg {
+            Seg::Key(k) => s
+                .get("properties")
+                .and_then(|p| p.get(k))
+                .or_else(|| s.get("additionalProperties").filter(|a| a.is_object())),
+            Seg::Index(_) => s.get("items"),
+        };
+        if let Some(n) = next {
+            branches(root, n, &mut out);
+        }
+    }
+    out
+}
+
+/// What the schema says of the mapping at one place: its keys, and whether
+/// it takes other keys too.
+fn schema_keys(here: &[&Value]) -> (BTreeSet<String>, bool) {
+    let keys = here
+        .iter()
+        .filter_map(|s| s.get("properties").and_then(Value::as_object))
+        .flat_map(|p| p.keys().cloned())
+        .collect();
+    let open = here
+        .iter()
+        .any(|s| s.get("additionalProperties").is_some_and(Value::is_object));
+    (keys, open)
+}
+
+fn at_mut<'a>(doc: &'a mut Value, path: &[Seg]) -> &'a mut Value {
+    path.iter().fold(doc, |v, seg| match seg {
+        Seg::Key(k) => &mut v[k.as_str()],
+        Seg::Index(i) => &mut v[*i],
+    })
+}
+
+/// What grelab's parser says of the mapping at `path`: the keys (or, for a
+/// kind of check, the kinds) it knows, or `None` if it takes any key.
+fn serde_keys(doc: &Value, path: &[Seg], what: &str) -> Option<BTreeSet<String>> {
+    const ODD: &str = "zz-no-such-key";
+    let parse = |doc: &Value| topology::parse(&doc.to_string(), "w.yaml").err();
+    let mut with_key = doc.clone();
+    at_mut(&mut with_key, path)
+        .as_object_mut()
+        .unwrap()
+        .insert(ODD.into(), Value::Null);
+    let mut alone = doc.clone();
+    *at_mut(&mut alone, path) = serde_json::json!({ ODD: null });
+    let err = format!("{:#}", parse(&with_key)?);
+    let err = if err.contains("unknown field") {
+        err
+    } else {
+        parse(&alone).map_or(err, |e| format!("{e:#}"))
+    };
+    let list = err
+        .lines()
+        .next()
+        .and_then(|l| l.split_once(&format!("`{ODD}`, expected ")))
+        .map(|(_, l)| l.strip_prefix("one of ").unwrap_or(l))
+        .unwrap_or_else(|| panic!("{what}: no list of keys in grelab's error:\n{err}"));
+    Some(
+        list.split(", ")
+            .map(|k| k.trim_matches('`').to_owned())
+            .collect(),
+    )
+}
+
+/// Every mapping in `doc`, with its path.
+fn mappings(doc: &Value, path: &mut Vec<Seg>, out: &mut Vec<Vec<Seg>>) {
+    match doc {
+        Value::Object(m) => {
+            out.push(path.clone());
+            for (k, v) in m {
+                path.push(Seg::Key(k.clone()));
+                mappings(v, path, out);
+                path.pop();
+            }
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                path.push(Seg::Index(i));
+                mappings(v, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Where `schema` and grelab's parser disagree on the keys of a mapping,
+/// at every mapping of the accepted files; and how many places it looked at.
+fn key_disagreements(schema: &Value) -> (usize, Vec<String>) {
+    let (mut places, mut wrong) = (0, Vec::new());
+    for (name, text) in accepted_files() {
+        let doc = as_json(&text).unwrap();
+        let mut paths = Vec::new();
+        mappings(&doc, &mut Vec::new(), &mut paths);
+        for path in paths {
+            let mut here = Vec::new();
+            branches(schema, schema, &mut here);
+            for seg in &path {
+                here = step(schema, &here, seg);
+            }
+            let what = format!("{name} at {path:?}");
+            let (keys, open) = schema_keys(&here);
+            places += 1;
+            let Some(known) = serde_keys(&doc, &path, &what) else {
+                if !open {
+                    wrong.push(format!("{what}: grelab takes any key, the schema does not"));
+                }
+                continue;
+            };
+            if open {
+                wrong.push(format!("{what}: the schema takes any key, grelab does not"));
+            }
+            let missing: Vec<_> = known.difference(&keys).collect();
+            if !missing.is_empty() {
+                wrong.push(format!(
+                    "{what}: grelab knows {missing:?}, the schema does not"
+                ));
+            }
+            // Aliases: serde lists a key's main name only; grelab must know the rest.
+            for extra in keys.difference(&known) {
+                let mut d = doc.clone();
+                let m = at_mut(&mut d, &path).as_object_mut().unwrap();
+                m.clear();
+                m.insert(extra.clone(), Value::Null);
+                let err = topology::parse(&d.to_string(), "w.yaml").err();
+                let err = err.map(|e| format!("{e:#}")).unwrap_or_default();
+                if err.contains("unknown field") || err.contains("unknown variant") {
+                    wrong.push(format!(
+                        "{what}: the schema knows `{extra}`, grelab does not"
+                    ));
+                }
+            }
+        }
+    }
+    (places, wrong)
+}
+
+#[test]
+fn at_every_place_the_schema_knows_the_keys_grelab_knows() {
+    let (places, wrong) = key_disagreements(&topology::schema());
+    assert!(places > 100, "only {places} places looked at");
+    assert!(
+        wrong.is_empty(),
+        "the schema and grelab disagree on keys (regenerate schema/grelab.schema.json, or \
+         give the type a JsonSchema that matches its Deserialize):\n{}",
+        wrong.join("\n")
+    );
+
+    // The comparison sees a key missing, a key too many and a mapping opened.
+    let mut bent = topology::schema();
+    let defs = &mut bent["$defs"];
+    defs["Node"]["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("forwarding");
+    defs["Route"]["properties"]["metric"] = serde_json::json!({"type": "integer"});
+    defs["Link"]["additionalProperties"] = serde_json::json!({});
+    defs["Check"]["oneOf"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "type": "object", "properties": {"tcp": {}}, "additionalProperties": false
+        }));
+    let (_, wrong) = key_disagreements(&bent);
+    let has = |s: &str| wrong.iter().any(|w| w.contains(s));
+    assert!(has(r#"grelab knows ["forwarding"]"#), "{wrong:#?}");
+    assert!(
+        has("the schema knows `metric`, grelab does not"),
+        "{wrong:#?}"
+    );
+    assert!(
+        has("the schema takes any key, grelab does not"),
+        "{wrong:#?}"
+    );
+    assert!(has("the schema knows `tcp`, grelab does not"), "{wrong:#?}");
 }
