@@ -144,7 +144,7 @@ impl JsonSchema for Scalar {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": ["string", "integer", "boolean"],
-            "description": "A number, string or boolean (true is written as 1)."
+            "description": "An integer, a word or a boolean (written as 1 or 0)."
         })
     }
 }
