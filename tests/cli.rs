@@ -221,7 +221,10 @@ fn init_writes_the_example_and_keeps_an_existing_file() {
 
     let out = grelab_in(dir.path(), &["init", "--example", "keyed", "--force"]);
     assert_exit(&out, 0, "init --force");
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), example_text("keyed"));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        example_text("keyed")
+    );
 
     // Every example is written as the repository has it (less the modeline), and validates.
     for (example, file) in [

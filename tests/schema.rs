@@ -44,9 +44,11 @@ impl Checker {
     }
 }
 
-/// The YAML as the JSON data an editor's schema check sees; `None` if it is no YAML.
+/// The YAML as the JSON data an editor's schema check sees (YAML 1.2 types:
+/// `yes` is text); `None` if it is no YAML.
 fn as_json(text: &str) -> Option<Value> {
-    serde_saphyr::from_str::<Value>(text).ok()
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_str_with_options::<Value>(text, options).ok()
 }
 
 /// grelab's verdict: `Ok` if the file parses and validates, else its errors.
@@ -309,6 +311,45 @@ fn the_schema_refuses_only_what_grelab_refuses() {
             .replace("\"a:e0\"", &format!("\"{ep}\""))
             .replace("ADDR", "\"10.0.0.2/24\"");
         assert_edge(&checker, &text, &format!("endpoint {ep}"), ok);
+    }
+    // The parser takes a number or boolean where it wants text, as written.
+    let one = "name: edge\nnodes: {a: {}}\n";
+    for (text, ok) in [
+        ("name: 2024\nnodes: {a: {}}\n", true),
+        ("name: true\nnodes: {a: {}}\n", true),
+        ("name: [x]\nnodes: {a: {}}\n", false),
+        ("name: {x: 1}\nnodes: {a: {}}\n", false),
+        (
+            &format!("{one}checks: [{{exec: {{node: a, cmd: [sleep, 0.1, true]}}}}]\n"),
+            true,
+        ),
+        (
+            &format!("{one}checks: [{{exec: {{node: a, cmd: [[sleep]]}}}}]\n"),
+            false,
+        ),
+        (
+            &format!("{one}checks: [{{exec: {{node: a, cmd: [true], exit: 1.5}}}}]\n"),
+            false,
+        ),
+    ] {
+        assert_edge(&checker, text, text, ok);
+    }
+}
+
+#[test]
+fn the_schema_types_values_as_yaml_1_2_where_the_parser_is_more_lenient() {
+    // Known and accepted: editors see YAML 1.2 types, so the schema does too.
+    // If the parser becomes strict (serde-saphyr's `strict_booleans`), the
+    // gap closes and this list shrinks.
+    let checker = Checker::new();
+    for text in [
+        "name: x\nnodes: {a: {forwarding: yes}}\n",
+        "name: x\nnodes: {a: {forwarding: on}}\n",
+        "name: x\nnodes: {a: {forwarding: \"true\"}}\n",
+        "name: x\nnodes: {a: {}, b: {}}\nlinks: [{endpoints: [a:e0, b:e0], mtu: \"1500\"}]\n",
+    ] {
+        assert!(grelab_accepts(text, "t.yaml").is_ok(), "{text}");
+        assert!(checker.check(&as_json(text).unwrap()).is_err(), "{text}");
     }
 }
 
