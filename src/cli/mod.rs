@@ -15,6 +15,7 @@ mod labs;
 mod logs;
 mod output;
 mod plan;
+mod schema;
 mod status;
 mod up;
 mod validate;
@@ -173,6 +174,9 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Print the JSON Schema of the topology file (what editors complete and
+    /// check with; the repository carries it as schema/grelab.schema.json).
+    Schema,
     /// Print a generated scale topology (YAML) on stdout.
     Generate {
         #[command(subcommand)]
@@ -352,6 +356,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Explain { args, naming } => explain::run(&args, naming.prefix.as_deref()),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { dir } => docs::man(&dir),
+        Command::Schema => schema::run(),
         Command::Logs {
             node,
             name,

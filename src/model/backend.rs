@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 /// Which dataplane builds a tunnel (the command line's `--backend` maps
 /// onto it; see `cli`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// Kernel GRE where the kernel has it, else userspace.

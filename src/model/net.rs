@@ -108,6 +108,24 @@ impl<'de> Deserialize<'de> for IpNet {
     }
 }
 
+// As strict as `from_str`, for IPv4 (octets without leading zeros); IPv6
+// only by its colon. Rust reads `+24` and `024` as a prefix length: so do they.
+impl schemars::JsonSchema for IpNet {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "IpNet".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        const OCTET: &str = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+        let v4 = format!(r"^({OCTET}\.){{3}}{OCTET}/\+?0*(3[0-2]|[12]?[0-9])$");
+        let v6 = r"^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*/\+?0*(12[0-8]|1[01][0-9]|[1-9]?[0-9])$";
+        schemars::json_schema!({
+            "type": "string",
+            "description": "An IPv4 or IPv6 address with its prefix length, like `172.16.10.2/24` or `fd00::1/64`.",
+            "anyOf": [{"pattern": v4}, {"pattern": v6}]
+        })
+    }
+}
+
 impl Serialize for IpNet {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -8,6 +8,7 @@
 
 mod checks;
 pub(crate) mod generate;
+mod schema;
 mod types;
 mod yaml;
 
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use crate::model::IpNet;
 
 pub use self::checks::{Check, ExecCheck, Expect, PingCheck, RouteCheck, TunnelCheck};
+pub use self::schema::schema;
 pub use self::types::{Destination, Endpoint, Link, Node, Route, Tunnel, TunnelEndpoint, Workload};
 use self::yaml::nullable;
 pub use self::yaml::{Loc, MAX_FILE_BYTES, OneOrMany, Ordered, Scalar, Spanned, parse, read_file};
@@ -26,7 +28,7 @@ pub use self::yaml::{Loc, MAX_FILE_BYTES, OneOrMany, Ordered, Scalar, Spanned, p
 // that still import it from here.
 
 /// A whole topology file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
     /// Lab name: state lives in /run/grelab/<name>.
@@ -36,10 +38,13 @@ pub struct Topology {
     pub prefix: Option<Spanned<String>>,
     pub nodes: Ordered<Node>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<Vec<Link>>")]
     pub links: Vec<Link>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<Vec<Tunnel>>")]
     pub tunnels: Vec<Tunnel>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<Vec<Spanned<Check>>>")]
     pub checks: Vec<Spanned<Check>>,
 }
 

@@ -1,8 +1,10 @@
 //! The parts of a topology: nodes, routes, links and tunnels.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
@@ -10,13 +12,14 @@ use super::yaml::{OneOrMany, Ordered, Scalar, Spanned, nullable};
 use crate::model::{Backend, EndOptions, Family, IpNet, TunnelKind};
 
 /// A node: one network namespace.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Node {
     /// IP forwarding (IPv4, and IPv6 when the node has IPv6 addresses).
     #[serde(default)]
     pub forwarding: bool,
     #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<Vec<Route>>")]
     pub routes: Vec<Route>,
     /// Extra sysctls under /proc/sys, written inside the namespace.
     #[serde(default)]
@@ -26,11 +29,12 @@ pub struct Node {
     pub files: Ordered<String>,
     /// Programs started in this node once the network is up, in order.
     #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<Vec<Workload>>")]
     pub run: Vec<Workload>,
 }
 
 /// A program a node runs, supervised by the lab's keeper.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
     /// Names its log (`<node>.<name>.log`) and its line in `status`.
@@ -46,7 +50,7 @@ pub struct Workload {
 }
 
 /// A static route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// `default` (IPv4), `default6`, or a prefix.
@@ -81,6 +85,19 @@ impl<'de> Deserialize<'de> for Destination {
     }
 }
 
+impl JsonSchema for Destination {
+    fn schema_name() -> Cow<'static, str> {
+        "Destination".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let net = generator.subschema_for::<IpNet>();
+        json_schema!({
+            "description": "`default` (IPv4), `default6` (IPv6), or a prefix like `10.1.0.0/16`.",
+            "anyOf": [{"enum": ["default", "default6"]}, net]
+        })
+    }
+}
+
 impl Serialize for Destination {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -100,7 +117,7 @@ impl fmt::Display for Destination {
 }
 
 /// A veth pair between two nodes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Link {
     /// `["node:iface", "node:iface"]`.
@@ -133,6 +150,21 @@ impl<'de> Deserialize<'de> for Endpoint {
     }
 }
 
+// Stricter than the parser (`node:rest`), as strict as validation: node and
+// interface names hold letters, digits, `.`, `_` and `-`; an interface 15 at most.
+impl JsonSchema for Endpoint {
+    fn schema_name() -> Cow<'static, str> {
+        "Endpoint".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "`node:interface`, like `host1:veth0`.",
+            "pattern": "^[A-Za-z0-9._-]+:[A-Za-z0-9._-]{1,15}$"
+        })
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.node, self.iface)
@@ -140,7 +172,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// A GRE tunnel between two nodes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tunnel {
     /// The tunnel device's name on both ends.
@@ -168,8 +200,9 @@ pub struct Tunnel {
 }
 
 /// One end of a tunnel.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = super::schema::alias("address", "addresses"))]
 pub struct TunnelEndpoint {
     pub node: Spanned<String>,
     /// Underlay address of this end: one of the node's link addresses.

@@ -2,17 +2,53 @@
 //! `file:line:col`, and the shapes YAML needs (one or many, scalars, ordered
 //! mappings, places in the file).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-pub use serde_saphyr::Spanned;
 
 use super::Topology;
 
 /// Topology files larger than this are refused (a lab of 1000 spokes is ~0.5 MiB).
 pub const MAX_FILE_BYTES: u64 = 8 << 20;
+
+/// A value and where the file has it: serde-saphyr's `Spanned`, as a type of
+/// ours so that it can describe itself in the JSON Schema (the orphan rule).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Spanned<T> {
+    pub value: T,
+    /// Where the value is used (an alias's place, not its anchor's).
+    pub referenced: serde_saphyr::Location,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = serde_saphyr::Spanned::<T>::deserialize(d)?;
+        Ok(Spanned {
+            value: s.value,
+            referenced: s.referenced,
+        })
+    }
+}
+
+// The file holds the bare value; its place is the parser's knowledge.
+impl<T: JsonSchema> JsonSchema for Spanned<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
 
 /// One value or a list of them.
 #[derive(Debug, Clone)]
@@ -43,6 +79,19 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for OneOrMany<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        format!("OneOrMany_{}", T::schema_name()).into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let one = generator.subschema_for::<T>();
+        json_schema!({"anyOf": [one, {"type": "array", "items": one}]})
     }
 }
 
@@ -81,6 +130,22 @@ impl<'de> Deserialize<'de> for Scalar {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+// Floats are refused: a sysctl takes integers or words.
+impl JsonSchema for Scalar {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Scalar".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": ["string", "integer", "boolean"],
+            "description": "An integer, a word or a boolean (written as 1 or 0)."
+        })
     }
 }
 
@@ -123,6 +188,21 @@ impl<'de, V: Deserialize<'de> + Default> Deserialize<'de> for Ordered<V> {
         }
         // `any`, not `map`: an empty `sysctls:` (null) is an empty mapping.
         d.deserialize_any(OrderedVisitor(std::marker::PhantomData))
+    }
+}
+
+// Any keys; `key:` with nothing under it is the default value, and so is
+// the whole mapping written as nothing.
+impl<V: JsonSchema> JsonSchema for Ordered<V> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        format!("Ordered_{}", V::schema_name()).into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let value = generator.subschema_for::<Option<V>>();
+        json_schema!({"type": ["object", "null"], "additionalProperties": value})
     }
 }
 
