@@ -30,7 +30,7 @@ use crate::sys::netns::NsId;
 use crate::sys::process::{Identity, Pidfd};
 
 /// The keeper's files in the lab's directory.
-const SPEC: &str = "keeper.json";
+pub(super) const SPEC: &str = "keeper.json";
 const IDENTITY: &str = "keeper-identity.json";
 const STATUS: &str = "software.json";
 const LOG: &str = "keeper.log";
