@@ -21,6 +21,31 @@ pub struct Node {
     /// Extra sysctls under /proc/sys, written inside the namespace.
     #[serde(default)]
     pub sysctls: Ordered<Scalar>,
+    /// Kernel bridges inside the node, by name: L2 switches over its veth
+    /// and gretap ends.
+    #[serde(default)]
+    pub bridges: Ordered<Bridge>,
+}
+
+/// A kernel bridge in a node.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bridge {
+    /// Its ports: the node's veth ends and gretap/ip6gretap tunnel ends.
+    #[serde(default, deserialize_with = "nullable")]
+    pub ports: Vec<Spanned<String>>,
+    /// Addresses on the bridge itself (its ports carry none).
+    #[serde(default, alias = "address")]
+    pub addresses: Option<Spanned<OneOrMany<IpNet>>>,
+    /// Device MTU; default: the smallest of its ports', as the kernel does.
+    pub mtu: Option<Spanned<u32>>,
+}
+
+impl Bridge {
+    /// The bridge's own addresses.
+    pub(crate) fn addresses(&self) -> &[IpNet] {
+        self.addresses.as_ref().map_or(&[], |a| a.value.as_slice())
+    }
 }
 
 /// A static route.
@@ -143,6 +168,9 @@ pub struct Tunnel {
     /// Which dataplane builds it.
     #[serde(default)]
     pub backend: Backend,
+    /// The MULTICAST flag on both ends' devices (kernel GRE lacks it by
+    /// default; routing daemons need it); on unless switched off.
+    pub multicast: Option<bool>,
 }
 
 /// One end of a tunnel.
@@ -186,6 +214,11 @@ impl Tunnel {
                 .or(self.sequence)
                 .unwrap_or(false),
         }
+    }
+
+    /// Multicast on the tunnel's devices: on unless switched off.
+    pub(crate) fn multicast(&self) -> bool {
+        self.multicast.unwrap_or(true)
     }
 
     /// Path MTU discovery: on unless switched off.
