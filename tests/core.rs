@@ -790,7 +790,7 @@ fn bridges_and_multicast_flags_in_the_plan() {
         "{script}"
     );
     assert!(
-        script.contains("ip -n sw1 link add br0 mtu 1400 address "),
+        script.contains(" type bridge mcast_snooping 0\nip -n sw1 link set br0 mtu 1400\n"),
         "{script}"
     );
     let basic = plan_of(

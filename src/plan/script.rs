@@ -121,8 +121,11 @@ fn command(step: &Step) -> String {
             format!("ip -n {ns} link set {dev} multicast {on}\n")
         }
         Step::Bridge { ns, name, mtu, mac } => {
-            let mtu = mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
-            format!("ip -n {ns} link add {name}{mtu} address {mac} type bridge mcast_snooping 0\n")
+            // An MTU given to `link add` gives way to the ports' as they join.
+            let mtu = mtu
+                .map(|m| format!("ip -n {ns} link set {name} mtu {m}\n"))
+                .unwrap_or_default();
+            format!("ip -n {ns} link add {name} address {mac} type bridge mcast_snooping 0\n{mtu}")
         }
         Step::Master { ns, dev, master } => format!("ip -n {ns} link set {dev} master {master}\n"),
         Step::Address { ns, dev, addr } => {

@@ -15,18 +15,25 @@ impl Rtnl {
     pub async fn add_bridge(&self, name: &str, mtu: Option<u32>, mac: [u8; 6]) -> Result<()> {
         let doing = format!("creating bridge `{name}`");
         check_name(name, &doing)?;
-        let mut builder = LinkMessageBuilder::<LinkBridge>::new(name)
+        let msg = LinkMessageBuilder::<LinkBridge>::new(name)
             .address(mac.to_vec())
-            .append_info_data(InfoBridge::MulticastSnooping(false));
-        if let Some(mtu) = mtu {
-            builder = builder.mtu(mtu);
-        }
+            .append_info_data(InfoBridge::MulticastSnooping(false))
+            .build();
         self.handle
             .link()
-            .add(builder.build())
+            .add(msg)
             .execute()
             .await
-            .map_err(|e| explain_nl(e, &doing, Some(Target::Link(name))))
+            .map_err(|e| explain_nl(e, &doing, Some(Target::Link(name))))?;
+        // Separately: an MTU given at creation gives way to the ports' as
+        // they join; one set afterwards stays (the kernel marks it the user's).
+        if let Some(mtu) = mtu
+            && let Err(e) = self.set_mtu(name, mtu).await
+        {
+            let _ = self.del_link(name).await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Makes `dev` a port of bridge `master`.
@@ -57,7 +64,7 @@ mod root_tests {
     use super::super::fixture::{TestNs, ip, link_flags, run, veth_pair};
 
     #[test]
-    fn a_bridge_takes_its_ports_and_its_mac_and_floods_multicast() {
+    fn a_bridge_takes_its_ports_its_mac_and_its_mtu_and_snoops_no_multicast() {
         let (a, b) = (TestNs::new("br-a"), TestNs::new("br-b"));
         veth_pair(&a, &b);
         let mac = [0x02, 0, 0, 0, 0xbb, 0x01];
