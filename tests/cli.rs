@@ -218,6 +218,7 @@ fn init_writes_the_example_and_keeps_an_existing_file() {
         ("gretap", "gretap"),
         ("ipv6-over-ipv4", "ipv6-over-ipv4"),
         ("keyed", "keyed"),
+        ("l2-islands", "l2-islands"),
     ] {
         let out = grelab_in(
             dir.path(),
