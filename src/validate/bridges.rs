@@ -49,12 +49,17 @@ impl<'a> Checker<'a> {
                     if self.port(&ends, at, &name.value, port)
                         && let Some(first) = taken.insert(at, &name.value)
                     {
-                        self.err(
-                            Loc::of(port),
+                        let message = if first == name.value {
+                            format!("`{}` is listed twice in bridge `{first}`", port.value)
+                        } else {
                             format!(
                                 "`{}` on node `{}` is a port of bridges `{first}` and `{}`",
                                 port.value, node.value, name.value
-                            ),
+                            )
+                        };
+                        self.err(
+                            Loc::of(port),
+                            message,
                             "an interface can be a port of one bridge only",
                         );
                     }
@@ -116,7 +121,14 @@ impl<'a> Checker<'a> {
     ) {
         let (other, name) = match iface.split_once(':') {
             Some((n, i)) if n != node => (Some(n), i),
-            Some((_, i)) => (None, i),
+            Some((_, i)) => {
+                self.err(
+                    loc,
+                    format!("{what} names its node"),
+                    format!("ports are interfaces of the bridge's own node: write `{i}`"),
+                );
+                return;
+            }
             None => (None, iface),
         };
         let elsewhere = other.map(str::to_owned).or_else(|| {
@@ -164,5 +176,44 @@ impl<'a> Checker<'a> {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::topology::parse;
+    use crate::validate::validate;
+
+    /// The messages of validating `bridges` (a node `a` bridge) against a lab
+    /// where `a:e1` and `b:e1` are linked and `b:e2` - `c:e2` too.
+    fn errors(ports: &str) -> Vec<String> {
+        let text = format!(
+            "name: t\nnodes:\n  a:\n    bridges:\n      br0: {{ports: {ports}}}\n  b: {{}}\n  c: {{}}\n\
+             links:\n  - endpoints: [\"a:e1\", \"b:e1\"]\n  - endpoints: [\"b:e2\", \"c:e2\"]\n"
+        );
+        let topo = parse(&text, "t.yaml").unwrap();
+        match validate(&topo) {
+            Ok(()) => Vec::new(),
+            Err(d) => d.into_iter().map(|d| d.message).collect(),
+        }
+    }
+
+    #[test]
+    fn ports_are_named_as_interfaces_of_the_bridges_own_node() {
+        assert_eq!(errors("[e1]"), Vec::<String>::new());
+        assert_eq!(errors("[]"), Vec::<String>::new());
+        assert_eq!(
+            errors("[\"a:e1\"]"),
+            ["port `a:e1` of bridge `br0` on node `a` names its node"]
+        );
+        assert_eq!(
+            errors("[\"c:e2\"]"),
+            ["port `c:e2` of bridge `br0` on node `a` is an interface of node `c`"]
+        );
+        assert_eq!(
+            errors("[e2]"),
+            ["port `e2` of bridge `br0` on node `a` is an interface of node `b`"]
+        );
+        assert_eq!(errors("[e1, e1]"), ["`e1` is listed twice in bridge `br0`"]);
     }
 }

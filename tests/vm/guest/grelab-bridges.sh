@@ -69,6 +69,10 @@ check plan-sh-nothing-left no_netns
 
 # gre (a point-to-point device, NOARP, no MULTICAST of its own): grelab
 # sets the flag; `multicast: false` leaves it off.
+step ip netns add witness
+step ip -n witness link add g0 type gre local 192.0.2.1 remote 192.0.2.2
+check gre-bare-lacks-multicast lacks MULTICAST flags witness g0
+step ip netns del witness
 check gre-up $g up /guest/basic.yaml --backend kernel --no-check
 expect_contains gre-multicast ",MULTICAST," flags host1 tun0
 expect_contains gre-multicast-far ",MULTICAST," flags host2 tun0
