@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use serde_json::Value;
 use support::*;
 
@@ -20,7 +22,13 @@ fn has_flag(l: &Value, flag: &str) -> bool {
 #[test]
 fn l2_islands_joins_two_lans_into_one_segment_across_gretap() {
     let s = Scope::new();
-    let lab = s.example("l2-islands.yaml");
+    // The example as it is, under a name of this branch's tests.
+    let text = std::fs::read_to_string(root().join("topologies/l2-islands.yaml")).unwrap();
+    let lab = s.yaml(
+        "l2.yaml",
+        &text.replace("name: l2-islands", "name: bridges-l2"),
+    );
+    assert!(lab.name.ends_with("bridges-l2"), "{}", lab.name);
     let up = lab.up(&[]);
     up.ok();
     assert!(
@@ -73,6 +81,34 @@ fn l2_islands_joins_two_lans_into_one_segment_across_gretap() {
             .any(|l| l.starts_with(&h1_mac) && l.contains("dev gt0")),
         "{fdb}"
     );
+    // A flow moves the TAP ends onto the eBPF fast path; bridged, they go
+    // on carrying frames both ways through it.
+    let flood = in_ns(
+        &h1,
+        &["ping", "-q", "-c", "200", "-i", "0.002", "10.1.0.12"],
+    );
+    assert!(flood.stdout.contains("200 received"), "{flood}");
+    let stats = lab.dir().join("dataplane-stats.json");
+    let read = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap_or_default())
+            .unwrap_or(Value::Null)
+    };
+    let fast_both_ways = || {
+        read()["tunnels"].as_array().is_some_and(|t| {
+            t.len() == 2
+                && t.iter().all(|t| {
+                    t["fast_path"] == true
+                        && t["fast_tx_packets"].as_u64().is_some_and(|p| p > 0)
+                        && t["fast_rx_packets"].as_u64().is_some_and(|p| p > 0)
+                })
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(5), fast_both_ways),
+        "the bridged tunnel ends never got the fast path: {}",
+        read()
+    );
+    assert_pings(&h2, "10.1.0.11", 3);
     lab.verify(&[]).ok();
     lab.down().ok();
     lab.assert_gone();
@@ -82,7 +118,10 @@ fn l2_islands_joins_two_lans_into_one_segment_across_gretap() {
 fn multicast_false_takes_the_flag_off_a_userspace_tun_device() {
     let s = Scope::new();
     let basic = std::fs::read_to_string(root().join("topologies/basic.yaml")).unwrap();
-    let on = s.yaml("mc-on.yaml", &basic.replace("name: basic", "name: mc-on"));
+    let on = s.yaml(
+        "mc-on.yaml",
+        &basic.replace("name: basic", "name: bridges-mc-on"),
+    );
     on.start();
     for node in ["host1", "host2"] {
         let tun = link(&on.ns(node), "tun0");
@@ -90,7 +129,7 @@ fn multicast_false_takes_the_flag_off_a_userspace_tun_device() {
         assert!(has_flag(&tun, "MULTICAST"), "on by default: {tun}");
     }
     let off_text = basic
-        .replace("name: basic", "name: mc-off")
+        .replace("name: basic", "name: bridges-mc-off")
         .replace("    ttl: 255\n", "    ttl: 255\n    multicast: false\n");
     assert!(off_text.contains("multicast: false"));
     // A scope of its own: another namespace prefix.
