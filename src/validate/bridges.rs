@@ -80,7 +80,7 @@ impl<'a> Checker<'a> {
     ) -> bool {
         let loc = Loc::of(port);
         let what = format!("port `{iface}` of bridge `{bridge}` on node `{node}`");
-        let addressed = match ends.get(&(node, iface)) {
+        let (addressed, drop_it) = match ends.get(&(node, iface)) {
             Some(End::Tunnel { kind, .. }) if !kind.is_l2() => {
                 self.err(
                     loc,
@@ -92,7 +92,8 @@ impl<'a> Checker<'a> {
                 );
                 return false;
             }
-            Some(End::Veth { addressed } | End::Tunnel { addressed, .. }) => *addressed,
+            Some(End::Veth { addressed }) => (*addressed, "`[]` in the link's `addresses`"),
+            Some(End::Tunnel { addressed, .. }) => (*addressed, "no `address` on the tunnel end"),
             None => {
                 self.no_such_port(ends, (node, iface), &what, loc);
                 return false;
@@ -104,7 +105,7 @@ impl<'a> Checker<'a> {
                 format!("{what} has an address of its own"),
                 format!(
                     "a bridged port carries no address: put it on `{bridge}` (its `addresses`) \
-                     and give `{iface}` none (`[]` in the link's `addresses`)"
+                     and give `{iface}` none ({drop_it})"
                 ),
             );
         }
