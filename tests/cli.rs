@@ -232,6 +232,7 @@ fn init_writes_the_example_and_keeps_an_existing_file() {
         ("gretap", "gretap"),
         ("ipv6-over-ipv4", "ipv6-over-ipv4"),
         ("keyed", "keyed"),
+        ("l2-islands", "l2-islands"),
     ] {
         let out = grelab_in(
             dir.path(),
@@ -264,15 +265,16 @@ fn plan_json_has_the_steps() {
             count("tunnel"),
             count("address"),
             count("up"),
-            count("route")
+            count("route"),
+            count("multicast")
         ],
-        [3, 2, 1, 2, 6, 9, 2],
+        [3, 2, 1, 2, 6, 9, 2, 2],
         "{kinds:?}"
     );
-    assert_eq!(kinds.len(), 25);
+    assert_eq!(kinds.len(), 27);
     // Namespaces first, routes last.
     assert_eq!(&kinds[..3], ["namespace"; 3]);
-    assert_eq!(&kinds[23..], ["route"; 2]);
+    assert_eq!(&kinds[25..], ["route"; 2]);
     let tunnel = steps.iter().find(|s| s["step"] == "tunnel").unwrap();
     assert_eq!(tunnel["backend"], "auto");
     let end = &tunnel["end"];
@@ -552,11 +554,12 @@ fn graph_of_each_example_renders_with_graphviz_and_draws_each_tunnel_above_its_p
             match step["step"].as_str() {
                 Some("veth") => needles.push(step["name"].as_str().unwrap().to_owned()),
                 Some("tunnel") => needles.push(step["end"]["name"].as_str().unwrap().to_owned()),
+                Some("bridge") => needles.push(step["name"].as_str().unwrap().to_owned()),
                 _ => {}
             }
         }
         // Graphviz writes `-` as `&#45;` in SVG text.
-        needles.extend([" gre".to_owned(), " mtu 14".to_owned(), "over ".to_owned()]);
+        needles.extend([" gre".to_owned(), " mtu 1".to_owned(), "over ".to_owned()]);
         for needle in needles {
             assert!(svg.contains(&needle), "{f}: the picture lacks `{needle}`");
         }

@@ -21,7 +21,9 @@ use crate::model::IpNet;
 
 pub use self::checks::{Check, ExecCheck, Expect, PingCheck, RouteCheck, TunnelCheck};
 pub use self::schema::schema;
-pub use self::types::{Destination, Endpoint, Link, Node, Route, Tunnel, TunnelEndpoint, Workload};
+pub use self::types::{
+    Bridge, Destination, Endpoint, Link, Node, Route, Tunnel, TunnelEndpoint, Workload,
+};
 use self::yaml::nullable;
 pub use self::yaml::{Loc, MAX_FILE_BYTES, OneOrMany, Ordered, Scalar, Spanned, parse, read_file};
 // The vocabulary lives in `model`; these paths keep working for the layers
