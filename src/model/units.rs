@@ -9,7 +9,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// A length of time, as a topology file writes it: a decimal number and a
-/// unit (`ns`, `us`, `ms`, `s`, `m`, `h`). A bare number is seconds, as the
+/// unit (`ns`, `us`, `ms`, `s`, `m`, `h`), or several (`1m30s`). A bare number is seconds, as the
 /// `timeout` fields always were.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Duration(pub std::time::Duration);
@@ -94,50 +94,70 @@ impl FromStr for Duration {
     type Err = DurationError;
 
     fn from_str(text: &str) -> Result<Duration, DurationError> {
-        let bad = |why| DurationError::new(text, why);
         let s = text.trim();
         if s.starts_with('-') {
             return Err(DurationError::negative(text));
         }
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (number, unit) = s.split_at(split);
-        let &(_, scale) = UNITS
-            .iter()
-            .find(|(name, _)| *name == unit)
-            .ok_or_else(|| bad("has an unknown unit (units: ns, us, ms, s, m, h)"))?;
-        let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && frac.is_empty() {
-            return Err(bad("has no number"));
+        if s.is_empty() {
+            return Err(DurationError::new(text, "has no number"));
         }
-        if frac.contains('.') {
-            return Err(bad("is no number"));
-        }
-        let digits = |d: &str| -> Result<u128, DurationError> {
-            if d.is_empty() {
-                return Ok(0);
+        // One or more parts, each a number and its unit: `1m30s`.
+        let too_long = || DurationError::new(text, "is too long");
+        let mut rest = s;
+        let mut ns: u128 = 0;
+        while !rest.is_empty() {
+            let is_number = |c: char| c.is_ascii_digit() || c == '.';
+            let n = rest.find(|c| !is_number(c)).unwrap_or(rest.len());
+            let u = rest[n..].find(is_number).map_or(rest.len(), |u| n + u);
+            let (number, unit) = (&rest[..n], &rest[n..u]);
+            if unit.is_empty() && (u < s.len() || ns > 0) {
+                return Err(DurationError::new(text, "has a number without a unit"));
             }
-            d.parse::<u128>().map_err(|_| bad("is too long"))
-        };
-        // whole * scale + frac * scale / 10^len(frac), all in nanoseconds.
-        let too_long = || bad("is too long");
-        let places = u32::try_from(frac.len()).map_err(|_| too_long())?;
-        let ten = 10u128.checked_pow(places).ok_or_else(too_long)?;
-        let frac_ns = digits(frac)?.checked_mul(scale).ok_or_else(too_long)?;
-        if frac_ns % ten != 0 {
-            return Err(bad("is finer than a nanosecond"));
+            ns = ns
+                .checked_add(part_ns(text, number, unit)?)
+                .ok_or_else(too_long)?;
+            rest = &rest[u..];
         }
-        let ns = digits(whole)?
-            .checked_mul(scale)
-            .and_then(|w| w.checked_add(frac_ns / ten))
-            .ok_or_else(too_long)?;
         let secs = u64::try_from(ns / 1_000_000_000).map_err(|_| too_long())?;
         Ok(Duration(std::time::Duration::new(
             secs,
             (ns % 1_000_000_000) as u32,
         )))
     }
+}
+
+/// Nanoseconds in `number` `unit` (one part of `text`), exactly.
+fn part_ns(text: &str, number: &str, unit: &str) -> Result<u128, DurationError> {
+    let bad = |why| DurationError::new(text, why);
+    let &(_, scale) = UNITS
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .ok_or_else(|| bad("has an unknown unit (units: ns, us, ms, s, m, h)"))?;
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && frac.is_empty() {
+        return Err(bad("has no number"));
+    }
+    if frac.contains('.') {
+        return Err(bad("is no number"));
+    }
+    let too_long = || bad("is too long");
+    let digits = |d: &str| -> Result<u128, DurationError> {
+        if d.is_empty() {
+            return Ok(0);
+        }
+        d.parse::<u128>().map_err(|_| too_long())
+    };
+    // whole * scale + frac * scale / 10^len(frac).
+    let places = u32::try_from(frac.len()).map_err(|_| too_long())?;
+    let ten = 10u128.checked_pow(places).ok_or_else(too_long)?;
+    let frac_ns = digits(frac)?.checked_mul(scale).ok_or_else(too_long)?;
+    if frac_ns % ten != 0 {
+        return Err(bad("is finer than a nanosecond"));
+    }
+    digits(whole)?
+        .checked_mul(scale)
+        .and_then(|w| w.checked_add(frac_ns / ten))
+        .ok_or_else(too_long)
 }
 
 impl fmt::Display for Duration {
@@ -218,6 +238,9 @@ mod tests {
         assert_eq!(d("0"), Ok(D::ZERO));
         assert_eq!(d("3"), Ok(D::from_secs(3)));
         assert_eq!(d("0.000000001"), Ok(D::from_nanos(1)));
+        assert_eq!(d("1m30s"), Ok(D::from_secs(90)));
+        assert_eq!(d("1h2m3.5s"), Ok(D::from_millis(3_723_500)));
+        assert_eq!(d("10m1s"), Ok(D::from_secs(601)));
     }
 
     #[test]
@@ -232,6 +255,9 @@ mod tests {
             ("1.5ns", "finer than a nanosecond"),
             ("99999999999999999999999999999999999999h", "too long"),
             ("9999999999999999h", "too long"),
+            ("1m30", "without a unit"),
+            ("30 1m", "unknown unit"),
+            ("1m-2s", "unknown unit"),
         ] {
             let e = d(text).unwrap_err().to_string();
             assert!(e.contains(why), "{text}: {e}");

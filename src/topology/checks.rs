@@ -4,6 +4,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::Duration;
+
 /// A check that `verify` runs.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
@@ -18,6 +20,36 @@ pub enum Check {
     Route(RouteCheck),
     /// A command in a node exits with the expected code.
     Exec(ExecCheck),
+    /// A TCP connection from a node to an address and port is accepted.
+    Tcp(TcpCheck),
+    /// UDP sent to a multicast group from one node arrives, joined, at another.
+    Multicast(MulticastCheck),
+}
+
+impl Check {
+    /// How long the check is retried until it passes (None: it runs once).
+    pub fn within(&self) -> Option<Duration> {
+        match self {
+            Check::Ping(c) => c.within,
+            Check::Mtu(c) | Check::Encap(c) => c.within,
+            Check::Route(c) => c.within,
+            Check::Exec(c) => c.within,
+            Check::Tcp(c) => c.within,
+            Check::Multicast(c) => c.within,
+        }
+    }
+
+    /// How long one attempt may take.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            Check::Ping(c) => c.timeout,
+            Check::Mtu(c) | Check::Encap(c) => c.timeout,
+            Check::Route(c) => c.timeout,
+            Check::Exec(c) => c.timeout,
+            Check::Tcp(c) => c.timeout,
+            Check::Multicast(c) => c.timeout,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -29,9 +61,14 @@ pub struct PingCheck {
     pub count: u32,
     #[serde(default)]
     pub expect: Expect,
-    /// Seconds.
+    /// Time between echo requests.
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+    /// How long to wait for the last reply.
     #[serde(default = "default_timeout")]
-    pub timeout: f64,
+    pub timeout: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -42,7 +79,10 @@ pub struct TunnelCheck {
     #[serde(default)]
     pub from: Option<String>,
     #[serde(default = "default_timeout")]
-    pub timeout: f64,
+    pub timeout: Duration,
+    /// Retried until it passes or this runs out (absent: once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -53,7 +93,10 @@ pub struct RouteCheck {
     /// The interface traffic must leave through.
     pub dev: String,
     #[serde(default = "default_timeout")]
-    pub timeout: f64,
+    pub timeout: Duration,
+    /// Retried until it passes or this runs out (absent: once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -65,15 +108,66 @@ pub struct ExecCheck {
     #[serde(default)]
     pub exit: i32,
     #[serde(default = "default_timeout")]
-    pub timeout: f64,
+    pub timeout: Duration,
+    /// Retried until it passes or this runs out (absent: once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpCheck {
+    pub from: String,
+    pub to: IpAddr,
+    pub port: u16,
+    /// How long one connection attempt may take.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MulticastCheck {
+    /// The sending node.
+    pub from: String,
+    /// The receiving node: it joins the group.
+    pub to: String,
+    pub group: IpAddr,
+    #[serde(default = "default_multicast_port")]
+    pub port: u16,
+    /// The interface of `from` to send through (default: the route lookup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    /// The interface of `to` that joins (default: every interface).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<String>,
+    /// How long one attempt waits for a datagram.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
+}
+
+fn default_multicast_port() -> u16 {
+    5007
 }
 
 fn default_count() -> u32 {
     3
 }
 
-fn default_timeout() -> f64 {
-    5.0
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// Echoes a few milliseconds apart: lab links are local, and as root any
+/// interval is allowed (iputils' 1 s would only make checks slow).
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_millis(5);
+
+fn default_interval() -> Duration {
+    DEFAULT_PING_INTERVAL
 }
 
 /// What a ping check expects.

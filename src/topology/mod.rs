@@ -18,7 +18,10 @@ use serde::Deserialize;
 
 use crate::model::IpNet;
 
-pub use self::checks::{Check, ExecCheck, Expect, PingCheck, RouteCheck, TunnelCheck};
+pub use self::checks::{
+    Check, DEFAULT_PING_INTERVAL, ExecCheck, Expect, MulticastCheck, PingCheck, RouteCheck,
+    TcpCheck, TunnelCheck,
+};
 pub use self::types::{Destination, Endpoint, Link, Node, Route, Tunnel, TunnelEndpoint};
 use self::yaml::nullable;
 pub use self::yaml::{Loc, MAX_FILE_BYTES, OneOrMany, Ordered, Scalar, Spanned, parse, read_file};

@@ -1,17 +1,18 @@
-//! Verify's jobs: the plan's checks resolved into jobs (`resolve`), and one
-//! file per kind of check that runs its job and judges the outcome.
+//! Verify's jobs: the plan's checks resolved into jobs (`resolve`), one
+//! file per kind of check that runs its job and judges the outcome, and
+//! the retrying of a check that has a `within` (here).
 
 mod encap;
 mod exec;
 mod mtu;
+mod multicast;
 mod ping;
 mod resolve;
 mod route;
+mod tcp;
 
 use std::net::IpAddr;
-use std::time::Duration;
-
-use anyhow::Result;
+use std::time::{Duration, Instant};
 
 pub(super) use self::resolve::jobs;
 use crate::check::report::Status;
@@ -26,6 +27,7 @@ pub(super) enum Job {
         to: IpAddr,
         count: u32,
         expect: Expect,
+        interval: Duration,
         timeout: Duration,
     },
     Mtu {
@@ -47,6 +49,31 @@ pub(super) enum Job {
         exit: i32,
         timeout: Duration,
     },
+    Tcp {
+        ns: String,
+        to: IpAddr,
+        port: u16,
+        timeout: Duration,
+    },
+    Multicast(multicast::Probe),
+}
+
+impl Job {
+    /// The job with its per-attempt timeout cut to `cap`, so an attempt
+    /// never runs past its check's `within`.
+    fn capped(mut self, cap: Duration) -> Job {
+        let t = match &mut self {
+            Job::Ping { timeout, .. }
+            | Job::Mtu { timeout, .. }
+            | Job::Exec { timeout, .. }
+            | Job::Tcp { timeout, .. } => timeout,
+            Job::Encap(p) => &mut p.timeout,
+            Job::Multicast(p) => &mut p.timeout,
+            Job::Route { .. } => return self,
+        };
+        *t = (*t).min(cap);
+        self
+    }
 }
 
 type Outcome = (Status, String, Vec<String>);
@@ -59,16 +86,67 @@ fn fail(summary: String, details: Vec<String>) -> Outcome {
     (Status::Fail, summary, details)
 }
 
-/// Runs one job and judges it.
-pub(super) fn execute(job: Job) -> Result<Outcome> {
-    match job {
+/// The shortest attempt a `within` still starts: less cannot see anything.
+const MIN_ATTEMPT: Duration = Duration::from_millis(10);
+/// The pause between attempts, first and longest: short at first, so a
+/// check passes soon after its condition appears; longer later, so a slow
+/// convergence is not hammered.
+const PAUSE: (Duration, Duration) = (Duration::from_millis(20), Duration::from_millis(500));
+
+/// Runs one job and judges it: once, or (`within`) again and again until it
+/// passes or the time runs out; then the last attempt's outcome says what
+/// was seen.
+pub(super) fn execute(job: Job, within: Option<Duration>) -> Outcome {
+    let Some(within) = within else {
+        return attempt(job);
+    };
+    let start = Instant::now();
+    let deadline = start + within;
+    let mut pause = PAUSE.0;
+    let mut n = 0;
+    loop {
+        n += 1;
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(MIN_ATTEMPT);
+        let (status, summary, details) = attempt(job.clone().capped(left));
+        let took = start.elapsed();
+        if status == Status::Pass {
+            let when = if n == 1 {
+                String::new()
+            } else {
+                format!(" (attempt {n}, after {})", ms(took))
+            };
+            return (status, format!("{summary}{when}"), details);
+        }
+        if Instant::now() + pause >= deadline {
+            let summary = format!(
+                "still failing after {} ({n} attempt{}); last: {summary}",
+                ms(took),
+                if n == 1 { "" } else { "s" }
+            );
+            return (status, summary, details);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(PAUSE.1);
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1e3)
+}
+
+/// One attempt of a job.
+fn attempt(job: Job) -> Outcome {
+    let r = match job {
         Job::Ping {
             ns,
             to,
             count,
             expect,
+            interval,
             timeout,
-        } => ping::check(&ns, to, count, expect, timeout),
+        } => ping::check(&ns, to, count, expect, interval, timeout),
         Job::Mtu {
             ns,
             to,
@@ -88,5 +166,13 @@ pub(super) fn execute(job: Job) -> Result<Outcome> {
             exit,
             timeout,
         } => netns::run_in(&ns, move || exec::exec(&cmd, exit, timeout)),
-    }
+        Job::Tcp {
+            ns,
+            to,
+            port,
+            timeout,
+        } => tcp::check(&ns, to, port, timeout),
+        Job::Multicast(probe) => multicast::check(probe),
+    };
+    r.unwrap_or_else(|e| (Status::Error, format!("{e:#}"), vec![]))
 }
