@@ -247,6 +247,7 @@ fn file_job(plan: &Plan, check: &Check) -> Named {
 
 fn multicast_job(plan: &Plan, m: &MulticastCheck) -> Result<Job, String> {
     Ok(Job::Multicast(multicast::Probe {
+        nodes: (m.from.clone(), m.to.clone()),
         from_ns: ns_of(plan, &m.from)?,
         to_ns: ns_of(plan, &m.to)?,
         group: m.group,
