@@ -178,3 +178,35 @@ pub enum Expect {
     Success,
     Failure,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_from_before_durations_still_reads() {
+        // Records kept `timeout` as a float of seconds.
+        let old = r#"{"ping":{"from":"a","to":"10.0.0.1","count":3,"expect":"success","timeout":2.5}}"#;
+        let c: Check = serde_json::from_str(old).unwrap();
+        assert_eq!(c.timeout(), "2.5s".parse().unwrap());
+        assert_eq!(c.within(), None);
+        let Check::Ping(p) = &c else { panic!("{c:?}") };
+        assert_eq!(p.interval, DEFAULT_PING_INTERVAL);
+    }
+
+    #[test]
+    fn every_kind_round_trips_with_its_waits() {
+        for text in [
+            r#"{"ping":{"from":"a","to":"10.0.0.1","count":2,"expect":"failure","interval":"1ms","timeout":"1s","within":"30s"}}"#,
+            r#"{"tcp":{"from":"a","to":"10.0.0.1","port":179,"timeout":"500ms","within":"10s"}}"#,
+            r#"{"multicast":{"from":"a","to":"b","group":"239.1.1.1","port":5007,"dev":"tun0","join":"eth0","timeout":"5s","within":"1m"}}"#,
+            r#"{"route":{"from":"a","to":"10.0.0.1","dev":"tun0","timeout":"5s","within":"1.5s"}}"#,
+        ] {
+            let c: Check = serde_json::from_str(text).unwrap();
+            assert!(c.within().is_some(), "{text}");
+            let back = serde_json::to_string(&c).unwrap();
+            let again: Check = serde_json::from_str(&back).unwrap();
+            assert_eq!(serde_json::to_string(&again).unwrap(), back);
+        }
+    }
+}

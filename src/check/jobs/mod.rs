@@ -119,7 +119,8 @@ pub(super) fn execute(job: Job, within: Option<Duration>) -> Outcome {
             };
             return (status, format!("{summary}{when}"), details);
         }
-        if Instant::now() + pause >= deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             let summary = format!(
                 "still failing after {} ({n} attempt{}); last: {summary}",
                 ms(took),
@@ -127,7 +128,8 @@ pub(super) fn execute(job: Job, within: Option<Duration>) -> Outcome {
             );
             return (status, summary, details);
         }
-        std::thread::sleep(pause);
+        // The last pause ends at the deadline, for one more attempt.
+        std::thread::sleep(pause.min(left));
         pause = (pause * 2).min(PAUSE.1);
     }
 }
