@@ -186,7 +186,8 @@ mod tests {
     #[test]
     fn a_record_from_before_durations_still_reads() {
         // Records kept `timeout` as a float of seconds.
-        let old = r#"{"ping":{"from":"a","to":"10.0.0.1","count":3,"expect":"success","timeout":2.5}}"#;
+        let old =
+            r#"{"ping":{"from":"a","to":"10.0.0.1","count":3,"expect":"success","timeout":2.5}}"#;
         let c: Check = serde_json::from_str(old).unwrap();
         assert_eq!(c.timeout(), "2.5s".parse().unwrap());
         assert_eq!(c.within(), None);

@@ -103,35 +103,9 @@ pub(super) fn check(p: Probe) -> Result<Outcome> {
                 other += 1;
                 continue;
             }
-            let from = got.from.map_or("?".to_owned(), |f| f.to_string());
-            let index = got.index.unwrap_or(0);
             details.push(format!("{sent} datagram(s) sent through {via}"));
-            let took = start.elapsed().as_secs_f64() * 1e3;
-            let arrived = to_ifaces.iter().find(|i| i.index == index);
-            let on = arrived.map_or(format!("interface {index}"), |i| format!("`{}`", i.name));
-            let summary =
-                format!("a datagram to {dest} from {from} arrived on {on} in {took:.1} ms");
-            let (a, b) = &p.nodes;
-            let flagless: Vec<String> = [(out.as_ref(), a), (arrived, b)]
-                .into_iter()
-                .filter_map(|(i, node)| i.filter(|i| !i.multicast).map(|i| (i, node)))
-                .map(|(i, node)| format!("`{}` of {node}", i.name))
-                .collect();
-            if flagless.is_empty() {
-                return Ok(pass(summary, details));
-            }
-            details.push(
-                "set it with `ip link set DEV multicast on`, or `multicast: true` on a tunnel"
-                    .into(),
-            );
-            return Ok(fail(
-                format!(
-                    "{summary}, but {} {} the MULTICAST flag: routing daemons will not use it",
-                    flagless.join(" and "),
-                    if flagless.len() == 1 { "lacks" } else { "lack" }
-                ),
-                details,
-            ));
+            let took = start.elapsed();
+            return Ok(judge(&p, &got, took, out.as_ref(), &to_ifaces, details));
         }
     }
     details.push(format!(
@@ -144,6 +118,48 @@ pub(super) fn check(p: Probe) -> Result<Outcome> {
         ),
         details,
     ))
+}
+
+/// The probe's own datagram `got` arrived after `took`: a pass, unless the
+/// interface it left by (`out`, where known) or arrived on lacks the
+/// MULTICAST flag.
+fn judge(
+    p: &Probe,
+    got: &Datagram,
+    took: Duration,
+    out: Option<&Iface>,
+    to_ifaces: &[Iface],
+    mut details: Vec<String>,
+) -> Outcome {
+    let from = got.from.map_or("?".to_owned(), |f| f.to_string());
+    let index = got.index.unwrap_or(0);
+    let arrived = to_ifaces.iter().find(|i| i.index == index);
+    let on = arrived.map_or(format!("interface {index}"), |i| format!("`{}`", i.name));
+    let summary = format!(
+        "a datagram to {} from {from} arrived on {on} in {:.1} ms",
+        SocketAddr::new(p.group, p.port),
+        took.as_secs_f64() * 1e3
+    );
+    let (a, b) = &p.nodes;
+    let flagless: Vec<String> = [(out, a), (arrived, b)]
+        .into_iter()
+        .filter_map(|(i, node)| i.filter(|i| !i.multicast).map(|i| (i, node)))
+        .map(|(i, node)| format!("`{}` of {node}", i.name))
+        .collect();
+    if flagless.is_empty() {
+        return pass(summary, details);
+    }
+    details.push(
+        "set it with `ip link set DEV multicast on`, or `multicast: true` on a tunnel".into(),
+    );
+    fail(
+        format!(
+            "{summary}, but {} {} the MULTICAST flag: routing daemons will not use it",
+            flagless.join(" and "),
+            if flagless.len() == 1 { "lacks" } else { "lack" }
+        ),
+        details,
+    )
 }
 
 /// A datagram read from `rx` before `until`; `None` when the time is up.
