@@ -178,3 +178,56 @@ fn attempt(job: Job) -> Outcome {
     };
     r.unwrap_or_else(|e| (Status::Error, format!("{e:#}"), vec![]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job whose namespace does not exist: every attempt is an error.
+    fn doomed() -> Job {
+        Job::Tcp {
+            ns: "grelab-checks-no-such-namespace".into(),
+            to: "192.0.2.1".parse().unwrap(),
+            port: 80,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn a_check_that_never_passes_is_retried_until_within_runs_out() {
+        let start = Instant::now();
+        let (status, summary, _) = execute(doomed(), Some(Duration::from_millis(300)));
+        let took = start.elapsed();
+        assert_eq!(status, Status::Error, "{summary}");
+        assert!(summary.starts_with("still failing after"), "{summary}");
+        assert!(summary.contains("no-such-namespace"), "{summary}");
+        let n: u32 = summary
+            .split_once(" (")
+            .and_then(|(_, r)| r.split_once(' '))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or_else(|| panic!("{summary}"));
+        // Pauses of 20, 40, 80, 160 ms, the last cut to the deadline.
+        assert!((4..=6).contains(&n), "{n} attempts: {summary}");
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_millis(600), "{took:?}");
+    }
+
+    #[test]
+    fn without_within_a_check_runs_once() {
+        let (status, summary, _) = execute(doomed(), None);
+        assert_eq!(status, Status::Error);
+        assert!(!summary.contains("attempt"), "{summary}");
+    }
+
+    #[test]
+    fn an_attempt_never_outlasts_what_is_left_of_within() {
+        let Job::Tcp { timeout, .. } = doomed().capped(Duration::from_millis(50)) else {
+            unreachable!()
+        };
+        assert_eq!(timeout, Duration::from_millis(50));
+        let Job::Tcp { timeout, .. } = doomed().capped(Duration::from_secs(60)) else {
+            unreachable!()
+        };
+        assert_eq!(timeout, Duration::from_secs(5));
+    }
+}
