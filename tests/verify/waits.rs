@@ -13,8 +13,13 @@ use super::support::*;
 
 /// The basic lab's text up to its checks, then `checks`.
 fn basic_with(checks: &str) -> String {
-    let basic = std::fs::read_to_string(root().join("topologies/basic.yaml")).unwrap();
-    let (head, _) = basic.split_once("checks:").unwrap();
+    example_with("basic.yaml", checks)
+}
+
+/// Example `file`'s text up to its checks, then `checks`.
+fn example_with(file: &str, checks: &str) -> String {
+    let text = std::fs::read_to_string(root().join("topologies").join(file)).unwrap();
+    let (head, _) = text.split_once("checks:").unwrap();
     format!("{head}checks:\n{checks}")
 }
 
@@ -164,6 +169,30 @@ fn multicast_crosses_a_veth_and_fails_without_a_route_or_the_multicast_flag() {
         assert_eq!(status, "fail", "{doc:#}");
         assert!(
             summary.contains("`e0` of b lacks the MULTICAST flag"),
+            "{summary}"
+        );
+    }
+}
+
+#[test]
+fn multicast_crosses_a_userspace_gretap_both_ways() {
+    let s = Scope::new();
+    let lab = s.yaml(
+        "mcast-gretap.yaml",
+        &example_with(
+            "gretap.yaml",
+            "  - multicast: {from: host1, to: host2, group: 239.1.1.1, dev: gtap0}
+  - multicast: {from: host2, to: host1, group: 239.1.1.1, dev: gtap0, join: gtap0, port: 6002}
+",
+        ),
+    );
+    lab.start();
+    let (code, doc) = lab.verify_json(&["--no-derived"]);
+    assert_eq!(code, 0, "{doc:#}");
+    for (i, from) in [(0, "192.168.60.1"), (1, "192.168.60.2")] {
+        let (_, summary, _) = check(&doc, i);
+        assert!(
+            summary.contains(&format!("from {from} arrived on `gtap0`")),
             "{summary}"
         );
     }
