@@ -41,7 +41,6 @@ pub(super) enum Job {
         ns: String,
         to: IpAddr,
         dev: String,
-        sources: Vec<(IpAddr, String)>,
     },
     Exec {
         ns: String,
@@ -156,12 +155,7 @@ fn attempt(job: Job) -> Outcome {
             timeout,
         } => mtu::check(&ns, to, mtu, timeout),
         Job::Encap(probe) => encap::check(probe),
-        Job::Route {
-            ns,
-            to,
-            dev,
-            sources,
-        } => route::check(&ns, to, dev, sources),
+        Job::Route { ns, to, dev } => route::check(&ns, to, dev),
         Job::Exec {
             ns,
             cmd,

@@ -186,23 +186,10 @@ fn file_job(plan: &Plan, check: &Check) -> Named {
         Check::Route(RouteCheck { from, to, dev, .. }) => (
             format!("route {from} -> {to} via {dev}"),
             "route",
-            ns(from).map(|ns| {
-                let sources = plan
-                    .steps
-                    .iter()
-                    .filter_map(|s| match s {
-                        Step::Address { ns: n, dev, addr } if *n == ns => {
-                            Some((addr.addr, dev.clone()))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                Job::Route {
-                    ns,
-                    to: *to,
-                    dev: dev.clone(),
-                    sources,
-                }
+            ns(from).map(|ns| Job::Route {
+                ns,
+                to: *to,
+                dev: dev.clone(),
             }),
         ),
         Check::Exec(ExecCheck {
