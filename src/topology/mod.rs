@@ -19,7 +19,10 @@ use serde::Deserialize;
 
 use crate::model::IpNet;
 
-pub use self::checks::{Check, ExecCheck, Expect, PingCheck, RouteCheck, TunnelCheck};
+pub use self::checks::{
+    Check, DEFAULT_PING_INTERVAL, ExecCheck, Expect, MulticastCheck, PingCheck, RouteCheck,
+    TcpCheck, TunnelCheck,
+};
 pub use self::schema::schema;
 pub use self::types::{
     Bridge, Destination, Endpoint, Link, Node, Route, Tunnel, TunnelEndpoint, Workload,

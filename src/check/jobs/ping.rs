@@ -17,11 +17,13 @@ pub(super) fn check(
     to: IpAddr,
     count: u32,
     expect: Expect,
+    interval: Duration,
     timeout: Duration,
 ) -> Result<Outcome> {
     netns::run_in(ns, move || {
         let opts = PingOptions {
             count,
+            interval,
             timeout,
             ..PingOptions::default()
         };
