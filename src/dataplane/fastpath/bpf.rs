@@ -230,3 +230,29 @@ pub(super) fn link_create(prog: &OwnedFd, ifindex: u32, attach: u32) -> Result<O
         )
     })
 }
+
+/// Runs program `prog` once on the Ethernet frame `data` (BPF_PROG_TEST_RUN,
+/// Linux 4.12): its return code and the frame as it left it.
+#[cfg(all(test, feature = "root-tests"))]
+pub(super) fn test_run(prog: &OwnedFd, data: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+    // Room for what a program adds in front (at most the outer headers).
+    let mut out = vec![0u8; data.len() + 256];
+    let mut a = Attr::zeroed();
+    a.test_run = TestRun {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: data.len() as u32,
+        data_size_out: out.len() as u32,
+        data_in: addr(data.as_ptr()),
+        data_out: addr(out.as_mut_ptr()),
+        repeat: 1,
+        ..TestRun::default()
+    };
+    // SAFETY: the kernel reads `data.len()` bytes of `data` and writes at
+    // most `out.len()` into `out`, both alive for the call.
+    unsafe { a.call(CMD_PROG_TEST_RUN) }?;
+    // SAFETY: the kernel filled in the test-run fields it returns, plain
+    // integers.
+    let (retval, len) = unsafe { (a.test_run.retval, a.test_run.data_size_out) };
+    out.truncate(len as usize);
+    Ok((retval, out))
+}

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::os::fd::RawFd;
 
 use super::asm::*;
-pub(super) use super::layout::*;
+use super::layout::*;
 use super::octets;
 
 pub(super) use decap::decap_program;
