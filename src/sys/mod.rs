@@ -11,4 +11,6 @@ pub mod netns;
 pub(crate) mod pool;
 pub mod process;
 pub mod rtnl;
+#[cfg(feature = "root-tests")]
+pub mod testns;
 pub mod tun;
