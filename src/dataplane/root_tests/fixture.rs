@@ -550,23 +550,28 @@ impl Forger {
         pkt.extend(gre);
         let total = pkt.len();
         ipv4_header(&mut pkt[..20], total, tos, 64, false, src, dst);
-        let (sa, len) = sockaddr(IpAddr::V4(dst));
-        // SAFETY: sends `pkt` to a valid sockaddr.
-        let r = unsafe {
-            libc::sendto(
-                self.0.as_raw_fd(),
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                std::ptr::addr_of!(sa).cast(),
-                len,
-            )
-        };
-        assert_eq!(
-            r,
-            pkt.len() as isize,
-            "forging: {}",
-            io::Error::last_os_error()
-        );
+        send_to(&self.0, IpAddr::V4(dst), &pkt);
     }
+}
+
+/// Sends `bytes` to `dst` on the raw socket `fd`, all of them.
+pub(super) fn send_to(fd: &OwnedFd, dst: IpAddr, bytes: &[u8]) {
+    let (sa, len) = sockaddr(dst);
+    // SAFETY: sends `bytes` (its length given) to a valid sockaddr of `len`.
+    let r = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            0,
+            std::ptr::addr_of!(sa).cast(),
+            len,
+        )
+    };
+    assert_eq!(
+        r,
+        bytes.len() as isize,
+        "forging: {}",
+        io::Error::last_os_error()
+    );
 }
