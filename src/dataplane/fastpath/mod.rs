@@ -25,7 +25,11 @@
 //! off them (`netfilter`).
 //!
 //! The programs are assembled here from their instructions: no compiler
-//! and no object files at build or run time. Closing the link descriptors detaches
+//! and no object files at build or run time. Pieces: `asm` (the
+//! assembler), `programs` (encap and decap), `layout` (the table keys,
+//! values, counters and the stack frame, as `#[repr(C)]` structs that the
+//! programs and the maps both read), `maps` and `bpf` (the syscalls, with
+//! `bpf_attr` as named structs). Closing the link descriptors detaches
 //! them, so they go with the dataplane process.
 
 mod asm;
