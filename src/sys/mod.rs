@@ -11,7 +11,8 @@ pub(crate) mod interrupt;
 pub mod netns;
 pub(crate) mod pool;
 pub mod process;
-pub mod rtnl;
+// The root tests' fixture, for the integration tests too.
 #[cfg(feature = "root-tests")]
 pub mod testns;
+pub mod rtnl;
 pub mod tun;
