@@ -6,13 +6,14 @@
 //! (plan, topology types, validate's name rules) and `error`; never `lab`,
 //! `check`, `dataplane` or `cli`.
 
+// The root tests' fixture, for the integration tests too.
+#[cfg(feature = "root-tests")]
+pub mod testns;
+
 pub(crate) mod ethtool;
 pub(crate) mod interrupt;
 pub mod netns;
 pub(crate) mod pool;
 pub mod process;
-// The root tests' fixture, for the integration tests too.
-#[cfg(feature = "root-tests")]
-pub mod testns;
 pub mod rtnl;
 pub mod tun;
