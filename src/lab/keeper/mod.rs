@@ -398,8 +398,3 @@ pub fn node_command(lab: &str, node: &str, cmd: &[String]) -> Result<std::proces
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")
 }
-
-/// The keeper's log, for messages.
-pub fn log_path(dir: &LabDir) -> std::path::PathBuf {
-    dir.path().join(LOG)
-}
