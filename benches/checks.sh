@@ -6,6 +6,10 @@
 #   up            `grelab up basic.yaml`      vs  `grelab up --no-check`  (target: <= 4x)
 #   verify        `grelab verify` of basic                                (target: <= 100 ms)
 #   down          `grelab down` with the tunnel vs the same lab without it (target: <= 2x)
+#   up+down       `grelab up --no-check` + `grelab down` of basic, tunnel included, vs the
+#                 tutorial's steps as a script of one `ip` per step and `ip netns del` each
+#                 (benches/seed-steps.sh; VXLAN stands in for GRE where the kernel has no
+#                 ip_gre)                                                 (target: <= 0.3x)
 # Runs in a private mount namespace with tmpfs /run/netns and /run/grelab,
 # as benches/run.sh does: its labs are invisible to everyone else's.
 set -euo pipefail
@@ -30,9 +34,9 @@ trap 'rm -rf "$work"' EXIT
 cp "$repo/topologies/basic.yaml" "$work/basic.yaml"
 # The same lab without its tunnel (and so without a dataplane) or checks.
 sed '/^tunnels:/,$d' "$repo/topologies/basic.yaml" >"$work/untunnelled.yaml"
-python3 - "$G" "$work" "$runs" <<'EOF'
+python3 - "$G" "$work" "$runs" "$here/seed-steps.sh" <<'EOF'
 import statistics, subprocess, sys, time
-G, work, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+G, work, runs, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 P = "cb%d-" % __import__("os").getpid()
 
 def run(*args, timed=True):
@@ -49,7 +53,15 @@ def up(file, prefix, *extra):
 def down(prefix, name="basic"):
     return run("down", "--lab", prefix + name)
 
-times = {k: [] for k in ["up", "up --no-check", "verify", "down (tunnel)", "down (no tunnel)"]}
+def script(*args):
+    t = time.perf_counter()
+    r = subprocess.run(["sh", steps, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        sys.exit(f"{steps} {' '.join(args)} failed: {r.stderr.decode()}")
+    return time.perf_counter() - t
+
+times = {k: [] for k in ["up", "up --no-check", "verify", "down (tunnel)", "down (no tunnel)",
+                         "grelab up+down", "ip steps up+down"]}
 try:
     up("basic.yaml", P + "v")
     for _ in range(runs):
@@ -60,7 +72,10 @@ try:
         up("untunnelled.yaml", P + "c", "--no-check")
         times["down (no tunnel)"].append(down(P + "c"))
         times["verify"].append(run("verify", "--lab", P + "vbasic"))
+        times["grelab up+down"].append(up("basic.yaml", P + "d", "--no-check") + down(P + "d"))
+        times["ip steps up+down"].append(script("up", P + "s") + script("down", P + "s"))
 finally:
+    subprocess.run(["sh", steps, "down", P + "s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     subprocess.run([G, "down", "--all"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
 for k, v in times.items():
@@ -68,4 +83,5 @@ for k, v in times.items():
 print(f"up / up --no-check        {med['up'] / med['up --no-check']:.2f}x  (target <= 4x)")
 print(f"verify                    {med['verify']:.1f} ms  (target <= 100 ms)")
 print(f"down tunnel / no tunnel   {med['down (tunnel)'] / med['down (no tunnel)']:.2f}x  (target <= 2x)")
+print(f"grelab / ip steps         {med['grelab up+down'] / med['ip steps up+down']:.2f}x  (up --no-check + down; target <= 0.3x)")
 EOF
