@@ -679,3 +679,54 @@ fn completions_and_man_pages_come_from_the_command_line_itself() {
         "the hidden command has no page"
     );
 }
+
+/// Mermaid's own parser (tests/mermaid, installed by tests/run.sh from npm)
+/// accepts the graph of every example, and refuses a broken one.
+#[cfg(feature = "root-tests")]
+#[test]
+fn mermaid_parses_the_graph_of_every_example() {
+    let dir = std::env::temp_dir().join(format!("grelab-mermaid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for file in good_files() {
+        let f = file.to_string_lossy();
+        let out = grelab(&["graph", &f, "--format", "mermaid"]);
+        assert_exit(&out, 0, &f);
+        let path = dir.join(format!(
+            "{}.mmd",
+            file.file_stem().unwrap().to_string_lossy()
+        ));
+        std::fs::write(&path, &out.stdout).unwrap();
+        files.push(path);
+    }
+    let broken = dir.join("broken.mmd");
+    std::fs::write(&broken, "flowchart LR\n  a -->\n").unwrap();
+    let check = |files: &[std::path::PathBuf]| {
+        Command::new("node")
+            .arg(root().join("tests/mermaid/check.mjs"))
+            .args(files)
+            .output()
+            .expect("`node` is not installed; tests/run.sh installs it")
+    };
+    let good = check(&files);
+    let bad = check(std::slice::from_ref(&broken));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        good.status.success(),
+        "{}{}",
+        text(&good.stdout),
+        text(&good.stderr)
+    );
+    assert_eq!(
+        text(&good.stdout)
+            .lines()
+            .filter(|l| l.starts_with("ok "))
+            .count(),
+        files.len()
+    );
+    assert!(
+        !bad.status.success(),
+        "the parser took a broken graph: {}",
+        text(&bad.stdout)
+    );
+}
