@@ -675,9 +675,38 @@ fn completions_and_man_pages_come_from_the_command_line_itself() {
         );
     }
     assert!(
-        !dir.path().join("grelab-dataplane.1").exists(),
-        "the hidden command has no page"
+        !dir.path().join("grelab-dataplane.1").exists()
+            && !dir.path().join("grelab-keeper.1").exists(),
+        "the hidden commands have no page"
     );
+    // Every page renders with man(1) itself, without a warning.
+    let mut pages = 0;
+    for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "1") {
+            continue;
+        }
+        pages += 1;
+        let out = Command::new("man")
+            .args(["-l", "-P", "cat"])
+            .arg(&path)
+            .env("MANWIDTH", "80")
+            .output()
+            .expect("`man` (man-db) is not installed; tests/run.sh installs it");
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(out.status.success(), "man -l {name}: {}", text(&out.stderr));
+        assert!(
+            out.stderr.is_empty(),
+            "man -l {name} warns: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains("NAME"),
+            "man -l {name}: {}",
+            text(&out.stdout)
+        );
+    }
+    assert!(pages >= 15, "only {pages} man pages");
 }
 
 /// Mermaid's own parser (tests/mermaid, installed by tests/run.sh from npm)

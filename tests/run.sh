@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 need=()
-for pair in ip:iproute2 dot:graphviz tcpdump:tcpdump ping:iputils-ping iperf3:iperf3 busybox:busybox-static nft:nftables iptables-legacy:iptables bird:bird2 node:nodejs npm:npm; do
+for pair in ip:iproute2 dot:graphviz tcpdump:tcpdump ping:iputils-ping iperf3:iperf3 busybox:busybox-static nft:nftables iptables-legacy:iptables bird:bird2 node:nodejs npm:npm man:man-db; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
