@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use self::build::build;
 // The vocabulary lives in `model`; this path keeps working for the layers
 // that still import it from here.
-use crate::model::{Backend, EndOptions, IpNet, TunnelEnd};
+use crate::model::{Backend, EndOptions, Impairment, IpNet, TunnelEnd};
 
 use crate::topology::{Check, Destination};
 
@@ -67,6 +67,14 @@ pub enum Step {
         dev: String,
         addr: IpAddr,
         mac: Mac,
+    },
+    /// Impairments of an interface's egress (a veth end or a tunnel
+    /// device); the mechanism (netem, tbf, tc-BPF, the dataplane) is
+    /// chosen when applying, by what the kernel has.
+    Impair {
+        ns: String,
+        dev: String,
+        impairment: Impairment,
     },
 }
 
@@ -135,7 +143,8 @@ impl Step {
             | Step::Address { ns, .. }
             | Step::Up { ns, .. }
             | Step::Route { ns, .. }
-            | Step::Neighbor { ns, .. } => ns,
+            | Step::Neighbor { ns, .. }
+            | Step::Impair { ns, .. } => ns,
             Step::Tunnel { end, .. } => &end.netns,
         }
     }
@@ -216,6 +225,18 @@ impl Plan {
             }
         }
         out
+    }
+
+    /// The impaired interfaces: (namespace, device, impairment).
+    pub fn impairments(&self) -> impl Iterator<Item = (&str, &str, &Impairment)> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Impair {
+                ns,
+                dev,
+                impairment,
+            } => Some((ns.as_str(), dev.as_str(), impairment)),
+            _ => None,
+        })
     }
 
     /// The resolved tunnel ends.

@@ -8,6 +8,7 @@
 
 mod checks;
 pub(crate) mod generate;
+mod impair;
 mod schema;
 mod types;
 mod yaml;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use crate::model::IpNet;
 
 pub use self::checks::{Check, ExecCheck, Expect, PingCheck, RouteCheck, TunnelCheck};
+pub use self::impair::{Impair, ImpairParams};
 pub use self::schema::schema;
 pub use self::types::{Destination, Endpoint, Link, Node, Route, Tunnel, TunnelEndpoint, Workload};
 use self::yaml::nullable;

@@ -8,6 +8,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
+use super::impair::Impair;
 use super::yaml::{OneOrMany, Ordered, Scalar, Spanned, nullable};
 use crate::model::{Backend, EndOptions, Family, IpNet, TunnelKind};
 
@@ -126,6 +127,8 @@ pub struct Link {
     #[serde(default)]
     pub addresses: Option<Spanned<[OneOrMany<IpNet>; 2]>>,
     pub mtu: Option<Spanned<u32>>,
+    /// Impairments of the ends' egress (see `impair`).
+    pub impair: Option<Impair>,
 }
 
 /// `node:iface`, the containerlab convention.
@@ -197,6 +200,8 @@ pub struct Tunnel {
     /// Which dataplane builds it.
     #[serde(default)]
     pub backend: Backend,
+    /// Impairments of the tunnel devices' egress: the overlay only.
+    pub impair: Option<Impair>,
 }
 
 /// One end of a tunnel.

@@ -6,6 +6,7 @@
 
 mod addresses;
 mod checks;
+mod impair;
 mod links;
 mod names;
 mod routes;
@@ -76,6 +77,7 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
     c.addresses();
     c.routes();
     c.underlays();
+    c.impairments();
     c.checks();
     c.software();
     c.finish()
