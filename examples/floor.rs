@@ -281,6 +281,7 @@ fn message(step: &Step, idx: &mut Indexes, nss: &HashMap<&str, Ns>) -> Result<Op
     Ok(Some(match step {
         Step::Namespace { .. } | Step::Sysctl { .. } => return Ok(None),
         Step::Tunnel { .. } => return Err("tunnels are not part of the floor".into()),
+        Step::Impair { .. } => return Err("impairments are not part of the floor".into()),
         Step::Veth {
             ns,
             name,

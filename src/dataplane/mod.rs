@@ -29,6 +29,7 @@ pub mod demux;
 mod engine;
 mod fast;
 pub mod fastpath;
+pub mod impair;
 mod offload;
 mod rx;
 mod sock;

@@ -7,6 +7,7 @@
 //! control API (start, stop, identity, stats); never imports `check` or `cli`.
 
 mod configure;
+pub mod impair;
 pub mod journal;
 pub mod keeper;
 mod progress;

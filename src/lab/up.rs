@@ -42,10 +42,15 @@ fn choose_backends(
     wanted: Option<Backend>,
     probe_ns: &str,
     done: &AtomicUsize,
+    delayed: &[(String, String)],
 ) -> Result<(Vec<Chosen>, Vec<String>)> {
     let mut kinds: Vec<TunnelKind> = Vec::new();
+    let delayed_here = |end: &TunnelEnd| delayed.contains(&(end.netns.clone(), end.name.clone()));
     for (end, b) in plan.tunnels() {
-        if wanted.unwrap_or(b) != Backend::Userspace && !kinds.contains(&end.kind) {
+        if wanted.unwrap_or(b) != Backend::Userspace
+            && !delayed_here(end)
+            && !kinds.contains(&end.kind)
+        {
             kinds.push(end.kind);
         }
     }
@@ -74,6 +79,15 @@ fn choose_backends(
         let b = wanted.unwrap_or(b);
         let chosen = match b {
             Backend::Userspace => Backend::Userspace,
+            // Without netem only the dataplane delays (refuse_unsupported
+            // has refused a kernel end).
+            Backend::Auto if delayed_here(end) => {
+                notes.push(format!(
+                    "backend: userspace for tunnel `{}` in `{}`: it is delayed, and this kernel has no sch_netem",
+                    end.name, end.netns
+                ));
+                Backend::Userspace
+            }
             Backend::Kernel if has(end.kind) => Backend::Kernel,
             Backend::Kernel => {
                 return Err(error::environment(format!(
@@ -125,11 +139,13 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
     }
     namespaces_free(plan)?;
     crate::lab::keeper::preflight(plan)?;
+    // What the kernel cannot impair is refused here, before anything exists.
+    let impairs = crate::lab::impair::decide(plan, backend)?;
 
     let dir = state::LabDir::create(&plan.lab)?;
     let journal = crate::lab::journal::Writer::open(&dir)?;
     let mut undo = Undo::default();
-    let built = build(plan, backend, &journal, &mut undo).and_then(|built| {
+    let built = build(plan, backend, impairs.as_ref(), &journal, &mut undo).and_then(|built| {
         dir.write(crate::lab::keeper::HOSTS, plan.hosts().as_bytes())?;
         let keeper = match crate::lab::keeper::spec(plan, &built.3)? {
             Some(spec) => {
@@ -351,6 +367,7 @@ fn init_namespace(mark: &str) -> Result<()> {
 fn build(
     plan: &Plan,
     backend: Option<Backend>,
+    impairs: Option<&crate::lab::impair::Decision>,
     journal: &crate::lab::journal::Writer,
     undo: &mut Undo,
 ) -> Result<Built> {
@@ -365,7 +382,8 @@ fn build(
     // Backends first: the dataplane then makes its devices while the veths
     // are being created.
     let probe = plan.namespaces().next().unwrap_or_default().to_owned();
-    let (ends, notes) = choose_backends(plan, backend, &probe, progress.done())?;
+    let delayed = impairs.map_or(&[][..], |d| &d.delayed[..]);
+    let (ends, mut notes) = choose_backends(plan, backend, &probe, progress.done(), delayed)?;
     let user: Vec<TunnelEnd> = ends
         .iter()
         .filter(|(_, b)| *b == Backend::Userspace)
@@ -399,6 +417,10 @@ fn build(
         async move { configure::configure(&rtnl, mark, &job).await }
     })?;
     timings.lap("configure");
+    if let Some(d) = impairs {
+        notes.extend(impair(plan, &ends, d)?);
+        timings.lap("impairments");
+    }
 
     let backends = ends
         .iter()
@@ -414,6 +436,31 @@ fn build(
         })
         .collect();
     Ok((pid, backends, notes, identities))
+}
+
+/// Phase 4: the impairments, per namespace; a line for the user on each.
+fn impair(plan: &Plan, ends: &[Chosen], d: &crate::lab::impair::Decision) -> Result<Vec<String>> {
+    let mut jobs: Vec<(String, Vec<(String, crate::model::Impairment)>)> = Vec::new();
+    let mut notes = Vec::new();
+    for (ns, dev, imp) in plan.impairments() {
+        let user = ends
+            .iter()
+            .any(|(e, b)| e.netns == ns && e.name == dev && *b == Backend::Userspace);
+        let how = crate::lab::impair::mechanisms(imp, d.netem, user);
+        notes.push(format!("impair {ns}:{dev}: {imp} by {how}"));
+        match jobs.iter_mut().find(|(n, _)| n == ns) {
+            Some((_, list)) => list.push((dev.to_owned(), *imp)),
+            None => jobs.push((ns.to_owned(), vec![(dev.to_owned(), *imp)])),
+        }
+    }
+    let netem = d.netem;
+    in_namespaces(jobs, None, |rtnl, list| async move {
+        for (dev, imp) in &list {
+            crate::lab::impair::apply(&rtnl, dev, imp, netem).await?;
+        }
+        Ok(())
+    })?;
+    Ok(notes)
 }
 
 /// Phase 2: the veths, each created from its first end, while the

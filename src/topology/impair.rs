@@ -58,7 +58,7 @@ impl ImpairParams {
 /// Both directions, or per end.
 #[derive(Debug, Clone)]
 pub enum Impair {
-    Both(ImpairParams),
+    Both(Box<ImpairParams>),
     /// (the end as written, its egress's parameters), in file order.
     PerEnd(Vec<(Spanned<String>, ImpairParams)>),
 }
@@ -102,7 +102,7 @@ impl<'de> Deserialize<'de> for Impair {
                     }
                 }
                 Ok(match both {
-                    Some(p) => Impair::Both(p),
+                    Some(p) => Impair::Both(Box::new(p)),
                     None => Impair::PerEnd(ends),
                 })
             }
@@ -135,7 +135,7 @@ impl Impair {
         let mut out = [Vec::new(), Vec::new()];
         let mut unknown = Vec::new();
         match self {
-            Impair::Both(p) => out.iter_mut().for_each(|v| v.push(p)),
+            Impair::Both(p) => out.iter_mut().for_each(|v| v.push(&**p)),
             Impair::PerEnd(ends) => {
                 for (k, p) in ends {
                     match keys.iter().position(|n| *n == k.value) {

@@ -22,6 +22,7 @@ mod addr;
 mod link;
 mod neigh;
 pub mod netfilter;
+mod qdisc;
 mod route;
 mod tunnel;
 
@@ -29,6 +30,7 @@ mod tunnel;
 mod fixture;
 
 pub use link::{Link, link_mtu, lo_alias, mark_lo};
+pub use qdisc::{Carrier, PROGRAM_PREFIX, program_name};
 pub use route::{Route, route_oif};
 
 /// A netlink connection to the kernel, bound to one network namespace.
