@@ -25,6 +25,7 @@
 //! or `cli`.
 
 mod control;
+mod delay;
 pub mod demux;
 mod engine;
 mod fast;
@@ -43,5 +44,6 @@ mod testing;
 mod root_tests;
 
 pub use control::{Spec, find, is_running, serve, start, stats_path, stop};
+pub use delay::{IMPAIR_FILE, Impaired};
 pub use engine::run;
 pub use stats::{Stats, TunnelStats, read_stats};

@@ -134,3 +134,23 @@ pub fn decide(plan: &crate::plan::Plan, wanted: Option<Backend>) -> Result<Optio
     }
     Ok(Some(d))
 }
+
+/// Writes what the dataplane of lab `lab` impairs (its userspace ends'
+/// impairments; it carries their delays): it reads the file at start and
+/// whenever it changes.
+pub fn write_dataplane_file(lab: &str, list: &[dataplane::Impaired]) -> Result<()> {
+    let dir = crate::lab::state::LabDir::create(lab)?;
+    let json = serde_json::to_vec(list)?;
+    dir.write(dataplane::IMPAIR_FILE, &json)
+}
+
+/// What the dataplane of lab `lab` impairs, as its file says.
+pub fn read_dataplane_file(lab: &str) -> Result<Vec<dataplane::Impaired>> {
+    let Some(dir) = crate::lab::state::LabDir::open(lab)? else {
+        return Ok(Vec::new());
+    };
+    match dir.read(dataplane::IMPAIR_FILE)? {
+        Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+        None => Ok(Vec::new()),
+    }
+}

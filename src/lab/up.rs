@@ -447,7 +447,12 @@ fn impair(plan: &Plan, ends: &[Chosen], d: &crate::lab::impair::Decision) -> Res
             .iter()
             .any(|(e, b)| e.netns == ns && e.name == dev && *b == Backend::Userspace);
         let how = crate::lab::impair::mechanisms(imp, d.netem, user);
-        notes.push(format!("impair {ns}:{dev}: {imp} by {how}"));
+        let node = plan
+            .nodes
+            .iter()
+            .find(|n| n.ns == ns)
+            .map_or(ns, |n| n.node.as_str());
+        notes.push(format!("impair {node}:{dev}: {imp} by {how}"));
         match jobs.iter_mut().find(|(n, _)| n == ns) {
             Some((_, list)) => list.push((dev.to_owned(), *imp)),
             None => jobs.push((ns.to_owned(), vec![(dev.to_owned(), *imp)])),
@@ -488,6 +493,16 @@ fn links_and_dataplane(
         .zip(veths)
         .filter(|(_, steps)| !steps.is_empty())
         .collect();
+    let impaired: Vec<crate::dataplane::Impaired> = plan
+        .impairments()
+        .filter(|(ns, dev, _)| user.iter().any(|e| e.netns == *ns && e.name == *dev))
+        .map(|(ns, dev, imp)| (ns.to_owned(), dev.to_owned(), *imp))
+        .collect();
+    if !impaired.is_empty()
+        && let Err(e) = crate::lab::impair::write_dataplane_file(&plan.lab, &impaired)
+    {
+        return (Err(e), Ok(None));
+    }
     std::thread::scope(|s| {
         let dataplane = (!user.is_empty()).then(|| {
             s.spawn(|| {
