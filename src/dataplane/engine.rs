@@ -26,6 +26,8 @@ use crate::wire::gre;
 
 pub(super) const EPOLL_TIMEOUT_MS: i32 = 200;
 pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// How often the impairments file is looked at.
+const IMPAIRS_EVERY: Duration = Duration::from_millis(100);
 /// Epoll tokens at or above this are sockets; below, tunnel devices.
 pub(super) const SOCK_TOKEN: u64 = 1 << 32;
 
@@ -263,6 +265,7 @@ impl Engine {
         let mut events = vec![unsafe { zeroed::<libc::epoll_event>() }; 256];
         let mut flushed = Instant::now();
         let mut fast_checked = Instant::now();
+        let mut impairs_checked = Instant::now();
         let mut write_failed = false;
         while !stop.load(Ordering::Relaxed) {
             // Stats are written when no packet waits (a write takes up to
@@ -308,10 +311,12 @@ impl Engine {
                 }
             }
             self.release_due();
-            if fast_checked.elapsed() >= FLUSH_EVERY
-                && let Some(list) = impairs.changed()
-            {
-                self.set_impairments(&list);
+            // A change by `grelab impair` shows within a tenth of a second.
+            if impairs_checked.elapsed() >= IMPAIRS_EVERY {
+                if let Some(list) = impairs.changed() {
+                    self.set_impairments(&list);
+                }
+                impairs_checked = Instant::now();
             }
             // Idle, or busy for long: then write anyway.
             if self.fast.is_some() && fast_checked.elapsed() >= FLUSH_EVERY {

@@ -8,13 +8,16 @@
 //! | no sch_netem       | the dataplane (userspace tunnel ends only) | tc-BPF program      | tbf  |
 
 use std::os::fd::AsFd;
+use std::sync::Mutex;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 
 use crate::dataplane;
 use crate::error;
+use crate::lab::state::State;
 use crate::model::{Backend, Impairment};
-use crate::sys::pool::in_private_namespace;
+use crate::plan::Step;
+use crate::sys::pool::{in_namespaces, in_private_namespace};
 use crate::sys::rtnl::{Carrier, Rtnl};
 
 /// Whether the kernel has sch_netem, probed in a namespace of the probe's
@@ -23,25 +26,28 @@ pub fn netem_available() -> Result<bool> {
     in_private_namespace(|rtnl| async move { rtnl.supports_netem().await })
 }
 
-/// What carries each impairment of an interface, for the user.
+/// What carries each impairment of an interface, for the user: like
+/// `netem (delay, loss), tbf (rate)`.
 pub fn mechanisms(imp: &Impairment, netem: bool, userspace: bool) -> String {
-    let mut parts = Vec::new();
-    if netem {
-        if imp.delays() || imp.mangles() {
-            parts.push("netem");
-        }
-    } else {
-        if imp.delays() && userspace {
-            parts.push("the userspace dataplane (delay)");
-        }
-        if imp.mangles() {
-            parts.push("a tc-BPF program");
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (name, _) in imp.parameters() {
+        let by = match name {
+            "rate" => "tbf",
+            _ if netem => "netem",
+            "delay" | "jitter" | "reorder" if userspace => "the dataplane",
+            "delay" | "jitter" | "reorder" => "nothing (no sch_netem)",
+            _ => "tc-BPF",
+        };
+        match groups.iter_mut().find(|(b, _)| *b == by) {
+            Some((_, names)) => names.push(name),
+            None => groups.push((by, vec![name])),
         }
     }
-    if imp.rate.is_some() {
-        parts.push("tbf (rate)");
-    }
-    parts.join(", ")
+    groups
+        .iter()
+        .map(|(by, names)| format!("{by} ({})", names.join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An error (exit 3) if this kernel cannot carry `imp` on `ns`'s `dev`:
@@ -152,5 +158,242 @@ pub fn read_dataplane_file(lab: &str) -> Result<Vec<dataplane::Impaired>> {
     match dir.read(dataplane::IMPAIR_FILE)? {
         Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
         None => Ok(Vec::new()),
+    }
+}
+
+/// An impaired interface of a running lab, as `grelab impair --show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Shown {
+    pub node: String,
+    pub iface: String,
+    pub impairment: Impairment,
+    /// The mechanisms that carry it.
+    pub by: String,
+}
+
+/// Every interface of `state`'s lab: (node, namespace, device, its tunnel
+/// end's backend if it is one), in plan order.
+fn interfaces(state: &State) -> Vec<(String, String, String, Option<Backend>)> {
+    let node = |ns: &str| {
+        state
+            .plan
+            .nodes
+            .iter()
+            .find(|n| n.ns == ns)
+            .map_or(ns.to_owned(), |n| n.node.clone())
+    };
+    let mut out = Vec::new();
+    for s in &state.plan.steps {
+        match s {
+            Step::Veth {
+                ns,
+                name,
+                peer_ns,
+                peer,
+                ..
+            } => {
+                out.push((node(ns), ns.clone(), name.clone(), None));
+                out.push((node(peer_ns), peer_ns.clone(), peer.clone(), None));
+            }
+            Step::Tunnel { end, .. } => {
+                let b = state
+                    .backends
+                    .iter()
+                    .find(|b| b.namespace == end.netns && b.device == end.name)
+                    .map_or(Backend::Kernel, |b| b.backend);
+                out.push((
+                    node(&end.netns),
+                    end.netns.clone(),
+                    end.name.clone(),
+                    Some(b),
+                ));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The kernel's impairments of each (namespace, device).
+fn read_kernel(ifaces: &[(String, String)]) -> Result<Vec<Impairment>> {
+    let mut jobs: Vec<(String, Vec<(usize, String)>)> = Vec::new();
+    for (i, (ns, dev)) in ifaces.iter().enumerate() {
+        match jobs.iter_mut().find(|(n, _)| n == ns) {
+            Some((_, list)) => list.push((i, dev.clone())),
+            None => jobs.push((ns.clone(), vec![(i, dev.clone())])),
+        }
+    }
+    let found = Mutex::new(vec![Impairment::default(); ifaces.len()]);
+    in_namespaces(jobs, None, |rtnl, devs| {
+        let found = &found;
+        async move {
+            for (i, dev) in devs {
+                let imp = rtnl.impairment(&dev).await?;
+                found.lock().map_err(|_| anyhow!("poisoned"))?[i] = imp;
+            }
+            Ok(())
+        }
+    })?;
+    found.into_inner().map_err(|_| anyhow!("poisoned"))
+}
+
+/// What a dataplane impairs of `ns`'s `dev`, if it lists it.
+fn in_dataplane(list: &[dataplane::Impaired], ns: &str, dev: &str) -> Option<Impairment> {
+    list.iter()
+        .find(|(n, d, _)| n == ns && d == dev)
+        .map(|(_, _, i)| *i)
+}
+
+/// The delays of `dp` with the rest of `kernel`.
+fn combined(kernel: Impairment, dp: Option<Impairment>) -> Impairment {
+    match dp {
+        Some(d) if d.delays() => Impairment {
+            delay: d.delay,
+            jitter: d.jitter,
+            reorder: d.reorder,
+            ..kernel
+        },
+        _ => kernel,
+    }
+}
+
+/// Every impairment in force in `state`'s lab, read from the kernel (and,
+/// for delays the dataplane carries, from its file).
+pub fn show(state: &State) -> Result<Vec<Shown>> {
+    let all = interfaces(state);
+    let pairs: Vec<(String, String)> = all
+        .iter()
+        .map(|(_, ns, d, _)| (ns.clone(), d.clone()))
+        .collect();
+    let kernel = read_kernel(&pairs)?;
+    let dp = read_dataplane_file(&state.plan.lab)?;
+    let netem = netem_available()?;
+    let mut out = Vec::new();
+    for ((node, ns, dev, backend), k) in all.into_iter().zip(kernel) {
+        let imp = combined(k, in_dataplane(&dp, &ns, &dev));
+        if imp.is_empty() {
+            continue;
+        }
+        out.push(Shown {
+            by: mechanisms(&imp, netem, backend == Some(Backend::Userspace)),
+            node,
+            iface: dev,
+            impairment: imp,
+        });
+    }
+    Ok(out)
+}
+
+/// Changes the impairments of `node`'s `iface` in `state`'s lab: each of
+/// `changes` (parameter, value; a zero value removes it) is set, the others
+/// keep their values; `clear` removes them all first. Returns what is in
+/// force after.
+pub fn change(
+    state: &State,
+    node: &str,
+    iface: &str,
+    changes: &[(&str, String)],
+    clear: bool,
+) -> Result<Shown> {
+    let all = interfaces(state);
+    let Some((_, ns, dev, backend)) = all.iter().find(|(n, _, d, _)| n == node && d == iface)
+    else {
+        let names: Vec<String> = all
+            .iter()
+            .filter(|(n, ..)| n == node)
+            .map(|(_, _, d, _)| d.clone())
+            .collect();
+        return Err(error::bad_input(if names.is_empty() {
+            format!(
+                "lab `{}` has no node `{node}` with interfaces",
+                state.plan.lab
+            )
+        } else {
+            format!(
+                "node `{node}` has no interface `{iface}`; it has: {}",
+                names.join(", ")
+            )
+        }));
+    };
+    let user = *backend == Some(Backend::Userspace);
+    let mut dp = read_dataplane_file(&state.plan.lab)?;
+    if user && in_dataplane(&dp, ns, dev).is_none() {
+        return Err(error::environment(format!(
+            "`{node}:{iface}` is a userspace tunnel end that was not impaired when the lab came up: \
+             it may be on the eBPF fast path, which no impairment reaches; declare `impair:` on \
+             its tunnel in the file and run the lab again"
+        )));
+    }
+    let netem = netem_available()?;
+    let now = read_kernel(&[(ns.clone(), dev.clone())])?
+        .pop()
+        .unwrap_or_default();
+    let mut new = if clear {
+        Impairment::default()
+    } else {
+        combined(now, in_dataplane(&dp, ns, dev))
+    };
+    for (k, v) in changes {
+        new.set(k, v)
+            .map_err(|e| error::bad_input(format!("--{k} {v}: {e}")))?;
+    }
+    refuse_unsupported(node, dev, &new, netem, *backend)?;
+    let job = vec![(ns.clone(), (dev.clone(), new))];
+    in_namespaces(job, None, |rtnl, (dev, imp)| async move {
+        apply(&rtnl, &dev, &imp, netem).await
+    })?;
+    if user {
+        let keep = if netem { Impairment::default() } else { new };
+        dp.retain(|(n, d, _)| !(n == ns && d == dev));
+        dp.push((ns.clone(), dev.clone(), keep));
+        write_dataplane_file(&state.plan.lab, &dp)?;
+    }
+    Ok(Shown {
+        node: node.to_owned(),
+        iface: iface.to_owned(),
+        by: mechanisms(&new, netem, user),
+        impairment: new,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn imp(pairs: &[(&str, &str)]) -> Impairment {
+        let mut i = Impairment::default();
+        for (k, v) in pairs {
+            i.set(k, v).unwrap();
+        }
+        i
+    }
+
+    #[test]
+    fn each_parameter_is_said_to_be_carried_by_what_this_kernel_has() {
+        let i = imp(&[("delay", "20ms"), ("loss", "1%"), ("rate", "1mbit")]);
+        assert_eq!(
+            mechanisms(&i, true, false),
+            "netem (delay, loss), tbf (rate)"
+        );
+        assert_eq!(
+            mechanisms(&i, false, true),
+            "the dataplane (delay), tc-BPF (loss), tbf (rate)"
+        );
+    }
+
+    #[test]
+    fn a_delay_without_netem_is_refused_unless_the_dataplane_carries_it() {
+        let d = imp(&[("delay", "20ms")]);
+        let e = refuse_unsupported("h1", "veth0", &d, false, None).unwrap_err();
+        assert_eq!(error::exit_code(&e), 3);
+        let text = e.to_string();
+        for want in ["`h1:veth0`", "`delay`", "sch_netem"] {
+            assert!(text.contains(want), "{text}");
+        }
+        assert!(refuse_unsupported("h1", "t0", &d, false, Some(Backend::Kernel)).is_err());
+        assert!(refuse_unsupported("h1", "t0", &d, false, Some(Backend::Userspace)).is_ok());
+        assert!(refuse_unsupported("h1", "veth0", &d, true, None).is_ok());
+        let loss = imp(&[("loss", "5%")]);
+        assert!(refuse_unsupported("h1", "veth0", &loss, false, None).is_ok());
     }
 }

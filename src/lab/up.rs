@@ -17,7 +17,7 @@ use crate::error;
 use crate::lab::configure::{self, Slots};
 use crate::lab::progress::{Progress, Timings};
 use crate::lab::state::{self, EndBackend, State};
-use crate::model::Backend;
+use crate::model::{Backend, Impairment};
 use crate::model::{TunnelEnd, TunnelKind};
 use crate::plan::{Plan, Step};
 use crate::sys::netns::{self, NsId};
@@ -392,7 +392,8 @@ fn build(
     timings.lap("backend probe");
     crate::sys::interrupt::check()?;
     progress.phase("creating links");
-    let (veths, pid) = links_and_dataplane(plan, user, progress.done());
+    let netem = impairs.is_some_and(|d| d.netem);
+    let (veths, pid) = links_and_dataplane(plan, user, netem, progress.done());
     // Journal the dataplane before reporting any error, so it is undone.
     let pid = match pid {
         Ok(p) => {
@@ -474,6 +475,7 @@ fn impair(plan: &Plan, ends: &[Chosen], d: &crate::lab::impair::Decision) -> Res
 fn links_and_dataplane(
     plan: &Plan,
     user: Vec<TunnelEnd>,
+    netem: bool,
     done: &AtomicUsize,
 ) -> (Result<()>, Result<Option<crate::sys::process::Identity>>) {
     let dir = state::lab_dir(&plan.lab);
@@ -496,7 +498,11 @@ fn links_and_dataplane(
     let impaired: Vec<crate::dataplane::Impaired> = plan
         .impairments()
         .filter(|(ns, dev, _)| user.iter().any(|e| e.netns == *ns && e.name == *dev))
-        .map(|(ns, dev, imp)| (ns.to_owned(), dev.to_owned(), *imp))
+        // Listed even where netem delays: the end stays off the fast path.
+        .map(|(ns, dev, imp)| {
+            let imp = if netem { Impairment::default() } else { *imp };
+            (ns.to_owned(), dev.to_owned(), imp)
+        })
         .collect();
     if !impaired.is_empty()
         && let Err(e) = crate::lab::impair::write_dataplane_file(&plan.lab, &impaired)

@@ -259,10 +259,25 @@ impl Impairment {
         .collect()
     }
 
-    /// Sets parameter `name` from its text (`delay`, `20ms`); a zero value clears it.
+    /// Sets parameter `name` from its text (`delay`, `20ms`); a zero value
+    /// (or `0`, `none`) clears it.
     pub fn set(&mut self, name: &str, text: &str) -> Result<(), String> {
         fn nz<T: Default + PartialEq>(v: T) -> Option<T> {
             (v != T::default()).then_some(v)
+        }
+        let off = matches!(text.trim(), "0" | "none");
+        match name {
+            "delay" if off => self.delay = None,
+            "jitter" if off => self.jitter = None,
+            "loss" if off => self.loss = None,
+            "duplicate" if off => self.duplicate = None,
+            "corrupt" if off => self.corrupt = None,
+            "reorder" if off => self.reorder = None,
+            "rate" if off => self.rate = None,
+            _ => {}
+        }
+        if off && PARAMETERS.contains(&name) {
+            return Ok(());
         }
         match name {
             "delay" => self.delay = nz(Micros::parse(text)?),
@@ -360,6 +375,10 @@ mod tests {
         assert_eq!(now.to_string(), "delay 50ms loss 5%");
         now.set("loss", "0%").unwrap();
         assert_eq!(now.to_string(), "delay 50ms");
+        now.set("rate", "1mbit").unwrap();
+        now.set("rate", "none").unwrap();
+        now.set("delay", "0").unwrap();
+        assert!(now.is_empty(), "{now}");
         assert!(now.set("latency", "1ms").is_err());
     }
 }
