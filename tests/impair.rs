@@ -293,3 +293,61 @@ fn what_this_kernel_cannot_impair_is_refused_before_anything_exists() {
     );
     assert!(!lab.dir().exists(), "{} was made", lab.dir().display());
 }
+
+#[test]
+fn duplicates_and_corruption_are_the_shares_configured() {
+    let s = Scope::new();
+    let lab = pair(&s, "impair-dup", "{\"na:e0\": {duplicate: 50%}}");
+    lab.start();
+    let a = lab.ns("na");
+    warm_up(&a, "10.77.0.2");
+    let out = in_ns(
+        &a,
+        &[
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            "400",
+            "-i",
+            "0.002",
+            "-W",
+            "1",
+            "10.77.0.2",
+        ],
+    );
+    let dups: f64 = out
+        .stdout
+        .split('+')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    // Each duplicated request is answered twice.
+    let half = 2.576 * (400.0_f64 * 0.25).sqrt();
+    println!("duplicate 50%: {dups} duplicates of 400 pings, expected 200 +- {half:.1}");
+    assert!((dups - 200.0).abs() <= half, "{out}");
+
+    impair(&lab, &["na", "e0", "--duplicate", "0", "--corrupt", "100%"]);
+    let out = in_ns(
+        &a,
+        &[
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            "200",
+            "-i",
+            "0.002",
+            "-W",
+            "1",
+            "10.77.0.2",
+        ],
+    );
+    let (sent, got) = ping_counts(&out);
+    // One bit of each request flips: only one in a source MAC address goes unnoticed.
+    println!("corrupt 100%: {got} of {sent} pings answered");
+    assert!(got <= sent * 15 / 100, "{out}");
+    impair(&lab, &["na", "e0", "--clear"]);
+    assert_pings(&a, "10.77.0.2", 5);
+}

@@ -47,6 +47,7 @@ guest_tests! {
     grelab_mixed => "grelab-mixed.sh",
     grelab_mixed_backports => "grelab-mixed.sh" on "backports",
     grelab_options => "grelab-options.sh",
+    grelab_impair => "grelab-impair.sh",
 }
 
 #[test]
