@@ -134,6 +134,8 @@ mod bad {
     overlapping_subnets_on_node: "overlapping-subnets-on-node.yaml",
     ping_count_too_large: "ping-count-too-large.yaml",
     ping_count_zero: "ping-count-zero.yaml",
+    ping_expect_bad_bound: "ping-expect-bad-bound.yaml",
+    ping_interval_zero: "ping-interval-zero.yaml",
     ping_target_outside_lab: "ping-target-outside-lab.yaml",
     prefix_too_long: "prefix-too-long.yaml",
     route_destination_host_bits: "route-destination-host-bits.yaml",

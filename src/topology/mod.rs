@@ -20,7 +20,9 @@ use serde::Deserialize;
 
 use crate::model::IpNet;
 
-pub use self::checks::{Check, ExecCheck, Expect, PingCheck, RouteCheck, TunnelCheck};
+pub use self::checks::{
+    Bound, Check, ExecCheck, Expect, PathExpect, PingCheck, RouteCheck, TunnelCheck,
+};
 pub use self::impair::{Impair, ImpairParams};
 pub use self::schema::schema;
 pub use self::types::{Destination, Endpoint, Link, Node, Route, Tunnel, TunnelEndpoint, Workload};

@@ -39,6 +39,15 @@ impl Checker<'_> {
 
     fn ping_check(&mut self, p: &PingCheck, loc: Loc) {
         self.timeout(p.timeout, loc);
+        if let Some(i) = p.interval
+            && !(0.001..=60.0).contains(&i)
+        {
+            self.err(
+                loc,
+                format!("ping check interval {i} is out of range"),
+                "use seconds between requests, 0.001 to 60",
+            );
+        }
         if self.node_exists(&p.from, loc) && !self.seen.contains_key(&p.to) {
             self.err(
                 loc,

@@ -27,6 +27,8 @@ pub(super) enum Job {
         count: u32,
         expect: Expect,
         timeout: Duration,
+        /// Between requests (default: ping's).
+        interval: Option<Duration>,
     },
     Mtu {
         ns: String,
@@ -70,7 +72,8 @@ pub(super) fn execute(job: Job) -> Result<Outcome> {
             count,
             expect,
             timeout,
-        } => ping::check(&ns, to, count, expect, timeout),
+            interval,
+        } => ping::check(&ns, to, count, expect, (timeout, interval)),
         Job::Mtu {
             ns,
             to,

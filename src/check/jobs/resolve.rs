@@ -133,13 +133,14 @@ fn file_job(plan: &Plan, check: &Check) -> Named {
             count,
             expect,
             timeout,
+            interval,
         }) => (
             format!(
                 "ping {from} -> {to}{}",
-                if *expect == Expect::Failure {
-                    " (expect failure)"
-                } else {
-                    ""
+                match expect {
+                    Expect::Failure => " (expect failure)".to_owned(),
+                    Expect::Path(p) => format!(" (expect {})", super::ping::bounds(p)),
+                    Expect::Success => String::new(),
                 }
             ),
             "ping",
@@ -149,6 +150,7 @@ fn file_job(plan: &Plan, check: &Check) -> Named {
                 count: *count,
                 expect: *expect,
                 timeout: secs(*timeout),
+                interval: interval.map(secs),
             }),
         ),
         Check::Mtu(t) => (
@@ -227,6 +229,7 @@ fn derived_jobs(plan: &Plan) -> Vec<Named> {
                 count: 2,
                 expect: Expect::Success,
                 timeout: t,
+                interval: None,
             }),
         ));
         if let Some((x, y)) = overlay_pair(plan, a, b) {
@@ -240,6 +243,7 @@ fn derived_jobs(plan: &Plan) -> Vec<Named> {
                         count: 3,
                         expect: Expect::Success,
                         timeout: t,
+                        interval: None,
                     }),
                 ));
             }
