@@ -80,6 +80,19 @@ fn median_rtt(ns: &str, to: &str, count: u32) -> f64 {
     median(rtts(&out.stdout).into_iter().map(|(_, t)| t).collect())
 }
 
+/// (min, max, standard deviation) of 100 round trips from `ns` to `to`, in ms.
+fn spread(ns: &str, to: &str) -> (f64, f64, f64) {
+    let out = in_ns(ns, &["ping", "-n", "-c", "100", "-i", "0.01", to]);
+    let t: Vec<f64> = rtts(&out.stdout).into_iter().map(|(_, t)| t).collect();
+    assert!(t.len() >= 95, "{out}");
+    let n = t.len() as f64;
+    let mean = t.iter().sum::<f64>() / n;
+    let var = t.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+    let min = t.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = t.iter().copied().fold(0.0, f64::max);
+    (min, max, var.sqrt())
+}
+
 /// `grelab impair ARGS --lab LAB`, which must succeed.
 fn impair(lab: &Lab, args: &[&str]) -> Out {
     let mut all = vec!["impair", "--lab", &lab.name];
@@ -231,6 +244,22 @@ fn a_20ms_delay_on_userspace_tunnel_ends_shows_in_the_median_rtt_and_changes_at_
         .expect("ta:t0 in --show");
     assert_eq!(ta["impairment"]["delay"], "50ms", "{ta}");
     assert_eq!(ta["impairment"]["rate"], "50mbit", "the rate is kept: {ta}");
+
+    // Jitter widens the spread as configured: uniform within +-10 ms, a
+    // standard deviation of 10/sqrt(3) = 5.8 ms.
+    let steady = spread(&a, far);
+    impair(&lab, &["ta", "t0", "--delay", "20ms", "--jitter", "10ms"]);
+    // Packets held under the old delay leave first.
+    std::thread::sleep(Duration::from_millis(500));
+    let jittered = spread(&a, far);
+    println!(
+        "jitter 10ms: rtt {:.2} to {:.2} ms, std {:.2} ms (without: std {:.2} ms)",
+        jittered.0, jittered.1, jittered.2, steady.2
+    );
+    assert!(steady.2 < 2.0, "{steady:?}");
+    assert!((4.0..=7.5).contains(&jittered.2), "{jittered:?}");
+    // The top allows for scheduling on a busy machine.
+    assert!(jittered.0 >= 29.0 && jittered.1 <= 60.0, "{jittered:?}");
 
     impair(&lab, &["ta", "t0", "--clear"]);
     let one_way = median_rtt(&a, far, 40);

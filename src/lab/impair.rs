@@ -5,7 +5,7 @@
 //! | kernel has         | delay, jitter, reorder               | loss, duplicate, corrupt | rate |
 //! |--------------------|--------------------------------------|--------------------------|------|
 //! | sch_netem          | netem                                | netem                    | tbf  |
-//! | no sch_netem       | the dataplane (userspace tunnel ends only) | tc-BPF program      | tbf  |
+//! | no sch_netem       | the dataplane (userspace tunnel ends only) | tc-BPF program | tbf  |
 
 use std::os::fd::AsFd;
 use std::sync::Mutex;
@@ -24,30 +24,6 @@ use crate::sys::rtnl::{Carrier, Rtnl};
 /// own (so before the lab has any).
 pub fn netem_available() -> Result<bool> {
     in_private_namespace(|rtnl| async move { rtnl.supports_netem().await })
-}
-
-/// What carries each impairment of an interface, for the user: like
-/// `netem (delay, loss), tbf (rate)`.
-pub fn mechanisms(imp: &Impairment, netem: bool, userspace: bool) -> String {
-    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
-    for (name, _) in imp.parameters() {
-        let by = match name {
-            "rate" => "tbf",
-            _ if netem => "netem",
-            "delay" | "jitter" | "reorder" if userspace => "the dataplane",
-            "delay" | "jitter" | "reorder" => "nothing (no sch_netem)",
-            _ => "tc-BPF",
-        };
-        match groups.iter_mut().find(|(b, _)| *b == by) {
-            Some((_, names)) => names.push(name),
-            None => groups.push((by, vec![name])),
-        }
-    }
-    groups
-        .iter()
-        .map(|(by, names)| format!("{by} ({})", names.join(", ")))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// An error (exit 3) if this kernel cannot carry `imp` on `ns`'s `dev`:
@@ -275,7 +251,7 @@ pub fn show(state: &State) -> Result<Vec<Shown>> {
             continue;
         }
         out.push(Shown {
-            by: mechanisms(&imp, netem, backend == Some(Backend::Userspace)),
+            by: imp.carriers(netem, backend == Some(Backend::Userspace)),
             node,
             iface: dev,
             impairment: imp,
@@ -351,7 +327,7 @@ pub fn change(
     Ok(Shown {
         node: node.to_owned(),
         iface: iface.to_owned(),
-        by: mechanisms(&new, netem, user),
+        by: new.carriers(netem, user),
         impairment: new,
     })
 }
@@ -366,19 +342,6 @@ mod tests {
             i.set(k, v).unwrap();
         }
         i
-    }
-
-    #[test]
-    fn each_parameter_is_said_to_be_carried_by_what_this_kernel_has() {
-        let i = imp(&[("delay", "20ms"), ("loss", "1%"), ("rate", "1mbit")]);
-        assert_eq!(
-            mechanisms(&i, true, false),
-            "netem (delay, loss), tbf (rate)"
-        );
-        assert_eq!(
-            mechanisms(&i, false, true),
-            "the dataplane (delay), tc-BPF (loss), tbf (rate)"
-        );
     }
 
     #[test]

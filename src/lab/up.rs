@@ -447,7 +447,7 @@ fn impair(plan: &Plan, ends: &[Chosen], d: &crate::lab::impair::Decision) -> Res
         let user = ends
             .iter()
             .any(|(e, b)| e.netns == ns && e.name == dev && *b == Backend::Userspace);
-        let how = crate::lab::impair::mechanisms(imp, d.netem, user);
+        let how = imp.carriers(d.netem, user);
         let node = plan
             .nodes
             .iter()

@@ -303,6 +303,31 @@ impl Impairment {
         (rate.bytes_per_second() / 100).max(16 * 1514)
     }
 
+    /// What carries each parameter, like `netem (delay, loss), tbf (rate)`:
+    /// on a kernel with sch_netem or without, on a userspace tunnel end
+    /// (whose delays grelab's dataplane carries) or another interface.
+    pub fn carriers(&self, netem: bool, userspace: bool) -> String {
+        let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (name, _) in self.parameters() {
+            let by = match name {
+                "rate" => "tbf",
+                _ if netem => "netem",
+                "delay" | "jitter" | "reorder" if userspace => "the dataplane",
+                "delay" | "jitter" | "reorder" => "refused, no sch_netem",
+                _ => "tc-BPF",
+            };
+            match groups.iter_mut().find(|(b, _)| *b == by) {
+                Some((_, names)) => names.push(name),
+                None => groups.push((by, vec![name])),
+            }
+        }
+        let parts: Vec<String> = groups
+            .iter()
+            .map(|(by, names)| format!("{by} ({})", names.join(", ")))
+            .collect();
+        parts.join(", ")
+    }
+
     /// Whether it needs a queue that holds packets back (netem's delay line).
     pub fn delays(&self) -> bool {
         self.delay.is_some() || self.jitter.is_some() || self.reorder.is_some()
@@ -380,5 +405,22 @@ mod tests {
         now.set("delay", "0").unwrap();
         assert!(now.is_empty(), "{now}");
         assert!(now.set("latency", "1ms").is_err());
+    }
+
+    #[test]
+    fn each_parameter_is_said_to_be_carried_by_what_the_kernel_has() {
+        let mut i = Impairment::default();
+        for (k, v) in [("delay", "20ms"), ("loss", "1%"), ("rate", "1mbit")] {
+            i.set(k, v).unwrap();
+        }
+        assert_eq!(i.carriers(true, false), "netem (delay, loss), tbf (rate)");
+        assert_eq!(
+            i.carriers(false, true),
+            "the dataplane (delay), tc-BPF (loss), tbf (rate)"
+        );
+        assert_eq!(
+            i.carriers(false, false),
+            "refused, no sch_netem (delay), tc-BPF (loss), tbf (rate)"
+        );
     }
 }

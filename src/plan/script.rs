@@ -53,6 +53,14 @@ impl Plan {
                 out.push_str(&format!("\n# {title}\n"));
                 section = title;
             }
+            if let Step::Impair {
+                ns,
+                dev,
+                impairment,
+            } = step
+            {
+                out.push_str(&self.carriers_note(ns, dev, impairment));
+            }
             out.push_str(&command(step));
         }
         if !self.software.is_empty() {
@@ -75,6 +83,22 @@ impl Plan {
             }
         }
         out
+    }
+}
+
+impl Plan {
+    /// What carries the impairments of `ns`'s `dev`, with sch_netem and
+    /// without: a comment line.
+    fn carriers_note(&self, ns: &str, dev: &str, imp: &Impairment) -> String {
+        // Without netem, a delayed `auto` tunnel end is built in userspace.
+        let userspace = self
+            .tunnels()
+            .any(|(e, b)| e.netns == ns && e.name == dev && b != crate::model::Backend::Kernel);
+        format!(
+            "# {ns}:{dev}: {}; without sch_netem: {}\n",
+            imp.carriers(true, userspace),
+            imp.carriers(false, userspace)
+        )
     }
 }
 
