@@ -9,29 +9,73 @@ use super::labs::{record, the_lab};
 use crate::error;
 use crate::lab::impair::{self, Shown};
 
-/// The parameters given on the command line, by name.
-pub(super) struct Changes {
-    pub(super) node: Option<String>,
-    pub(super) iface: Option<String>,
-    pub(super) set: Vec<(&'static str, String)>,
-    pub(super) clear: bool,
-    pub(super) show: bool,
+/// `grelab impair`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// The node whose interface to change.
+    node: Option<String>,
+    /// Its interface: a veth end or a tunnel device.
+    iface: Option<String>,
+    /// The lab (default: the only lab that is up).
+    #[arg(long)]
+    lab: Option<String>,
+    /// Added to each packet's departure, like `20ms`.
+    #[arg(long)]
+    delay: Option<String>,
+    /// Spread around the delay, at most the delay.
+    #[arg(long)]
+    jitter: Option<String>,
+    /// Share of packets dropped, like `5%`.
+    #[arg(long)]
+    loss: Option<String>,
+    /// Share of packets sent twice.
+    #[arg(long)]
+    duplicate: Option<String>,
+    /// Share of packets with one bit flipped.
+    #[arg(long)]
+    corrupt: Option<String>,
+    /// Share of packets sent at once, ahead of delayed ones.
+    #[arg(long)]
+    reorder: Option<String>,
+    /// The most the interface sends, like `10mbit`.
+    #[arg(long)]
+    rate: Option<String>,
+    /// Remove every impairment of the interface (then apply those given).
+    #[arg(long)]
+    clear: bool,
+    /// List every impairment in force, read from the kernel.
+    #[arg(long, conflicts_with = "clear")]
+    show: bool,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
 }
 
-pub(super) fn run(lab: Option<String>, c: Changes, format: Format) -> Result<()> {
-    let lab = the_lab(lab)?;
+pub(super) fn run(a: Args) -> Result<()> {
+    let lab = the_lab(a.lab)?;
     let state = record(&lab)?;
     state.trust();
-    let shown = match (&c.node, &c.iface) {
-        (Some(node), Some(iface)) if !c.show => {
-            if c.set.is_empty() && !c.clear {
+    let set: Vec<(&str, String)> = [
+        ("delay", a.delay),
+        ("jitter", a.jitter),
+        ("loss", a.loss),
+        ("duplicate", a.duplicate),
+        ("corrupt", a.corrupt),
+        ("reorder", a.reorder),
+        ("rate", a.rate),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    let shown = match (&a.node, &a.iface) {
+        (Some(node), Some(iface)) if !a.show => {
+            if set.is_empty() && !a.clear {
                 return Err(error::bad_input(
                     "say what to change (--delay 20ms, --loss 5%, ...), or --clear",
                 ));
             }
-            vec![impair::change(&state, node, iface, &c.set, c.clear)?]
+            vec![impair::change(&state, node, iface, &set, a.clear)?]
         }
-        (None, None) if c.show => impair::show(&state)?,
+        (None, None) if a.show => impair::show(&state)?,
         _ => {
             return Err(error::bad_input(
                 "usage: `grelab impair NODE IFACE --PARAMETER VALUE ... | --clear`, \
@@ -39,7 +83,7 @@ pub(super) fn run(lab: Option<String>, c: Changes, format: Format) -> Result<()>
             ));
         }
     };
-    print(&shown, format)
+    print(&shown, a.format)
 }
 
 fn print(shown: &[Shown], format: Format) -> Result<()> {

@@ -135,39 +135,7 @@ enum Command {
     /// Change the impairments of a running lab's interface (egress): the
     /// parameters given change, the others keep their values; a value of 0
     /// removes one. `--show` lists every impairment in force.
-    Impair {
-        node: Option<String>,
-        iface: Option<String>,
-        #[arg(long)]
-        lab: Option<String>,
-        /// Added to each packet's departure, like `20ms`.
-        #[arg(long)]
-        delay: Option<String>,
-        /// Spread around the delay, at most the delay.
-        #[arg(long)]
-        jitter: Option<String>,
-        /// Share of packets dropped, like `5%`.
-        #[arg(long)]
-        loss: Option<String>,
-        #[arg(long)]
-        duplicate: Option<String>,
-        #[arg(long)]
-        corrupt: Option<String>,
-        /// Share of packets sent at once, ahead of delayed ones.
-        #[arg(long)]
-        reorder: Option<String>,
-        /// The most the interface sends, like `10mbit`.
-        #[arg(long)]
-        rate: Option<String>,
-        /// Remove every impairment of the interface (then apply those given).
-        #[arg(long)]
-        clear: bool,
-        /// List every impairment in force, read from the kernel.
-        #[arg(long, conflicts_with = "clear")]
-        show: bool,
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
-    },
+    Impair(impair::Args),
     /// Write an example topology to ./grelab.yaml (or --output).
     Init {
         #[arg(long, value_enum, default_value_t = Example::Basic)]
@@ -384,43 +352,7 @@ fn run(cli: Cli) -> Result<()> {
             no_derived,
         } => verify::run(lab, format, junit, verbose, no_derived),
         Command::Generate { shape } => generate::run(shape),
-        Command::Impair {
-            node,
-            iface,
-            lab,
-            delay,
-            jitter,
-            loss,
-            duplicate,
-            corrupt,
-            reorder,
-            rate,
-            clear,
-            show,
-            format,
-        } => {
-            let given = [
-                ("delay", delay),
-                ("jitter", jitter),
-                ("loss", loss),
-                ("duplicate", duplicate),
-                ("corrupt", corrupt),
-                ("reorder", reorder),
-                ("rate", rate),
-            ];
-            let set = given
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k, v)))
-                .collect();
-            let changes = impair::Changes {
-                node,
-                iface,
-                set,
-                clear,
-                show,
-            };
-            impair::run(lab, changes, format)
-        }
+        Command::Impair(args) => impair::run(args),
         Command::Graph {
             file,
             lab,

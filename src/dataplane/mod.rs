@@ -20,7 +20,8 @@
 //!
 //! Owns the dataplane process: its control API (`control`, what `lab`
 //! uses), the engine and its loop, receive and send paths, device
-//! offloads, and the in-kernel fast path. Imports `wire`, `sys`, and the
+//! offloads, the in-kernel fast path, the delay line of impaired ends
+//! (`delay`), and the tc-BPF impairment program `lab` loads (`impair`). Imports `wire`, `sys`, and the
 //! tunnel vocabulary (`plan::TunnelEnd`, `topology::overhead`); never `lab`
 //! or `cli`.
 

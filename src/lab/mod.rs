@@ -1,5 +1,6 @@
 //! A lab's life on the host: `up` (apply a plan, journal, roll back),
-//! `configure` (one namespace's settings), `keeper` (the nodes' programs
+//! `configure` (one namespace's settings), `impair` (what carries each
+//! impairment, refusing what the kernel cannot; changes at run time), `keeper` (the nodes' programs
 //! and views), `progress` (the progress line,
 //! timings), `teardown` (down), `state` (the record, checked directory
 //! handles, locks), `journal` (proof of the namespaces a lab created).

@@ -1,6 +1,6 @@
 //! The only module that speaks rtnetlink: links, addresses, routes,
-//! neighbours and kernel GRE tunnels in one network namespace, one file per
-//! object. May import `error`, `validate`'s name rule and `plan`'s tunnel
+//! neighbours, kernel GRE tunnels and the qdiscs and filters of impairments
+//! (`qdisc`) in one network namespace, one file per object. May import `error`, `validate`'s name rule and `plan`'s tunnel
 //! ends; never `lab`, `check`, `dataplane` or `cli`.
 //!
 //! A netlink socket belongs to the namespace of the thread that opened it, so
