@@ -232,3 +232,30 @@ impl JsonSchema for Expect {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_expectations_hold_as_written_and_survive_the_record() {
+        let e: Expect = serde_json::from_str(r#"{"loss": "< 5%", "rtt": ">= 35ms"}"#).unwrap();
+        let Expect::Path(p) = e else { panic!("{e:?}") };
+        let (loss, rtt) = (p.loss.unwrap(), p.rtt.unwrap());
+        assert!(loss.holds(Share(49_999)) && !loss.holds(Share(50_000)));
+        assert!(rtt.holds(Micros(35_000)) && !rtt.holds(Micros(34_999)));
+        // The lab's record stores the plan's checks as JSON, read back by verify.
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(json, r#"{"loss":"< 5%","rtt":">= 35ms"}"#);
+        assert_eq!(serde_json::from_str::<Expect>(&json).unwrap(), e);
+        for (text, want) in [
+            (r#""success""#, Expect::Success),
+            (r#""failure""#, Expect::Failure),
+        ] {
+            assert_eq!(serde_json::from_str::<Expect>(text).unwrap(), want);
+            assert_eq!(serde_json::to_string(&want).unwrap(), text);
+        }
+        assert!(serde_json::from_str::<Expect>(r#"{"loss": "5%"}"#).is_err());
+        assert!(serde_json::from_str::<Expect>(r#"{"jitter": "< 5ms"}"#).is_err());
+    }
+}
