@@ -280,7 +280,12 @@ impl Indexes {
 fn message(step: &Step, idx: &mut Indexes, nss: &HashMap<&str, Ns>) -> Result<Option<Msg>> {
     Ok(Some(match step {
         Step::Namespace { .. } | Step::Sysctl { .. } => return Ok(None),
-        Step::Tunnel { .. } => return Err("tunnels are not part of the floor".into()),
+        Step::Tunnel { .. } | Step::Multicast { .. } => {
+            return Err("tunnels are not part of the floor".into());
+        }
+        Step::Bridge { .. } | Step::Master { .. } => {
+            return Err("bridges are not part of the floor".into());
+        }
         Step::Impair { .. } => return Err("impairments are not part of the floor".into()),
         Step::Veth {
             ns,

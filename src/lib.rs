@@ -27,11 +27,11 @@
 //! ```
 
 pub mod capture;
-pub mod check;
+pub(crate) mod check;
 pub mod cli;
 pub mod dataplane;
 pub mod error;
-pub mod lab;
+pub(crate) mod lab;
 pub mod model;
 pub mod plan;
 pub mod sys;

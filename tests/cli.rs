@@ -232,6 +232,7 @@ fn init_writes_the_example_and_keeps_an_existing_file() {
         ("gretap", "gretap"),
         ("ipv6-over-ipv4", "ipv6-over-ipv4"),
         ("keyed", "keyed"),
+        ("l2-islands", "l2-islands"),
     ] {
         let out = grelab_in(
             dir.path(),
@@ -264,15 +265,16 @@ fn plan_json_has_the_steps() {
             count("tunnel"),
             count("address"),
             count("up"),
-            count("route")
+            count("route"),
+            count("multicast")
         ],
-        [3, 2, 1, 2, 6, 9, 2],
+        [3, 2, 1, 2, 6, 9, 2, 2],
         "{kinds:?}"
     );
-    assert_eq!(kinds.len(), 25);
+    assert_eq!(kinds.len(), 27);
     // Namespaces first, routes last.
     assert_eq!(&kinds[..3], ["namespace"; 3]);
-    assert_eq!(&kinds[23..], ["route"; 2]);
+    assert_eq!(&kinds[25..], ["route"; 2]);
     let tunnel = steps.iter().find(|s| s["step"] == "tunnel").unwrap();
     assert_eq!(tunnel["backend"], "auto");
     let end = &tunnel["end"];
@@ -552,11 +554,12 @@ fn graph_of_each_example_renders_with_graphviz_and_draws_each_tunnel_above_its_p
             match step["step"].as_str() {
                 Some("veth") => needles.push(step["name"].as_str().unwrap().to_owned()),
                 Some("tunnel") => needles.push(step["end"]["name"].as_str().unwrap().to_owned()),
+                Some("bridge") => needles.push(step["name"].as_str().unwrap().to_owned()),
                 _ => {}
             }
         }
         // Graphviz writes `-` as `&#45;` in SVG text.
-        needles.extend([" gre".to_owned(), " mtu 14".to_owned(), "over ".to_owned()]);
+        needles.extend([" gre".to_owned(), " mtu 1".to_owned(), "over ".to_owned()]);
         for needle in needles {
             assert!(svg.contains(&needle), "{f}: the picture lacks `{needle}`");
         }
@@ -672,7 +675,87 @@ fn completions_and_man_pages_come_from_the_command_line_itself() {
         );
     }
     assert!(
-        !dir.path().join("grelab-dataplane.1").exists(),
-        "the hidden command has no page"
+        !dir.path().join("grelab-dataplane.1").exists()
+            && !dir.path().join("grelab-keeper.1").exists(),
+        "the hidden commands have no page"
+    );
+    // Every page renders with man(1) itself, without a warning.
+    let mut pages = 0;
+    for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "1") {
+            continue;
+        }
+        pages += 1;
+        let out = Command::new("man")
+            .args(["-l", "-P", "cat"])
+            .arg(&path)
+            .env("MANWIDTH", "80")
+            .output()
+            .expect("`man` (man-db) is not installed; tests/run.sh installs it");
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(out.status.success(), "man -l {name}: {}", text(&out.stderr));
+        assert!(
+            out.stderr.is_empty(),
+            "man -l {name} warns: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains("NAME"),
+            "man -l {name}: {}",
+            text(&out.stdout)
+        );
+    }
+    assert!(pages >= 15, "only {pages} man pages");
+}
+
+/// Mermaid's own parser (tests/mermaid, installed by tests/run.sh from npm)
+/// accepts the graph of every example, and refuses a broken one.
+#[cfg(feature = "root-tests")]
+#[test]
+fn mermaid_parses_the_graph_of_every_example() {
+    let dir = std::env::temp_dir().join(format!("grelab-mermaid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for file in good_files() {
+        let f = file.to_string_lossy();
+        let out = grelab(&["graph", &f, "--format", "mermaid"]);
+        assert_exit(&out, 0, &f);
+        let path = dir.join(format!(
+            "{}.mmd",
+            file.file_stem().unwrap().to_string_lossy()
+        ));
+        std::fs::write(&path, &out.stdout).unwrap();
+        files.push(path);
+    }
+    let broken = dir.join("broken.mmd");
+    std::fs::write(&broken, "flowchart LR\n  a -->\n").unwrap();
+    let check = |files: &[std::path::PathBuf]| {
+        Command::new("node")
+            .arg(root().join("tests/mermaid/check.mjs"))
+            .args(files)
+            .output()
+            .expect("`node` is not installed; tests/run.sh installs it")
+    };
+    let good = check(&files);
+    let bad = check(std::slice::from_ref(&broken));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        good.status.success(),
+        "{}{}",
+        text(&good.stdout),
+        text(&good.stderr)
+    );
+    assert_eq!(
+        text(&good.stdout)
+            .lines()
+            .filter(|l| l.starts_with("ok "))
+            .count(),
+        files.len()
+    );
+    assert!(
+        !bad.status.success(),
+        "the parser took a broken graph: {}",
+        text(&bad.stdout)
     );
 }

@@ -96,6 +96,15 @@ macro_rules! bad {
 mod bad {
     use super::check_bad;
     bad! {
+    bridge_address_overlaps: "bridge-address-overlaps.yaml",
+    bridge_mtu_below_68: "bridge-mtu-below-68.yaml",
+    bridge_name_invalid: "bridge-name-invalid.yaml",
+    bridge_name_taken: "bridge-name-taken.yaml",
+    bridge_port_gre: "bridge-port-gre.yaml",
+    bridge_port_in_two_bridges: "bridge-port-in-two-bridges.yaml",
+    bridge_port_other_node: "bridge-port-other-node.yaml",
+    bridge_port_unknown: "bridge-port-unknown.yaml",
+    bridge_port_with_address: "bridge-port-with-address.yaml",
     check_timeout_nan: "check-timeout-nan.yaml",
     checksum_one_end: "checksum-one-end.yaml",
     duplicate_address_across_nodes: "duplicate-address-across-nodes.yaml",
@@ -130,6 +139,9 @@ mod bad {
     link_three_endpoints: "link-three-endpoints.yaml",
     mismatched_keys: "mismatched-keys.yaml",
     missing_name: "missing-name.yaml",
+    multicast_group_not_multicast: "multicast-group-not-multicast.yaml",
+    multicast_unknown_dev: "multicast-unknown-dev.yaml",
+    multicast_unknown_node: "multicast-unknown-node.yaml",
     no_nodes: "no-nodes.yaml",
     node_name_with_slash: "node-name-with-slash.yaml",
     only_a_comment: "only-a-comment.yaml",
@@ -137,7 +149,7 @@ mod bad {
     ping_count_too_large: "ping-count-too-large.yaml",
     ping_count_zero: "ping-count-zero.yaml",
     ping_expect_bad_bound: "ping-expect-bad-bound.yaml",
-    ping_interval_zero: "ping-interval-zero.yaml",
+    ping_interval_too_short: "ping-interval-too-short.yaml",
     ping_target_outside_lab: "ping-target-outside-lab.yaml",
     prefix_too_long: "prefix-too-long.yaml",
     route_destination_host_bits: "route-destination-host-bits.yaml",
@@ -154,6 +166,9 @@ mod bad {
     software_unknown_key: "software-unknown-key.yaml",
     sysctl_key_shell_metachar: "sysctl-key-shell-metachar.yaml",
     sysctl_not_net: "sysctl-not-net.yaml",
+    tcp_port_zero: "tcp-port-zero.yaml",
+    tcp_target_outside_lab: "tcp-target-outside-lab.yaml",
+    timeout_zero: "timeout-zero.yaml",
     ttl_without_pmtudisc: "ttl-without-pmtudisc.yaml",
     ttl_zero: "ttl-zero.yaml",
     tunnel_both_ends_one_node: "tunnel-both-ends-one-node.yaml",
@@ -172,6 +187,9 @@ mod bad {
     unknown_top_level_key: "unknown-top-level-key.yaml",
     unknown_tunnel_key: "unknown-tunnel-key.yaml",
     unknown_tunnel_type: "unknown-tunnel-type.yaml",
+    within_negative: "within-negative.yaml",
+    within_not_a_duration: "within-not-a-duration.yaml",
+    within_too_long: "within-too-long.yaml",
     yaml_bad_indentation: "yaml-bad-indentation.yaml",
     yaml_duplicate_key: "yaml-duplicate-key.yaml",
     yaml_tab_indentation: "yaml-tab-indentation.yaml",
@@ -710,6 +728,105 @@ fn plan_steps_come_in_a_workable_order() {
     for (stem, plan) in example_plans() {
         common::assert_plan_sound(&stem, &plan);
     }
+}
+
+#[test]
+fn bridges_and_multicast_flags_in_the_plan() {
+    let text = std::fs::read_to_string(root().join("topologies/l2-islands.yaml")).unwrap();
+    let plan = plan_of(&text, Some("p-"));
+    let of = |pred: fn(&Step) -> bool| -> Vec<Step> {
+        plan.steps.iter().filter(|s| pred(s)).cloned().collect()
+    };
+    let bridges = of(|s| matches!(s, Step::Bridge { .. }));
+    assert_eq!(bridges.len(), 2, "{bridges:?}");
+    let Step::Bridge { ns, name, mtu, mac } = &bridges[0] else {
+        unreachable!()
+    };
+    assert_eq!((ns.as_str(), name.as_str(), *mtu), ("p-sw1", "br0", None));
+    // Fixed per lab, node and name, like the veths' MACs; locally administered.
+    assert_eq!(mac.0[0], 0x02);
+    assert!(!matches!(&bridges[1], Step::Bridge { mac: m, .. } if m == mac));
+    let masters = of(|s| matches!(s, Step::Master { .. }));
+    assert_eq!(
+        masters[..2],
+        [
+            Step::Master {
+                ns: "p-sw1".into(),
+                dev: "lan0".into(),
+                master: "br0".into()
+            },
+            Step::Master {
+                ns: "p-sw1".into(),
+                dev: "gt0".into(),
+                master: "br0".into()
+            }
+        ]
+    );
+    assert!(plan.steps.contains(&Step::Up {
+        ns: "p-sw2".into(),
+        dev: "br0".into()
+    }));
+    let multicast = of(|s| matches!(s, Step::Multicast { .. }));
+    assert_eq!(
+        multicast,
+        ["p-sw1", "p-sw2"].map(|ns| Step::Multicast {
+            ns: ns.into(),
+            dev: "gt0".into(),
+            on: true
+        })
+    );
+    let script = plan.script();
+    assert!(
+        script.contains("ip -n p-sw1 link add br0 address "),
+        "{script}"
+    );
+    assert!(
+        script.contains(" type bridge mcast_snooping 0\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains("ip -n p-sw2 link set gt0 master br0\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains("ip -n p-sw1 addr add 10.1.0.1/24 dev br0\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains("ip -n p-sw1 link set gt0 multicast on\n"),
+        "{script}"
+    );
+    common::assert_valid_shell("l2-islands", &script);
+
+    // `multicast: false` takes the flag off both ends, on any tunnel type;
+    // a bridge's MTU is passed on when given.
+    let off = text.replace("multicast: true", "multicast: false").replace(
+        "addresses: [10.1.0.1/24]}",
+        "addresses: [10.1.0.1/24], mtu: 1400}",
+    );
+    let plan = plan_of(&off, None);
+    let script = plan.script();
+    assert!(
+        script.contains("ip -n sw1 link set gt0 multicast off\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains("ip -n sw2 link set gt0 multicast off\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains(" type bridge mcast_snooping 0\nip -n sw1 link set br0 mtu 1400\n"),
+        "{script}"
+    );
+    let basic = plan_of(
+        &std::fs::read_to_string(root().join("topologies/basic.yaml")).unwrap(),
+        None,
+    );
+    assert!(
+        basic
+            .script()
+            .contains("ip -n host1 link set tun0 multicast on\n")
+    );
 }
 
 #[test]

@@ -33,11 +33,12 @@ fn pipeline(text: &str) {
     }
 }
 
-const EXAMPLES: [&str; 4] = [
+const EXAMPLES: [&str; 5] = [
     include_str!("../topologies/basic.yaml"),
     include_str!("../topologies/gretap.yaml"),
     include_str!("../topologies/ipv6-over-ipv4.yaml"),
     include_str!("../topologies/keyed.yaml"),
+    include_str!("../topologies/l2-islands.yaml"),
 ];
 
 /// Pieces that YAML or grelab treat specially, for splicing into examples.

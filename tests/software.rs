@@ -36,6 +36,9 @@ nodes:
 links:
   - endpoints: ["a:eth0", "b:eth0"]
     addresses: [10.77.0.1/24, 10.77.0.2/24]
+checks:
+  - exec: {{node: a, cmd: [grep, -q, "conf of a", /etc/{marker}/app.conf]}}
+  - exec: {{node: b, cmd: [test, -s, /run/d/lock]}}
 "#
         ),
     )
@@ -96,6 +99,21 @@ fn nodes_see_their_own_files_run_and_sys_and_daemons_do_not_collide() {
     assert!((5..30).contains(&n), "{n} processes seen from a node");
     // exec passes on the exit code.
     exec(&lab, "a", "exit 7").expect_code(7);
+    // exec checks run in the node's view too.
+    lab.verify(&["--no-derived"]).ok();
+    // `up` of the unchanged file keeps the programs as they are.
+    let pids = |st: &serde_json::Value| -> Vec<u64> {
+        st["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["pid"].as_u64().unwrap())
+            .collect()
+    };
+    let before = pids(&st);
+    let out = lab.up(&["--no-check"]);
+    assert!(out.ok().stdout.contains("unchanged"), "{out}");
+    assert_eq!(pids(&lab.status().unwrap()), before);
     // logs show what the programs wrote, stderr included.
     let out = grelab(&["logs", "--lab", &lab.name, "b", "hello"]);
     assert_eq!(out.ok().stdout, "hello from b\nto stderr\n");

@@ -4,6 +4,8 @@
 //! judged as written.
 
 mod support;
+#[path = "verify/waits.rs"]
+mod waits;
 
 use std::time::Duration;
 

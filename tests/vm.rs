@@ -47,6 +47,8 @@ guest_tests! {
     grelab_mixed => "grelab-mixed.sh",
     grelab_mixed_backports => "grelab-mixed.sh" on "backports",
     grelab_options => "grelab-options.sh",
+    grelab_bridges => "grelab-bridges.sh",
+    grelab_bridges_backports => "grelab-bridges.sh" on "backports",
     grelab_impair => "grelab-impair.sh",
 }
 

@@ -3,9 +3,9 @@
 //! like `tcpdump -v -n` ([`describe`]), and a classic pcap writer
 //! ([`PcapWriter`]) so captures open in tcpdump and Wireshark.
 //!
-//! Imports `wire` (IPv4 and GRE views; its root test also `sys::netns`);
-//! never sends, never panics on a frame; `unsafe` only in `socket` (and the
-//! root test's raw sender). Pieces: `socket` reads frames, `ip` reads their
+//! Imports `wire` (IPv4 and GRE views; its root test also `sys::netns`
+//! and the `sys::testns` fixture); never sends, never panics on a frame;
+//! `unsafe` only in `socket` (and the root test's raw sender). Pieces: `socket` reads frames, `ip` reads their
 //! IP layer for `decode` and `describe`, `pcap` writes them.
 
 mod decode;

@@ -4,7 +4,6 @@
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
@@ -12,66 +11,30 @@ use nix::sys::socket::{MsgFlags, setsockopt, sockopt};
 
 use super::fixtures::*;
 use super::{Capture, Frame, decode, describe};
+use crate::sys::testns::TestNs;
 use crate::wire::gre;
-
-/// Two namespaces of this test's own, joined by a veth; removed on drop.
-struct Lab {
-    a: String,
-    b: String,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        // Deleting a namespace destroys the veth pair with it.
-        let _ = crate::sys::netns::delete(&self.a);
-        let _ = crate::sys::netns::delete(&self.b);
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("running `ip` (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Namespaces a and b of this test joined by a veth (`va` in a, `vb` in
 /// b), addressed 10.255.0.1/30 and .2/30 and up; on the way, capturing on
 /// the interface while it is down must say so.
-fn veth_lab() -> (Lab, String, String) {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test creates network namespaces and needs root: run the tests as root (CI does)"
-    );
+fn veth_lab() -> ([TestNs; 2], String, String) {
+    let lab = TestNs::group("cap", ["a", "b"]);
+    let [a, b] = &lab;
     let pid = std::process::id();
-    let lab = Lab {
-        a: format!("gl-cap-{pid}-a"),
-        b: format!("gl-cap-{pid}-b"),
-    };
     let (va, vb) = (format!("glc{pid}a"), format!("glc{pid}b"));
-    crate::sys::netns::create(&lab.a).unwrap();
-    crate::sys::netns::create(&lab.b).unwrap();
-    ip(&[
-        "-n", &lab.a, "link", "add", &va, "type", "veth", "peer", "name", &vb, "netns", &lab.b,
-    ]);
+    a.veth(&va, b, &vb);
     // Capturing on an interface that is down says so.
     let va2 = va.clone();
-    let down = crate::sys::netns::run_in(&lab.a, move || {
+    let down = crate::sys::netns::run_in(&a.0, move || {
         Capture::open(&va2)?.next(Instant::now() + Duration::from_millis(500))
     });
     let err = format!("{:#}", down.expect_err("capturing on a down interface"));
     assert!(err.contains("is down"), "{err}");
-    ip(&["-n", &lab.a, "addr", "add", "10.255.0.1/30", "dev", &va]);
-    ip(&["-n", &lab.b, "addr", "add", "10.255.0.2/30", "dev", &vb]);
-    for (ns, dev) in [(&lab.a, &va), (&lab.b, &vb)] {
-        ip(&["-n", ns, "link", "set", dev, "up"]);
-        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    a.ip(&format!("addr add 10.255.0.1/30 dev {va}"));
+    b.ip(&format!("addr add 10.255.0.2/30 dev {vb}"));
+    for (ns, dev) in [(a, &va), (b, &vb)] {
+        ns.ip(&format!("link set {dev} up"));
+        ns.ip("link set lo up");
     }
     (lab, va, vb)
 }
@@ -96,7 +59,8 @@ fn assert_quiet_interface_waits(ns: &str) {
 #[test]
 fn captures_gre_sent_between_namespaces() {
     let (lab, va, vb) = veth_lab();
-    assert_quiet_interface_waits(&lab.a);
+    let [a, b] = &lab;
+    assert_quiet_interface_waits(&a.0);
 
     let g = repr(gre::ETHERTYPE_IPV4, true, Some(0x0102_0304), Some(42));
     let wire = gre_packet(g, &inner_ping());
@@ -111,7 +75,7 @@ fn captures_gre_sent_between_namespaces() {
     };
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let b = lab.b.clone();
+    let b = b.0.clone();
     let receiver = std::thread::spawn(move || {
         crate::sys::netns::run_in(&b, move || {
             let mut cap = Capture::open(&vb)?;
@@ -122,7 +86,7 @@ fn captures_gre_sent_between_namespaces() {
     ready_rx
         .recv_timeout(Duration::from_secs(10))
         .expect("the receiving capture opened");
-    let sent = crate::sys::netns::run_in(&lab.a, move || {
+    let sent = crate::sys::netns::run_in(&a.0, move || {
         let mut cap = Capture::open(&va)?;
         send_gre(&wire)?;
         find(&mut cap)

@@ -1,7 +1,7 @@
 //! Verify: proves a lab works. The file's checks plus derived ones (underlay
 //! reachability, a ping each way across every tunnel, path MTU, and the
 //! encapsulation seen on the wire), run concurrently, each in its node's
-//! namespace. Imports `plan`, `topology`, `sys::netns`, `capture`, `wire`;
+//! namespace; a check with `within` is retried until it passes. Imports `plan`, `topology`, `sys::netns`, `capture`, `wire`;
 //! never changes the lab and never prints: `report` makes the text.
 
 mod jobs;
@@ -28,19 +28,16 @@ pub fn run(plan: &Plan, opts: Options) -> Vec<CheckResult> {
     std::thread::scope(|s| {
         let handles: Vec<_> = jobs
             .into_iter()
-            .map(|(name, kind, job)| {
+            .map(|p| {
                 s.spawn(move || {
                     let start = Instant::now();
-                    let (status, summary, details) = match job {
+                    let (status, summary, details) = match p.job {
                         Err(e) => (Status::Error, e, vec![]),
-                        Ok(job) => match jobs::execute(job) {
-                            Ok(r) => r,
-                            Err(e) => (Status::Error, format!("{e:#}"), vec![]),
-                        },
+                        Ok(job) => jobs::execute(job, p.within),
                     };
                     CheckResult {
-                        name,
-                        kind: kind.to_owned(),
+                        name: p.name,
+                        kind: p.kind.to_owned(),
                         status,
                         duration: start.elapsed(),
                         summary,

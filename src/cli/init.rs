@@ -17,6 +17,7 @@ impl Example {
             Example::Gretap => include_str!("../../topologies/gretap.yaml"),
             Example::Ipv6OverIpv4 => include_str!("../../topologies/ipv6-over-ipv4.yaml"),
             Example::Keyed => include_str!("../../topologies/keyed.yaml"),
+            Example::L2Islands => include_str!("../../topologies/l2-islands.yaml"),
         };
         match text.split_once('\n') {
             Some((first, rest)) if first.starts_with("# yaml-language-server:") => rest,

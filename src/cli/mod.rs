@@ -279,6 +279,8 @@ enum Example {
     Ipv6OverIpv4,
     /// Two GRE tunnels between one pair of hosts, told apart by key.
     Keyed,
+    /// Two LANs in one subnet, bridged across the internet by gretap.
+    L2Islands,
 }
 
 /// `--backend`: the command line's names and help for [`Backend`], which

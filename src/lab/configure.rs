@@ -1,5 +1,5 @@
-//! Phase 3 of `up`, per namespace: kernel tunnels, checksum offload,
-//! sysctls, addresses, links up (and marked), neighbours, routes. Each
+//! Phase 3 of `up`, per namespace: kernel tunnels, multicast flags,
+//! bridges and their ports, checksum offload, sysctls, addresses, links up (and marked), neighbours, routes. Each
 //! namespace's work is one [`Configure`] job, run inside it.
 
 use std::collections::{HashMap, HashSet};
@@ -113,9 +113,16 @@ pub(super) fn jobs(plan: &Plan, ends: &[(TunnelEnd, Backend)]) -> Result<Vec<(St
 /// One namespace's configuration, independent requests in flight together.
 pub(super) async fn configure(rtnl: &Rtnl, mark: &str, job: &Configure) -> Result<()> {
     let steps = &job.steps;
+    // In plan order: a tunnel device (the dataplane's, made in phase 2, or
+    // the kernel's, made here) exists before its flag is set or it joins a
+    // bridge, and a bridge before its ports.
     for s in steps {
-        if let Step::Tunnel { end, .. } = s {
-            rtnl.add_tunnel(end).await?;
+        match s {
+            Step::Tunnel { end, .. } => rtnl.add_tunnel(end).await?,
+            Step::Multicast { dev, on, .. } => rtnl.set_multicast(dev, *on).await?,
+            Step::Bridge { name, mtu, mac, .. } => rtnl.add_bridge(name, *mtu, mac.0).await?,
+            Step::Master { dev, master, .. } => rtnl.set_master(dev, master).await?,
+            _ => {}
         }
     }
     for dev in &job.no_tx_csum {

@@ -493,20 +493,6 @@ impl LabDir {
         read_at(&fd, name, &shown.join(name))
     }
 
-    /// The names of the files of subfolder `sub` (none if it is missing).
-    pub fn list(&self, sub: &str) -> Result<Vec<String>> {
-        let shown = self.path().join(sub);
-        let Some(fd) = open_dir(Some(&self.fd), Path::new(sub), &shown, false)? else {
-            return Ok(Vec::new());
-        };
-        let mut names: Vec<String> = entries(&fd)?
-            .into_iter()
-            .filter_map(|n| n.into_string().ok())
-            .collect();
-        names.sort();
-        Ok(names)
-    }
-
     /// The lab's name.
     pub fn lab(&self) -> &str {
         &self.lab

@@ -42,7 +42,8 @@ pub fn build(topo: &Topology, prefix: Option<&str>) -> Plan {
     }
     b.link_ends();
     b.tunnels();
-    // Sysctls after the tunnels, so per-device keys of tunnels can be set.
+    b.bridges();
+    // Sysctls after tunnels and bridges, so their per-device keys can be set.
     b.sysctls();
     b.finish(nodes)
 }
@@ -134,9 +135,48 @@ impl Builder<'_> {
                     ns: end.netns.clone(),
                     dev: end.name.clone(),
                 });
+                let (ns, dev) = (end.netns.clone(), end.name.clone());
                 self.steps.push(Step::Tunnel {
                     end,
                     backend: me.backend.unwrap_or(t.backend),
+                });
+                self.steps.push(Step::Multicast {
+                    ns,
+                    dev,
+                    on: t.multicast(),
+                });
+            }
+        }
+    }
+
+    /// Every node's bridges, their ports, their addresses, and each up.
+    fn bridges(&mut self) {
+        for (node, n) in &self.topo.nodes.0 {
+            let ns = self.ns(&node.value);
+            for (name, bridge) in &n.bridges.0 {
+                self.steps.push(Step::Bridge {
+                    ns: ns.clone(),
+                    name: name.value.clone(),
+                    mtu: bridge.mtu.as_ref().map(|m| m.value),
+                    mac: Mac::derive(&[&self.lab, &node.value, &name.value]),
+                });
+                for port in &bridge.ports {
+                    self.steps.push(Step::Master {
+                        ns: ns.clone(),
+                        dev: port.value.clone(),
+                        master: name.value.clone(),
+                    });
+                }
+                for a in bridge.addresses() {
+                    self.addresses.push(Step::Address {
+                        ns: ns.clone(),
+                        dev: name.value.clone(),
+                        addr: *a,
+                    });
+                }
+                self.ups.push(Step::Up {
+                    ns: ns.clone(),
+                    dev: name.value.clone(),
                 });
             }
         }
@@ -250,7 +290,7 @@ impl Builder<'_> {
             .collect()
     }
 
-    /// The steps in order: namespaces, veths, tunnels, sysctls; addresses,
+    /// The steps in order: namespaces, veths, tunnels, bridges, sysctls; addresses,
     /// interfaces up, neighbours; routes last, once their gateways are up.
     fn finish(mut self, nodes: Vec<NodeNs>) -> Plan {
         let mut steps = std::mem::take(&mut self.steps);

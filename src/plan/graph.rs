@@ -1,5 +1,5 @@
-//! The lab as a picture: nodes, veth links with their addresses, and each
-//! tunnel as an overlay edge above the underlay path it crosses, in
+//! The lab as a picture: nodes (with their bridges), veth links with their
+//! addresses, and each tunnel as an overlay edge above the underlay path it crosses, in
 //! Graphviz dot or Mermaid. Pure: from a plan, plus what a running lab
 //! says of each tunnel end (backend, fast path).
 
@@ -32,7 +32,8 @@ struct Tunnel {
 
 /// The nodes, links and tunnels of `plan` with their labels.
 struct Picture {
-    nodes: Vec<String>,
+    /// (node, label).
+    nodes: Vec<(String, String)>,
     links: Vec<Link>,
     tunnels: Vec<Tunnel>,
 }
@@ -178,11 +179,43 @@ impl Picture {
             });
         }
         Picture {
-            nodes: plan.nodes.iter().map(|n| n.node.clone()).collect(),
+            nodes: plan
+                .nodes
+                .iter()
+                .map(|n| (n.node.clone(), node_label(plan, &n.node, &n.ns, &addrs)))
+                .collect(),
             links,
             tunnels,
         }
     }
+}
+
+/// A node's name, and a line per bridge: `br0 = lan0 + gt0 10.1.0.1/24`.
+fn node_label(plan: &Plan, node: &str, ns: &str, addrs: &HashMap<(&str, &str), String>) -> String {
+    let mut label = node.to_owned();
+    for s in &plan.steps {
+        let Step::Bridge { ns: n, name, .. } = s else {
+            continue;
+        };
+        if n != ns {
+            continue;
+        }
+        let ports: Vec<&str> = plan
+            .steps
+            .iter()
+            .filter_map(|p| match p {
+                Step::Master { ns: n, dev, master } if n == ns && master == name => {
+                    Some(dev.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        let _ = write!(label, "\\n{name} = {}", ports.join(" + "));
+        if let Some(a) = addrs.get(&(ns, name.as_str())) {
+            let _ = write!(label, " {a}");
+        }
+    }
+    label
 }
 
 /// Quotes `s` for a dot or Mermaid string.
@@ -195,8 +228,12 @@ pub fn dot(plan: &Plan, running: &HashMap<(String, String), EndState>) -> String
     let p = Picture::of(plan, running);
     let mut out = format!("graph {} {{\n", quoted(&plan.lab));
     out.push_str("  layout=dot; rankdir=LR;\n  node [shape=box, style=rounded];\n");
-    for n in &p.nodes {
-        let _ = writeln!(out, "  {};", quoted(n));
+    for (n, label) in &p.nodes {
+        if n == label {
+            let _ = writeln!(out, "  {};", quoted(n));
+        } else {
+            let _ = writeln!(out, "  {} [label={}];", quoted(n), quoted(label));
+        }
     }
     for l in &p.links {
         let _ = writeln!(
@@ -229,13 +266,13 @@ pub fn mermaid(plan: &Plan, running: &HashMap<(String, String), EndState>) -> St
         .nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| (n.as_str(), format!("n{i}")))
+        .map(|(i, (n, _))| (n.as_str(), format!("n{i}")))
         .collect();
     let id_of = |n: &str| id.get(n).cloned().unwrap_or_else(|| "unknown".into());
     let text = |s: &str| quoted(&s.replace("\\n", "<br/>"));
     let mut out = String::from("flowchart LR\n");
-    for n in &p.nodes {
-        let _ = writeln!(out, "  {}[{}]", id_of(n), text(n));
+    for (n, label) in &p.nodes {
+        let _ = writeln!(out, "  {}[{}]", id_of(n), text(label));
     }
     for l in &p.links {
         let _ = writeln!(

@@ -45,6 +45,22 @@ pub enum Step {
     },
     /// A tunnel device; the backend is chosen when applying.
     Tunnel { end: TunnelEnd, backend: Backend },
+    /// The MULTICAST flag of a tunnel device (either backend's), on or off.
+    Multicast { ns: String, dev: String, on: bool },
+    /// A kernel bridge, an L2 switch inside the node, with a fixed MAC
+    /// address (else it takes its ports', which change as they join).
+    Bridge {
+        ns: String,
+        name: String,
+        mtu: Option<u32>,
+        mac: Mac,
+    },
+    /// An interface made a port of a bridge.
+    Master {
+        ns: String,
+        dev: String,
+        master: String,
+    },
     /// An address on an interface.
     Address {
         ns: String,
@@ -144,6 +160,9 @@ impl Step {
             | Step::Up { ns, .. }
             | Step::Route { ns, .. }
             | Step::Neighbor { ns, .. }
+            | Step::Multicast { ns, .. }
+            | Step::Bridge { ns, .. }
+            | Step::Master { ns, .. }
             | Step::Impair { ns, .. } => ns,
             Step::Tunnel { end, .. } => &end.netns,
         }

@@ -121,7 +121,12 @@ fn section_of(step: &Step) -> &'static str {
         Step::Namespace { .. } => "Namespaces: one per node (bind-mounted at /run/netns/NAME).",
         Step::Veth { .. } => "Links: veth pairs, the peer created directly in its namespace.",
         Step::Sysctl { .. } => "Sysctls, inside the namespace (forwarding makes a router).",
-        Step::Tunnel { .. } => "Tunnels: each end points at the other end's underlay address.",
+        Step::Tunnel { .. } | Step::Multicast { .. } => {
+            "Tunnels: each end points at the other end's underlay address."
+        }
+        Step::Bridge { .. } | Step::Master { .. } => {
+            "Bridges: L2 switches inside a node, over its veth and gretap ends."
+        }
         Step::Address { .. } => "Addresses.",
         Step::Up { .. } => "Interfaces up.",
         Step::Neighbor { .. } => {
@@ -173,6 +178,18 @@ fn command(step: &Step) -> String {
             end.netns,
             end.name
         ),
+        Step::Multicast { ns, dev, on } => {
+            let on = if *on { "on" } else { "off" };
+            format!("ip -n {ns} link set {dev} multicast {on}\n")
+        }
+        Step::Bridge { ns, name, mtu, mac } => {
+            // An MTU given to `link add` gives way to the ports' as they join.
+            let mtu = mtu
+                .map(|m| format!("ip -n {ns} link set {name} mtu {m}\n"))
+                .unwrap_or_default();
+            format!("ip -n {ns} link add {name} address {mac} type bridge mcast_snooping 0\n{mtu}")
+        }
+        Step::Master { ns, dev, master } => format!("ip -n {ns} link set {dev} master {master}\n"),
         Step::Address { ns, dev, addr } => {
             let nodad = if addr.addr.is_ipv6() { " nodad" } else { "" };
             format!("ip -n {ns} addr add {addr} dev {dev}{nodad}\n")

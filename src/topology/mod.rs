@@ -21,11 +21,14 @@ use serde::Deserialize;
 use crate::model::IpNet;
 
 pub use self::checks::{
-    Bound, Check, ExecCheck, Expect, PathExpect, PingCheck, RouteCheck, TunnelCheck,
+    Bound, Check, DEFAULT_PING_INTERVAL, ExecCheck, Expect, MulticastCheck, PathExpect, PingCheck,
+    RouteCheck, TcpCheck, TunnelCheck,
 };
 pub use self::impair::{Impair, ImpairParams};
 pub use self::schema::schema;
-pub use self::types::{Destination, Endpoint, Link, Node, Route, Tunnel, TunnelEndpoint, Workload};
+pub use self::types::{
+    Bridge, Destination, Endpoint, Link, Node, Route, Tunnel, TunnelEndpoint, Workload,
+};
 use self::yaml::nullable;
 pub use self::yaml::{Loc, MAX_FILE_BYTES, OneOrMany, Ordered, Scalar, Spanned, parse, read_file};
 // The vocabulary lives in `model`; these paths keep working for the layers

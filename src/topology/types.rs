@@ -32,6 +32,10 @@ pub struct Node {
     #[serde(default, deserialize_with = "nullable")]
     #[schemars(with = "Option<Vec<Workload>>")]
     pub run: Vec<Workload>,
+    /// Kernel bridges inside the node, by name: L2 switches over its veth
+    /// and gretap ends.
+    #[serde(default)]
+    pub bridges: Ordered<Bridge>,
 }
 
 /// A program a node runs, supervised by the lab's keeper.
@@ -48,6 +52,29 @@ pub struct Workload {
     /// Its failure does not fail `up`.
     #[serde(default)]
     pub optional: bool,
+}
+
+/// A kernel bridge in a node.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = super::schema::alias("addresses", "address"))]
+pub struct Bridge {
+    /// Its ports: the node's veth ends and gretap/ip6gretap tunnel ends.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<Vec<Spanned<String>>>")]
+    pub ports: Vec<Spanned<String>>,
+    /// Addresses on the bridge itself (its ports carry none).
+    #[serde(default, alias = "address")]
+    pub addresses: Option<Spanned<OneOrMany<IpNet>>>,
+    /// Device MTU; default: the smallest of its ports', as the kernel does.
+    pub mtu: Option<Spanned<u32>>,
+}
+
+impl Bridge {
+    /// The bridge's own addresses.
+    pub(crate) fn addresses(&self) -> &[IpNet] {
+        self.addresses.as_ref().map_or(&[], |a| a.value.as_slice())
+    }
 }
 
 /// A static route.
@@ -200,6 +227,9 @@ pub struct Tunnel {
     /// Which dataplane builds it.
     #[serde(default)]
     pub backend: Backend,
+    /// The MULTICAST flag on both ends' devices (kernel GRE lacks it by
+    /// default; routing daemons need it); on unless switched off.
+    pub multicast: Option<bool>,
     /// Impairments of the tunnel devices' egress: the overlay only.
     pub impair: Option<Impair>,
 }
@@ -246,6 +276,11 @@ impl Tunnel {
                 .or(self.sequence)
                 .unwrap_or(false),
         }
+    }
+
+    /// Multicast on the tunnel's devices: on unless switched off.
+    pub(crate) fn multicast(&self) -> bool {
+        self.multicast.unwrap_or(true)
     }
 
     /// Path MTU discovery: on unless switched off.

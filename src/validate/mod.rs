@@ -1,10 +1,12 @@
 //! Validation: every error of a topology at once, each with its location and
 //! a hint, before anything is created. One `Checker` walks the file with a
-//! method per concern (names, links, tunnels, addresses, routes, checks).
+//! method per concern (names, links, tunnels, bridges, addresses, routes,
+//! checks).
 //! It imports `model` and `topology` only, is pure (no libc, nix, tokio),
 //! and never changes the topology nor stops at the first error.
 
 mod addresses;
+mod bridges;
 mod checks;
 mod impair;
 mod links;
@@ -74,6 +76,8 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
     c.names();
     c.links();
     c.tunnels();
+    // After links and tunnels (its ports), before addresses (its own).
+    c.bridges();
     c.addresses();
     c.routes();
     c.underlays();

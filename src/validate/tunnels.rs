@@ -191,7 +191,7 @@ impl<'a> Checker<'a> {
                     "local {local} is not an address of node `{}`",
                     me.node.value
                 ),
-                "`local` must be one of the node's link addresses (the tunnel's underlay)",
+                "`local` must be one of the node's link (veth) addresses, the tunnel's underlay; a bridge's or a tunnel's will not do",
             ),
             Some(under) => {
                 let has_v6 = me.addresses().iter().any(|n| n.addr.is_ipv6());

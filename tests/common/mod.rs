@@ -171,6 +171,28 @@ pub fn assert_plan_sound(name: &str, plan: &grelab::plan::Plan) {
                 assert!(end.mtu >= 68, "{name}: {end:?}");
                 assert_ne!(end.local, end.remote, "{name}: {end:?}");
             }
+            Step::Bridge { ns, name: dev, .. } => {
+                let key = (ns.as_str(), dev.as_str());
+                assert!(
+                    made_at(&made, key.0, key.1).is_none(),
+                    "{name}: {key:?} made twice"
+                );
+                made.push((key, i));
+            }
+            Step::Master { ns, dev, master } => {
+                for d in [dev, master] {
+                    assert!(
+                        made_at(&made, ns, d).is_some(),
+                        "{name}: step {i} bridges {ns}/{dev} into {master} before {d} exists"
+                    );
+                }
+            }
+            Step::Multicast { ns, dev, .. } => {
+                assert!(
+                    made_at(&made, ns, dev).is_some(),
+                    "{name}: step {i} sets multicast on {ns}/{dev} before it exists"
+                );
+            }
             Step::Address { ns, dev, addr } => {
                 assert!(
                     made_at(&made, ns, dev).is_some(),

@@ -17,9 +17,11 @@ ip -n internet link add veth2 address 02:a3:d3:8e:36:63 type veth peer name veth
 # tun0 on host1: MTU 1476 = underlay - (IPv4 20 + GRE 4)
 ip -n host1 link add tun0 mtu 1476 type gre local 172.16.10.2 remote 152.16.10.2 ttl 255
 ip -n host1 link set tun0 addrgenmode none
+ip -n host1 link set tun0 multicast on
 # tun0 on host2: MTU 1476 = underlay - (IPv4 20 + GRE 4)
 ip -n host2 link add tun0 mtu 1476 type gre local 152.16.10.2 remote 172.16.10.2 ttl 255
 ip -n host2 link set tun0 addrgenmode none
+ip -n host2 link set tun0 multicast on
 
 # Sysctls, inside the namespace (forwarding makes a router).
 ip netns exec internet sysctl -qw net.ipv4.ip_forward=1

@@ -17,9 +17,11 @@ ip -n internet link add veth2 address 02:3a:ac:d4:52:56 type veth peer name veth
 # gtap0 on host1: MTU 1462 = underlay - (IPv4 20 + GRE 4 + inner Ethernet 14)
 ip -n host1 link add gtap0 mtu 1462 type gretap local 172.16.10.2 remote 152.16.10.2 ttl 255
 ip -n host1 link set gtap0 addrgenmode none
+ip -n host1 link set gtap0 multicast on
 # gtap0 on host2: MTU 1462 = underlay - (IPv4 20 + GRE 4 + inner Ethernet 14)
 ip -n host2 link add gtap0 mtu 1462 type gretap local 152.16.10.2 remote 172.16.10.2 ttl 255
 ip -n host2 link set gtap0 addrgenmode none
+ip -n host2 link set gtap0 multicast on
 
 # Sysctls, inside the namespace (forwarding makes a router).
 ip netns exec internet sysctl -qw net.ipv4.ip_forward=1

@@ -17,9 +17,11 @@ ip -n internet link add veth2 address 02:fc:b4:2d:e7:49 type veth peer name veth
 # tun6 on host1: MTU 1476 = underlay - (IPv4 20 + GRE 4)
 ip -n host1 link add tun6 mtu 1476 type gre local 172.16.10.2 remote 152.16.10.2 ttl 255
 ip -n host1 link set tun6 addrgenmode none
+ip -n host1 link set tun6 multicast on
 # tun6 on host2: MTU 1476 = underlay - (IPv4 20 + GRE 4)
 ip -n host2 link add tun6 mtu 1476 type gre local 152.16.10.2 remote 172.16.10.2 ttl 255
 ip -n host2 link set tun6 addrgenmode none
+ip -n host2 link set tun6 multicast on
 
 # Sysctls, inside the namespace (forwarding makes a router).
 ip netns exec internet sysctl -qw net.ipv4.ip_forward=1

@@ -17,15 +17,19 @@ ip -n internet link add veth2 address 02:82:5f:70:dd:ce type veth peer name veth
 # tun0 on host1: MTU 1472 = underlay - (IPv4 20 + GRE 8 with key)
 ip -n host1 link add tun0 mtu 1472 type gre local 172.16.10.2 remote 152.16.10.2 ttl 255 ikey 1 okey 1
 ip -n host1 link set tun0 addrgenmode none
+ip -n host1 link set tun0 multicast on
 # tun0 on host2: MTU 1472 = underlay - (IPv4 20 + GRE 8 with key)
 ip -n host2 link add tun0 mtu 1472 type gre local 152.16.10.2 remote 172.16.10.2 ttl 255 ikey 1 okey 1
 ip -n host2 link set tun0 addrgenmode none
+ip -n host2 link set tun0 multicast on
 # tun1 on host1: MTU 1472 = underlay - (IPv4 20 + GRE 8 with key)
 ip -n host1 link add tun1 mtu 1472 type gre local 172.16.10.2 remote 152.16.10.2 ttl 255 ikey 2 okey 2
 ip -n host1 link set tun1 addrgenmode none
+ip -n host1 link set tun1 multicast on
 # tun1 on host2: MTU 1472 = underlay - (IPv4 20 + GRE 8 with key)
 ip -n host2 link add tun1 mtu 1472 type gre local 152.16.10.2 remote 172.16.10.2 ttl 255 ikey 2 okey 2
 ip -n host2 link set tun1 addrgenmode none
+ip -n host2 link set tun1 multicast on
 
 # Sysctls, inside the namespace (forwarding makes a router).
 ip netns exec internet sysctl -qw net.ipv4.ip_forward=1

@@ -21,9 +21,11 @@ ip -n r2 link add eth1 address 02:ad:39:5b:fa:92 type veth peer name eth0 addres
 # tun0 on r1: MTU 1476 = underlay - (IPv4 20 + GRE 4)
 ip -n r1 link add tun0 mtu 1476 type gre local 172.16.10.2 remote 152.16.10.2 ttl 255
 ip -n r1 link set tun0 addrgenmode none
+ip -n r1 link set tun0 multicast on
 # tun0 on r2: MTU 1476 = underlay - (IPv4 20 + GRE 4)
 ip -n r2 link add tun0 mtu 1476 type gre local 152.16.10.2 remote 172.16.10.2 ttl 255
 ip -n r2 link set tun0 addrgenmode none
+ip -n r2 link set tun0 multicast on
 
 # Sysctls, inside the namespace (forwarding makes a router).
 ip netns exec r1 sysctl -qw net.ipv4.ip_forward=1

@@ -23,13 +23,8 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Fails the test (never skips it) when not root.
-pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests build network namespaces: run them as root (tests/run.sh does)"
-    );
-}
+/// The crate's one check that a root test runs as root.
+pub use grelab::sys::testns::require_root;
 
 /// Fails the test when a tool it drives is missing.
 pub fn require_tool(tool: &str) {

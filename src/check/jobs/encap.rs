@@ -80,6 +80,7 @@ fn capture_probe(probe: &Probe) -> Result<Option<(Encap, Vec<String>)>> {
             netns::run_in(&ns, move || {
                 let opts = PingOptions {
                     count: 2,
+                    interval: crate::topology::DEFAULT_PING_INTERVAL.std(),
                     timeout,
                     ident: Some(ident),
                     ..PingOptions::default()

@@ -19,15 +19,15 @@ pub(super) fn check(
     to: IpAddr,
     count: u32,
     expect: Expect,
-    (timeout, interval): (Duration, Option<Duration>),
+    interval: Duration,
+    timeout: Duration,
 ) -> Result<Outcome> {
     netns::run_in(ns, move || {
-        let defaults = PingOptions::default();
         let opts = PingOptions {
             count,
+            interval,
             timeout,
-            interval: interval.unwrap_or(defaults.interval),
-            ..defaults
+            ..PingOptions::default()
         };
         let report = ping::ping(to, &opts).map_err(|e| anyhow!("{e}"))?;
         let got = report.received();

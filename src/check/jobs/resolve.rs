@@ -6,18 +6,31 @@ use std::time::Duration;
 
 use super::Job;
 use super::encap::Probe;
+use super::multicast;
 use crate::check::Options;
 use crate::model::TunnelEnd;
 use crate::plan::{Plan, Step};
-use crate::topology::{Check, ExecCheck, Expect, PingCheck, RouteCheck, TunnelCheck};
+use crate::topology::{
+    Check, DEFAULT_PING_INTERVAL, ExecCheck, Expect, MulticastCheck, PingCheck, RouteCheck,
+    TcpCheck, TunnelCheck,
+};
 
 /// A check's name for people, its kind, and its job (or why it has none).
 type Named = (String, &'static str, Result<Job, String>);
 
-fn secs(t: f64) -> Duration {
-    // A NaN (a record edited by hand) would make from_secs_f64 panic.
-    let t = if t.is_nan() { 0.001 } else { t };
-    Duration::from_secs_f64(t.clamp(0.001, 600.0))
+/// A check to run: its name, kind and job, and how long it may be retried.
+pub(in crate::check) struct Planned {
+    pub(in crate::check) name: String,
+    pub(in crate::check) kind: &'static str,
+    pub(in crate::check) job: Result<Job, String>,
+    pub(in crate::check) within: Option<Duration>,
+}
+
+/// A file's duration as a wait: within 1 ms to 600 s whatever a record
+/// edited by hand says (validation holds a file to this range already).
+fn secs(t: crate::model::Duration) -> Duration {
+    t.std()
+        .clamp(Duration::from_millis(1), Duration::from_secs(600))
 }
 
 /// Addresses of `dev` in `ns`, from the plan.
@@ -110,15 +123,21 @@ fn tunnel_job(plan: &Plan, t: &TunnelCheck, encap: bool) -> Result<Job, String> 
 }
 
 /// The checks to run for `plan`, named for people.
-pub(in crate::check) fn jobs(plan: &Plan, opts: Options) -> Vec<Named> {
-    let mut out: Vec<Named> = plan
+pub(in crate::check) fn jobs(plan: &Plan, opts: Options) -> Vec<Planned> {
+    let planned = |(name, kind, job): Named, within| Planned {
+        name,
+        kind,
+        job,
+        within,
+    };
+    let mut out: Vec<Planned> = plan
         .checks
         .iter()
         .filter(|c| !opts.only_ping || matches!(c, Check::Ping(_)))
-        .map(|c| file_job(plan, c))
+        .map(|c| planned(file_job(plan, c), c.within().map(secs)))
         .collect();
     if opts.derived && !opts.only_ping {
-        out.extend(derived_jobs(plan));
+        out.extend(derived_jobs(plan).into_iter().map(|n| planned(n, None)));
     }
     out
 }
@@ -132,8 +151,9 @@ fn file_job(plan: &Plan, check: &Check) -> Named {
             to,
             count,
             expect,
-            timeout,
             interval,
+            timeout,
+            ..
         }) => (
             format!(
                 "ping {from} -> {to}{}",
@@ -149,8 +169,8 @@ fn file_job(plan: &Plan, check: &Check) -> Named {
                 to: *to,
                 count: *count,
                 expect: *expect,
+                interval: interval.std(),
                 timeout: secs(*timeout),
-                interval: interval.map(secs),
             }),
         ),
         Check::Mtu(t) => (
@@ -166,23 +186,10 @@ fn file_job(plan: &Plan, check: &Check) -> Named {
         Check::Route(RouteCheck { from, to, dev, .. }) => (
             format!("route {from} -> {to} via {dev}"),
             "route",
-            ns(from).map(|ns| {
-                let sources = plan
-                    .steps
-                    .iter()
-                    .filter_map(|s| match s {
-                        Step::Address { ns: n, dev, addr } if *n == ns => {
-                            Some((addr.addr, dev.clone()))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                Job::Route {
-                    ns,
-                    to: *to,
-                    dev: dev.clone(),
-                    sources,
-                }
+            ns(from).map(|ns| Job::Route {
+                ns,
+                to: *to,
+                dev: dev.clone(),
             }),
         ),
         Check::Exec(ExecCheck {
@@ -190,6 +197,7 @@ fn file_job(plan: &Plan, check: &Check) -> Named {
             cmd,
             exit,
             timeout,
+            ..
         }) => (
             format!("exec {node}: {}", cmd.join(" ")),
             "exec",
@@ -202,7 +210,41 @@ fn file_job(plan: &Plan, check: &Check) -> Named {
                 timeout: secs(*timeout),
             }),
         ),
+        Check::Tcp(TcpCheck {
+            from,
+            to,
+            port,
+            timeout,
+            ..
+        }) => (
+            format!("tcp {from} -> {}", std::net::SocketAddr::new(*to, *port)),
+            "tcp",
+            ns(from).map(|ns| Job::Tcp {
+                ns,
+                to: *to,
+                port: *port,
+                timeout: secs(*timeout),
+            }),
+        ),
+        Check::Multicast(m) => (
+            format!("multicast {} -> {}: {}", m.from, m.to, m.group),
+            "multicast",
+            multicast_job(plan, m),
+        ),
     }
+}
+
+fn multicast_job(plan: &Plan, m: &MulticastCheck) -> Result<Job, String> {
+    Ok(Job::Multicast(multicast::Probe {
+        nodes: (m.from.clone(), m.to.clone()),
+        from_ns: ns_of(plan, &m.from)?,
+        to_ns: ns_of(plan, &m.to)?,
+        group: m.group,
+        port: m.port,
+        dev: m.dev.clone(),
+        join: m.join.clone(),
+        timeout: secs(m.timeout),
+    }))
 }
 
 /// For every tunnel: the underlay ping, a ping each way across, its MTU
@@ -228,8 +270,8 @@ fn derived_jobs(plan: &Plan) -> Vec<Named> {
                 to: a.remote,
                 count: 2,
                 expect: Expect::Success,
+                interval: DEFAULT_PING_INTERVAL.std(),
                 timeout: t,
-                interval: None,
             }),
         ));
         if let Some((x, y)) = overlay_pair(plan, a, b) {
@@ -242,15 +284,16 @@ fn derived_jobs(plan: &Plan) -> Vec<Named> {
                         to,
                         count: 3,
                         expect: Expect::Success,
+                        interval: DEFAULT_PING_INTERVAL.std(),
                         timeout: t,
-                        interval: None,
                     }),
                 ));
             }
             let probe = TunnelCheck {
                 tunnel: a.name.clone(),
                 from: Some(na.to_owned()),
-                timeout: 5.0,
+                timeout: crate::model::Duration::from_secs(5),
+                within: None,
             };
             out.push((
                 format!("mtu {}", a.name),
@@ -272,10 +315,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn check_timeouts_of_any_float_become_a_duration() {
-        assert_eq!(secs(f64::NAN), Duration::from_millis(1));
-        assert_eq!(secs(-1.0), Duration::from_millis(1));
-        assert_eq!(secs(f64::INFINITY), Duration::from_secs(600));
-        assert_eq!(secs(2.5), Duration::from_millis(2500));
+    fn check_waits_of_any_length_stay_in_range() {
+        use crate::model::Duration as D;
+        assert_eq!(secs(D::from_secs(0)), Duration::from_millis(1));
+        assert_eq!(secs(D::from_secs(u64::MAX)), Duration::from_secs(600));
+        assert_eq!(secs("2.5s".parse().unwrap()), Duration::from_millis(2500));
     }
 }

@@ -2,52 +2,32 @@
 
 use super::*;
 use crate::sys::netns;
+use crate::sys::testns::TestNs;
 use crate::wire::ipv4::Ipv4Packet;
-use std::process::Command;
 use std::sync::{Arc, Barrier};
 
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "icmp root tests need root (raw sockets, namespaces): run them with sudo"
-    );
-}
-
-/// Namespaces `gl-icmp-<pid>-<tag>-<node>`, deleted on drop.
+/// The nodes of one test, on the crate's namespace fixture.
 struct Lab {
-    names: Vec<String>,
+    nodes: Vec<TestNs>,
 }
 
 impl Lab {
     fn new(tag: &str, nodes: &[&str]) -> Lab {
-        require_root();
-        let mut lab = Lab { names: Vec::new() };
-        for n in nodes {
-            let name = format!("gl-icmp-{}-{tag}-{n}", std::process::id());
-            netns::create(&name).unwrap_or_else(|e| panic!("creating {name}: {e:#}"));
-            lab.names.push(name);
+        Lab {
+            nodes: nodes
+                .iter()
+                .map(|n| TestNs::new(&format!("icmp-{tag}-{n}")))
+                .collect(),
         }
-        lab
     }
 
     fn ns(&self, i: usize) -> &str {
-        &self.names[i]
+        &self.nodes[i].0
     }
 
     /// `ip -n NS ARGS...`, which must succeed.
     fn ip(&self, i: usize, args: &str) {
-        let out = Command::new("ip")
-            .arg("-n")
-            .arg(self.ns(i))
-            .args(args.split_whitespace())
-            .output()
-            .expect("running `ip` (iproute2 is needed for these tests)");
-        assert!(
-            out.status.success(),
-            "ip -n {} {args}: {}",
-            self.ns(i),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.nodes[i].ip(args);
     }
 
     /// A veth from node `a` (`dev_a`) to node `b` (`dev_b`), both up.
@@ -77,14 +57,6 @@ impl Lab {
         let target: IpAddr = target.parse().unwrap();
         netns::run_in(self.ns(i), move || Ok(ping(target, &opts)))
             .expect("running in the namespace")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for n in &self.names {
-            let _ = netns::delete(n);
-        }
     }
 }
 

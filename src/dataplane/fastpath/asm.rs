@@ -1,5 +1,6 @@
 //! A small eBPF assembler: registers, opcodes, instructions and labels.
 
+use std::mem::size_of;
 use std::os::fd::RawFd;
 
 // ---- A small eBPF assembler ----
@@ -53,7 +54,10 @@ pub(super) const EXIT: u8 = 0x90;
 pub(super) const FETCH: i32 = 0x01;
 pub(super) const PSEUDO_MAP_FD: u8 = 1;
 
-/// One instruction, as `struct bpf_insn`.
+/// One instruction, laid out as `struct bpf_insn` (the loader passes
+/// them as they are): `regs` holds the source register in its high nibble,
+/// the destination in its low one, as the little-endian bitfields do.
+#[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Insn {
     pub(super) code: u8,
@@ -61,6 +65,8 @@ pub struct Insn {
     pub(super) off: i16,
     pub(super) imm: i32,
 }
+
+const _: () = assert!(size_of::<Insn>() == 8 && cfg!(target_endian = "little"));
 
 #[derive(Clone, Copy)]
 pub(super) struct Label(usize);

@@ -25,11 +25,16 @@
 //! off them (`netfilter`).
 //!
 //! The programs are assembled here from their instructions: no compiler
-//! and no object files at build or run time. Closing the link descriptors detaches
+//! and no object files at build or run time. Pieces: `asm` (the
+//! assembler), `programs` (encap and decap), `layout` (the table keys,
+//! values, counters and the stack frame, as `#[repr(C)]` structs that the
+//! programs and the maps both read), `maps` and `bpf` (the syscalls, with
+//! `bpf_attr` as named structs). Closing the link descriptors detaches
 //! them, so they go with the dataplane process.
 
 mod asm;
 mod bpf;
+mod layout;
 mod maps;
 mod programs;
 
@@ -42,11 +47,13 @@ use std::os::fd::OwnedFd;
 use anyhow::{Context, Result, anyhow};
 
 use self::bpf::{ATTACH_TCX_EGRESS, ATTACH_TCX_INGRESS, link_create, load};
+use self::layout::{CountersEntry, Route, TableKey};
 use self::maps::{Map, MapKind};
 use self::programs::{decap_program, encap_program};
 use crate::model::TunnelEnd;
 
 pub use self::asm::Insn;
+pub use self::layout::Counters;
 
 /// Whether the programs carry tunnel end `end`: not with GRE checksums or
 /// sequence numbers, which userspace keeps.
@@ -118,27 +125,13 @@ impl Encap {
     }
 }
 
-/// A counters entry: tx packets, tx bytes, rx packets, rx bytes, and the
-/// IPv4 IDs used (one per segment).
-const COUNTERS_LEN: usize = 40;
-const IDS_AT: i16 = 32;
-
 /// The maps the programs of one dataplane share.
 pub struct FastPath {
-    counters: Map<4, COUNTERS_LEN>,
+    counters: Map<u32, CountersEntry>,
     /// (namespace slot, gretap and key flags, local, remote, key) ->
     /// (device, tunnel), for IPv4 and for IPv6 underlays.
-    table: Map<16, 8>,
-    table6: Map<40, 8>,
-}
-
-/// Per-tunnel fast-path counters: packets and inner bytes each way.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
+    table: Map<TableKey<4>, Route>,
+    table6: Map<TableKey<16>, Route>,
 }
 
 impl FastPath {
@@ -175,9 +168,10 @@ impl FastPath {
     /// Lets namespace `slot`'s receive programs hand what tunnel end `end`
     /// accepts to its device `ifindex`, counted as tunnel `index`.
     pub fn add_route(&self, slot: u32, end: &TunnelEnd, ifindex: u32, index: u32) -> Result<()> {
-        let mut v = [0u8; 8];
-        v[..4].copy_from_slice(&ifindex.to_ne_bytes());
-        v[4..].copy_from_slice(&index.to_ne_bytes());
+        let v = Route {
+            ifindex,
+            tunnel: index,
+        };
         match route_keys(slot, end) {
             (Some(k), _) => self.table.update(&k, &v),
             (_, Some(k)) => self.table6.update(&k, &v),
@@ -204,18 +198,11 @@ impl FastPath {
 
     /// The fast-path counters of tunnel `index`.
     pub fn counters(&self, index: u32) -> Result<Counters> {
-        let v = self
+        let entry = self
             .counters
-            .lookup(&index.to_ne_bytes())
+            .lookup(&index)
             .context("reading the fast-path counters")?;
-        let word =
-            |i: usize| u64::from_ne_bytes(v[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-        Ok(Counters {
-            tx_packets: word(0),
-            tx_bytes: word(1),
-            rx_packets: word(2),
-            rx_bytes: word(3),
-        })
+        Ok(entry.counters)
     }
 }
 
@@ -229,7 +216,7 @@ fn mixed(end: &TunnelEnd) -> anyhow::Error {
 }
 
 /// `end`'s key in namespace `slot`, for the IPv4 table or the IPv6 one.
-fn route_keys(slot: u32, end: &TunnelEnd) -> (Option<[u8; 16]>, Option<[u8; 40]>) {
+fn route_keys(slot: u32, end: &TunnelEnd) -> (Option<TableKey<4>>, Option<TableKey<16>>) {
     let l2 = end.kind.is_l2();
     (
         route_key(slot, end.local, end.remote, end.ikey, l2),
@@ -244,21 +231,21 @@ fn octets(a: IpAddr) -> Vec<u8> {
     }
 }
 
-/// The table key: tag, local, remote, key: `N` = 16 bytes for IPv4, 40 for
-/// IPv6; None when the addresses do not make `N` bytes.
+/// The table key of a tunnel end: `N` = 4 for IPv4, 16 for IPv6; None
+/// when the addresses are not both of `N` bytes.
 fn route_key<const N: usize>(
     slot: u32,
     local: IpAddr,
     remote: IpAddr,
     key: Option<u32>,
     l2: bool,
-) -> Option<[u8; N]> {
-    let tag = (slot << 2) | (u32::from(l2) << 1) | u32::from(key.is_some());
-    let mut k = tag.to_ne_bytes().to_vec();
-    k.extend(octets(local));
-    k.extend(octets(remote));
-    k.extend(key.unwrap_or(0).to_be_bytes());
-    k.try_into().ok()
+) -> Option<TableKey<N>> {
+    Some(TableKey {
+        tag: TableKey::<N>::tag(slot, l2, key.is_some()),
+        local: octets(local).try_into().ok()?,
+        remote: octets(remote).try_into().ok()?,
+        key: key.unwrap_or(0).to_be_bytes(),
+    })
 }
 
 #[cfg(test)]
@@ -273,7 +260,7 @@ mod tests {
 
     #[test]
     fn keys_are_big_endian_and_tagged() {
-        let k: [u8; 16] = route_key(
+        let k: TableKey<4> = route_key(
             5,
             v4([1, 2, 3, 4]),
             v4([5, 6, 7, 8]),
@@ -281,27 +268,38 @@ mod tests {
             true,
         )
         .unwrap();
-        assert_eq!(&k[..4], &23u32.to_ne_bytes());
-        assert_eq!(&k[4..8], &[1, 2, 3, 4]);
-        assert_eq!(&k[8..12], &[5, 6, 7, 8]);
-        assert_eq!(&k[12..], &[1, 2, 3, 4]);
-        let unkeyed: [u8; 16] =
-            route_key(5, v4([1, 2, 3, 4]), v4([5, 6, 7, 8]), None, false).unwrap();
-        assert_eq!(&unkeyed[..4], &20u32.to_ne_bytes());
-        let (a, b): (Ipv6Addr, Ipv6Addr) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
-        let k6: [u8; 40] = route_key(1, IpAddr::V6(a), IpAddr::V6(b), Some(9), false).unwrap();
+        assert_eq!(k.tag, 23);
         assert_eq!(
-            (&k6[4..20], &k6[20..36]),
-            (&a.octets()[..], &b.octets()[..])
+            (k.local, k.remote, k.key),
+            ([1, 2, 3, 4], [5, 6, 7, 8], [1, 2, 3, 4])
         );
-        assert_eq!(&k6[36..], &9u32.to_be_bytes());
+        let unkeyed: TableKey<4> =
+            route_key(5, v4([1, 2, 3, 4]), v4([5, 6, 7, 8]), None, false).unwrap();
+        assert_eq!((unkeyed.tag, unkeyed.key), (20, [0; 4]));
+        let (a, b): (Ipv6Addr, Ipv6Addr) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+        let k6: TableKey<16> = route_key(1, IpAddr::V6(a), IpAddr::V6(b), Some(9), false).unwrap();
+        assert_eq!((k6.local, k6.remote), (a.octets(), b.octets()));
+        assert_eq!(k6.key, 9u32.to_be_bytes());
         assert!(
-            route_key::<16>(1, IpAddr::V6(a), IpAddr::V6(b), None, false).is_none(),
+            route_key::<4>(1, IpAddr::V6(a), IpAddr::V6(b), None, false).is_none(),
             "IPv6 addresses make no IPv4 table key"
         );
         assert!(
-            route_key::<40>(1, IpAddr::V6(a), v4([1, 2, 3, 4]), None, false).is_none(),
+            route_key::<16>(1, IpAddr::V6(a), v4([1, 2, 3, 4]), None, false).is_none(),
             "nor mixed ones an IPv6 key"
         );
+    }
+
+    #[test]
+    fn the_layouts_are_the_kernels_bytes() {
+        use std::mem::{offset_of, size_of};
+        // The kernel sees keys and values as bytes: these are the sizes
+        // the maps are created with and the offsets the programs use.
+        assert_eq!(size_of::<TableKey<4>>(), 16);
+        assert_eq!(size_of::<TableKey<16>>(), 40);
+        assert_eq!(offset_of!(TableKey<16>, key), 36);
+        assert_eq!(size_of::<Route>(), 8);
+        assert_eq!(size_of::<CountersEntry>(), 40);
+        assert_eq!(offset_of!(CountersEntry, ipv4_ids), 32);
     }
 }

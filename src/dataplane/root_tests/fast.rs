@@ -1,15 +1,14 @@
 //! The fast path: moving onto it and off, what it leaves to the stack,
 //! ECN, outer IDs and DF, and what the stats say.
 
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::Command;
 use std::time::Duration;
 
 use super::fixture::*;
 use crate::dataplane::read_stats;
-use crate::dataplane::sock::{raw_socket, setsockopt, sockaddr};
+use crate::dataplane::sock::{raw_socket, setsockopt};
 use crate::model::TunnelKind;
 use crate::sys::netns;
 use crate::wire::gre;
@@ -207,24 +206,7 @@ impl Forger6 {
             tclass.into(),
         )
         .unwrap();
-        let (sa, len) = sockaddr(IpAddr::V6(dst));
-        // SAFETY: sends `gre` to a valid sockaddr.
-        let r = unsafe {
-            libc::sendto(
-                self.0.as_raw_fd(),
-                gre.as_ptr().cast(),
-                gre.len(),
-                0,
-                std::ptr::addr_of!(sa).cast(),
-                len,
-            )
-        };
-        assert_eq!(
-            r,
-            gre.len() as isize,
-            "forging: {}",
-            io::Error::last_os_error()
-        );
+        send_to(&self.0, IpAddr::V6(dst), gre);
     }
 }
 

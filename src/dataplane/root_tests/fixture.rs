@@ -23,36 +23,10 @@ use crate::dataplane::tx::ipv4_header;
 use crate::dataplane::{Spec, Stats, TunnelStats, read_stats};
 use crate::model::{TunnelEnd, TunnelKind};
 use crate::sys::netns;
+use crate::sys::testns::TestNs;
 use crate::wire::gre;
 
-pub(super) fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (network namespaces, TUN/TAP, raw sockets): run it as root, as CI does"
-    );
-}
-
-/// Runs a command, failing the test with its output if it fails.
-pub(super) fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        text,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
-pub(super) fn ip(ns: &str, args: &str) -> String {
-    let mut v = vec!["ip", "-n", ns];
-    v.extend(args.split_whitespace());
-    sh(&v)
-}
+pub(super) use crate::sys::testns::{ip, sh};
 
 /// Pings `to` from namespace `ns`; returns the output if all replies came.
 pub(super) fn ping(ns: &str, to: &str, count: u32) -> Result<String, String> {
@@ -85,7 +59,7 @@ pub(super) fn avg_rtt(out: &str) -> f64 {
         .expect("parsing rtt")
 }
 
-pub(super) static SERIAL: AtomicUsize = AtomicUsize::new(0);
+static SERIAL: AtomicUsize = AtomicUsize::new(0);
 
 /// Namespaces `a` - `r` (a router) - `b` joined by veths, with IPv4
 /// (172.16.10.0/24, 152.16.10.0/24) and IPv6 (fd00:a::/64, fd00:b::/64)
@@ -95,79 +69,62 @@ pub(super) struct Lab {
     pub(super) r: String,
     pub(super) b: String,
     pub(super) dir: PathBuf,
-    pub(super) made: Vec<String>,
+    _made: [TestNs; 3],
 }
 
 impl Lab {
     pub(super) fn new(tag: &str) -> Lab {
-        require_root();
-        let base = format!(
-            "gl-dp-{}-{}-{tag}",
-            std::process::id(),
-            SERIAL.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = std::env::temp_dir().join(&base);
-        let mut lab = Lab {
-            a: format!("{base}-a"),
-            r: format!("{base}-r"),
-            b: format!("{base}-b"),
-            dir,
-            made: vec![],
-        };
-        fs::create_dir_all(&lab.dir).unwrap();
-        for n in [lab.a.clone(), lab.r.clone(), lab.b.clone()] {
-            netns::create(&n).unwrap();
-            lab.made.push(n);
-        }
-        let (a, r, b) = (&lab.a, &lab.r, &lab.b);
-        ip(
-            a,
-            &format!("link add veth0 type veth peer name veth1 netns {r}"),
-        );
-        ip(
-            r,
-            &format!("link add veth2 type veth peer name veth3 netns {b}"),
-        );
+        let made = TestNs::group(&format!("dp-{tag}"), ["a", "r", "b"]);
+        let [a, r, b] = &made;
+        let dir = std::env::temp_dir().join(&r.0);
+        fs::create_dir_all(&dir).unwrap();
+        a.veth("veth0", r, "veth1");
+        r.veth("veth2", b, "veth3");
         for (ns, dev, v4, v6) in [
             (a, "veth0", "172.16.10.2/24", "fd00:a::2/64"),
             (r, "veth1", "172.16.10.1/24", "fd00:a::1/64"),
             (r, "veth2", "152.16.10.1/24", "fd00:b::1/64"),
             (b, "veth3", "152.16.10.2/24", "fd00:b::2/64"),
         ] {
-            ip(ns, &format!("addr add {v4} dev {dev}"));
-            ip(ns, &format!("addr add {v6} dev {dev} nodad"));
+            ns.ip(&format!("addr add {v4} dev {dev}"));
+            ns.ip(&format!("addr add {v6} dev {dev} nodad"));
             // Link-local usable at once: a router sends neighbour
             // solicitations from it, and DAD would hold them ~2 s.
-            let dad = format!("net.ipv6.conf.{dev}.accept_dad=0");
-            let ok = Command::new("ip")
-                .args(["netns", "exec", ns, "sysctl", "-qw", &dad])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "setting {dad} in {ns}");
-            ip(ns, &format!("link set {dev} up"));
-            ip(ns, "link set lo up");
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns.0,
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{dev}.accept_dad=0"),
+            ]);
+            ns.ip(&format!("link set {dev} up"));
+            ns.ip("link set lo up");
         }
-        ip(a, "route add default via 172.16.10.1");
-        ip(b, "route add default via 152.16.10.1");
-        ip(a, "-6 route add default via fd00:a::1");
-        ip(b, "-6 route add default via fd00:b::1");
-        netns::run_in(r, || {
+        a.ip("route add default via 172.16.10.1");
+        b.ip("route add default via 152.16.10.1");
+        a.ip("-6 route add default via fd00:a::1");
+        b.ip("-6 route add default via fd00:b::1");
+        netns::run_in(&r.0, || {
             fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
             fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
             Ok(())
         })
         .unwrap();
-        lab
+        Lab {
+            a: a.0.clone(),
+            r: r.0.clone(),
+            b: b.0.clone(),
+            dir,
+            _made: made,
+        }
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for n in &self.made {
-            if let Err(e) = netns::delete(n) {
-                eprintln!("cleanup: deleting namespace {n}: {e:#}");
-            }
-        }
+        // The namespaces go with `_made`.
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -593,23 +550,28 @@ impl Forger {
         pkt.extend(gre);
         let total = pkt.len();
         ipv4_header(&mut pkt[..20], total, tos, 64, false, src, dst);
-        let (sa, len) = sockaddr(IpAddr::V4(dst));
-        // SAFETY: sends `pkt` to a valid sockaddr.
-        let r = unsafe {
-            libc::sendto(
-                self.0.as_raw_fd(),
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                std::ptr::addr_of!(sa).cast(),
-                len,
-            )
-        };
-        assert_eq!(
-            r,
-            pkt.len() as isize,
-            "forging: {}",
-            io::Error::last_os_error()
-        );
+        send_to(&self.0, IpAddr::V4(dst), &pkt);
     }
+}
+
+/// Sends `bytes` to `dst` on the raw socket `fd`, all of them.
+pub(super) fn send_to(fd: &OwnedFd, dst: IpAddr, bytes: &[u8]) {
+    let (sa, len) = sockaddr(dst);
+    // SAFETY: sends `bytes` (its length given) to a valid sockaddr of `len`.
+    let r = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            0,
+            std::ptr::addr_of!(sa).cast(),
+            len,
+        )
+    };
+    assert_eq!(
+        r,
+        bytes.len() as isize,
+        "forging: {}",
+        io::Error::last_os_error()
+    );
 }

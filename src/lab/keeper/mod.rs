@@ -30,7 +30,7 @@ use crate::sys::netns::NsId;
 use crate::sys::process::{Identity, Pidfd};
 
 /// The keeper's files in the lab's directory.
-const SPEC: &str = "keeper.json";
+pub(super) const SPEC: &str = "keeper.json";
 const IDENTITY: &str = "keeper-identity.json";
 const STATUS: &str = "software.json";
 const LOG: &str = "keeper.log";
@@ -397,9 +397,4 @@ pub fn node_command(lab: &str, node: &str, cmd: &[String]) -> Result<std::proces
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")
-}
-
-/// The keeper's log, for messages.
-pub fn log_path(dir: &LabDir) -> std::path::PathBuf {
-    dir.path().join(LOG)
 }

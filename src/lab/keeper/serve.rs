@@ -21,7 +21,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
 use super::{
-    GRACE, LOGS, NODES, NodeSpec, ProgramState, ProgramStatus, STATUS, Spec, Status, ViewHolder,
+    GRACE, LOGS, NODES, NodeSpec, ProgramState, ProgramStatus, SPEC, STATUS, Spec, Status,
+    ViewHolder,
 };
 use crate::lab::state::LabDir;
 use crate::sys::process::{Identity, Pidfd};
@@ -41,11 +42,18 @@ pub fn serve(spec_path: &Path) -> Result<()> {
         // `up` died before recording us: nothing was started.
         return Ok(());
     }
-    let spec: Spec = serde_json::from_slice(
-        &std::fs::read(spec_path).with_context(|| format!("reading {}", spec_path.display()))?,
-    )
-    .context("reading the keeper's spec")?;
-    let dir = LabDir::open(&spec.lab)?.ok_or_else(|| anyhow!("lab `{}` has no state", spec.lab))?;
+    // The spec is a lab directory's, read through its checked handle.
+    let lab = spec_path
+        .parent()
+        .filter(|d| d.parent() == Some(crate::lab::state::state_dir().as_path()))
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{} is not a lab's keeper spec", spec_path.display()))?;
+    let dir = LabDir::open(lab)?.ok_or_else(|| anyhow!("lab `{lab}` has no state"))?;
+    let bytes = dir
+        .read(SPEC)?
+        .ok_or_else(|| anyhow!("{} is missing", spec_path.display()))?;
+    let spec: Spec = serde_json::from_slice(&bytes).context("reading the keeper's spec")?;
     let mut keeper = Keeper {
         dir,
         status: Status::default(),

@@ -1,39 +1,16 @@
-//! What rtnl's root tests share: a namespace per test, deleted even when
-//! the test fails, an `Rtnl` inside it, and iproute2 as the witness.
+//! What rtnl's root tests share: a namespace per test (`sys::testns`),
+//! deleted even when the test fails, an `Rtnl` inside it, and iproute2 as
+//! the witness.
 
 use std::net::IpAddr;
 use std::os::fd::AsFd;
-use std::process::Command;
 
 use anyhow::Result;
 
 use super::{Link, Rtnl};
 use crate::sys::netns;
 
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "rtnl tests create network namespaces and need root: run them as root (CI does)"
-    );
-}
-
-/// A namespace of one test, deleted on drop even when the test fails.
-pub(super) struct TestNs(pub(super) String);
-
-impl TestNs {
-    pub(super) fn new(tag: &str) -> Self {
-        require_root();
-        let name = format!("gl-rtnl-{}-{tag}", std::process::id());
-        netns::create(&name).unwrap_or_else(|e| panic!("creating namespace {name}: {e:#}"));
-        Self(name)
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = netns::delete(&self.0);
-    }
-}
+pub(super) use crate::sys::testns::TestNs;
 
 /// Runs `f` with an `Rtnl` of `ns`, on a thread inside it.
 pub(super) fn run<T, F>(ns: &TestNs, f: impl FnOnce(Rtnl) -> F + Send + 'static) -> Result<T>
@@ -51,18 +28,7 @@ where
 
 /// `ip -n NS ARGS...`, which must succeed.
 pub(super) fn ip(ns: &TestNs, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .arg("-n")
-        .arg(&ns.0)
-        .args(args)
-        .output()
-        .expect("running `ip` (iproute2 must be installed)");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    crate::sys::testns::ip_args(&ns.0, args)
 }
 
 /// The flags between `<` and `>` of `ip link show` output.

@@ -167,7 +167,12 @@ impl Rtnl {
         }
     }
 
-    async fn set_link(&self, msg: LinkMessage, doing: &str, target: Target<'_>) -> Result<()> {
+    pub(super) async fn set_link(
+        &self,
+        msg: LinkMessage,
+        doing: &str,
+        target: Target<'_>,
+    ) -> Result<()> {
         if let Target::Link(name) | Target::Mtu(name, _) = target {
             check_name(name, doing)?;
         }

@@ -19,6 +19,7 @@ use crate::error;
 use crate::model::TunnelKind;
 
 mod addr;
+mod bridge;
 mod link;
 mod neigh;
 pub mod netfilter;

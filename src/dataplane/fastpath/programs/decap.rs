@@ -12,12 +12,12 @@ pub(crate) fn gre_flags(a: &mut Asm, gre: i16, outer: i32, slot: u32, next: Labe
     a.ldx(H16, R1, R10, gre);
     a.mov(R2, 0);
     a.mov(R3, outer + 4);
-    a.mov(R4, (slot << 2) as i32);
+    a.mov(R4, (slot << TAG_SLOT_SHIFT) as i32);
     a.jmp(JEQ, R1, 0, no_key);
     a.jmp(JNE, R1, be16(0x2000), next);
     a.ldx(W, R2, R10, gre + 4);
     a.mov(R3, outer + 8);
-    a.alu(OR, R4, 1);
+    a.alu(OR, R4, TAG_KEYED as i32);
     a.bind(no_key);
     a.stx(DW, R10, SAVED, R3);
 }
@@ -143,10 +143,10 @@ pub(crate) fn decap_program(slot: u32, tables: [RawFd; 2], counters: RawFd) -> V
     a.jmp(JNE, R0, 0xffff, next);
     gre_flags(&mut a, H + 24, 20, slot, next);
     a.ldx(W, R1, R10, H + 20);
-    a.stx(W, R10, LOOKUP + 4, R1);
+    a.stx(W, R10, LOOKUP + KEY4_LOCAL, R1);
     a.ldx(W, R1, R10, H + 16);
-    a.stx(W, R10, LOOKUP + 8, R1);
-    a.stx(W, R10, LOOKUP + 12, R2);
+    a.stx(W, R10, LOOKUP + KEY4_REMOTE, R1);
+    a.stx(W, R10, LOOKUP + KEY4_KEY, R2);
     dispatch(&mut a, H + 26, LOOKUP, tables[0], next);
     a.ja(tunnel);
 
@@ -181,11 +181,11 @@ fn parse_ipv6(a: &mut Asm, slot: u32, table: RawFd, next: Label) {
     // The key: tag, local (the destination), remote (the source), GRE key.
     for i in 0..4 {
         a.ldx(W, R1, R10, H6 + 24 + 4 * i);
-        a.stx(W, R10, LOOKUP6 + 4 + 4 * i, R1);
+        a.stx(W, R10, LOOKUP6 + KEY6_LOCAL + 4 * i, R1);
         a.ldx(W, R1, R10, H6 + 8 + 4 * i);
-        a.stx(W, R10, LOOKUP6 + 20 + 4 * i, R1);
+        a.stx(W, R10, LOOKUP6 + KEY6_REMOTE + 4 * i, R1);
     }
-    a.stx(W, R10, LOOKUP6 + 36, R2);
+    a.stx(W, R10, LOOKUP6 + KEY6_KEY, R2);
     dispatch(a, H6 + 42, LOOKUP6, table, next);
 }
 
@@ -232,7 +232,7 @@ fn deliver(a: &mut Asm, counters: RawFd, next: Label, drop: Label) {
     a.stx(W, R10, KEY, R9);
     let uncounted = a.label();
     counters_entry(a, counters, uncounted);
-    count(a, R0, 16, R7);
+    count(a, R0, RX_PACKETS, RX_BYTES, R7);
     a.bind(uncounted);
     a.mov_reg(R1, R8);
     a.mov(R2, F_INGRESS);

@@ -3,7 +3,7 @@
 use std::os::fd::RawFd;
 
 use super::*;
-use crate::dataplane::fastpath::{Encap, IDS_AT};
+use crate::dataplane::fastpath::Encap;
 
 /// Where the egress program of an `Encap` puts things.
 struct Layout {
@@ -198,7 +198,7 @@ fn ipv4_id_and_sum(a: &mut Asm, e: &Encap) {
     a.alu_reg(DIV, R2, R1);
     a.add(R2, 1);
     a.bind(one_seg);
-    a.atomic_fetch_add(R9, IDS_AT, R2);
+    a.atomic_fetch_add(R9, IPV4_IDS, R2);
     a.add(R2, i32::from(e.id_base));
     a.be16(R2);
     a.stx(H16, R10, HDR + 4, R2);
@@ -244,7 +244,7 @@ fn push_and_send(a: &mut Asm, e: &Encap, l: &Layout, pass: Label, drop: Label) {
     } else {
         store(a, 0, l.hdr, l.hl, 0, drop);
     }
-    count(a, R9, 0, R7);
+    count(a, R9, TX_PACKETS, TX_BYTES, R7);
     if !e.l2 {
         // bpf_redirect_neigh takes the packet as from an Ethernet device:
         // l.room for a header it then replaces.

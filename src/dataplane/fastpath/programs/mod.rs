@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::os::fd::RawFd;
 
 use super::asm::*;
+use super::layout::*;
 use super::octets;
 
 pub(super) use decap::decap_program;
@@ -67,11 +68,12 @@ pub(super) fn ne_words(a: IpAddr) -> Vec<i32> {
         .collect()
 }
 
-/// Adds 1 and `bytes` to the counters at `off` of the entry `entry` points at.
-pub(super) fn count(a: &mut Asm, entry: u8, off: i16, bytes: u8) {
+/// Adds 1 to the packets counter at `packets` and `bytes` to the one at
+/// `bytes_at` of the entry `entry` points at.
+pub(super) fn count(a: &mut Asm, entry: u8, packets: i16, bytes_at: i16, bytes: u8) {
     a.mov(R1, 1);
-    a.atomic_add(entry, off, R1);
-    a.atomic_add(entry, off + 8, bytes);
+    a.atomic_add(entry, packets, R1);
+    a.atomic_add(entry, bytes_at, bytes);
 }
 
 /// Looks up the counters of the tunnel whose index is at `fp + KEY`: the
@@ -144,29 +146,6 @@ pub(super) fn store_at_r2(a: &mut Asm, from: i16, len: i32, flags: i32, fail: La
     a.jmp(JNE, R0, 0, fail);
 }
 
-// Stack slots (offsets from the frame pointer), 8-aligned.
-pub(super) const KEY: i16 = -4;
-pub(super) const SAVED: i16 = -16;
-pub(super) const EXTRA: i16 = -24;
-/// The inner frame's first bytes (up to 26: Ethernet, then 12 of IP).
-pub(super) const INNER: i16 = -56;
-/// Outer IPv4 and GRE headers, up to 28 bytes; also what decap reads.
-pub(super) const HDR: i16 = -96;
-pub(super) const LOOKUP: i16 = -112;
-pub(super) const ZERO: i16 = -128;
-/// An outer IPv6 header and GRE, up to 48 bytes.
-pub(super) const HDR6: i16 = -176;
-/// Decap's ECN work, where encap has HDR6: the inner IP header's first 12
-/// bytes, their packet offset, the inner family (4, 6, or 0 for Ethernet)
-/// and the outer ECN field.
-pub(super) const IN_IP: i16 = HDR6;
-pub(super) const IN_AT: i16 = HDR6 + 16;
-pub(super) const IN_FAMILY: i16 = HDR6 + 24;
-pub(super) const OUTER_ECN: i16 = HDR6 + 32;
-/// What decap reads of IPv6: the header and up to 8 bytes of GRE.
-pub(super) const H6: i16 = -232;
-/// The IPv6 table key, 40 bytes.
-pub(super) const LOOKUP6: i16 = -280;
 pub(super) const F_RECOMPUTE_CSUM: i32 = 1;
 pub(super) const ETH_LEN: i32 = 14;
 
@@ -203,15 +182,15 @@ pub(super) fn dispatch(a: &mut Asm, proto: i16, key: i16, table: RawFd, next: La
     a.bind(teb);
     a.st(DW, R10, IN_FAMILY, 0);
     a.mov(R7, ADJ_FIXED_GSO | ADJ_DECAP_L4_GRE);
-    a.alu(OR, R4, 2);
+    a.alu(OR, R4, TAG_L2 as i32);
     a.st(DW, R10, EXTRA, ETH_LEN);
     a.bind(known);
-    a.stx(W, R10, key, R4);
+    a.stx(W, R10, key + KEY_TAG, R4);
     a.ld_map(R1, table);
     a.mov_reg(R2, R10);
     a.add(R2, key as i32);
     a.call(MAP_LOOKUP_ELEM);
     a.jmp64(JEQ, R0, 0, next);
-    a.ldx(W, R8, R0, 0);
-    a.ldx(W, R9, R0, 4);
+    a.ldx(W, R8, R0, ROUTE_IFINDEX);
+    a.ldx(W, R9, R0, ROUTE_TUNNEL);
 }

@@ -1,4 +1,7 @@
-//! Needs root: the kernel's verifier is the judge.
+//! Needs root: the kernel's verifier is the judge, and the kernel runs the
+//! programs on byte vectors (`test_run`).
+
+mod test_run;
 
 use super::bpf::load;
 use super::programs::{decap_program, encap_program};
