@@ -286,6 +286,7 @@ fn message(step: &Step, idx: &mut Indexes, nss: &HashMap<&str, Ns>) -> Result<Op
         Step::Bridge { .. } | Step::Master { .. } => {
             return Err("bridges are not part of the floor".into());
         }
+        Step::Impair { .. } => return Err("impairments are not part of the floor".into()),
         Step::Veth {
             ns,
             name,

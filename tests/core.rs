@@ -118,6 +118,14 @@ mod bad {
     iface_name_shell_metachar: "iface-name-shell-metachar.yaml",
     iface_name_slash: "iface-name-slash.yaml",
     iface_name_too_long: "iface-name-too-long.yaml",
+    impair_jitter_above_delay: "impair-jitter-above-delay.yaml",
+    impair_loss_above_100: "impair-loss-above-100.yaml",
+    impair_mixed_forms: "impair-mixed-forms.yaml",
+    impair_rate_unit: "impair-rate-unit.yaml",
+    impair_reorder_without_delay: "impair-reorder-without-delay.yaml",
+    impair_tunnel_unknown_end: "impair-tunnel-unknown-end.yaml",
+    impair_unknown_end: "impair-unknown-end.yaml",
+    impair_unknown_parameter: "impair-unknown-parameter.yaml",
     invalid_ip: "invalid-ip.yaml",
     invalid_prefix_length: "invalid-prefix-length.yaml",
     ip6gre_with_ipv4_local: "ip6gre-with-ipv4-local.yaml",
@@ -140,6 +148,7 @@ mod bad {
     overlapping_subnets_on_node: "overlapping-subnets-on-node.yaml",
     ping_count_too_large: "ping-count-too-large.yaml",
     ping_count_zero: "ping-count-zero.yaml",
+    ping_expect_bad_bound: "ping-expect-bad-bound.yaml",
     ping_interval_too_short: "ping-interval-too-short.yaml",
     ping_target_outside_lab: "ping-target-outside-lab.yaml",
     prefix_too_long: "prefix-too-long.yaml",
@@ -987,4 +996,57 @@ fn odd_yaml_is_an_error_not_a_panic() {
     ] {
         assert!(topology::parse(text, "odd.yaml").is_err(), "{text}");
     }
+}
+
+// ---- Impairments ----
+
+#[test]
+fn impairments_apply_to_both_ends_or_to_the_end_named_and_print_as_tc() {
+    let plan = plan_of(
+        r#"name: imp
+nodes: {a: {}, b: {}}
+links:
+  - endpoints: ["a:e0", "b:e0"]
+    addresses: ["10.0.0.1/24", "10.0.0.2/24"]
+    impair: {delay: 20ms, jitter: 5ms, loss: 2%, rate: 10mbit}
+  - endpoints: ["a:e1", "b:e1"]
+    addresses: ["10.0.1.1/24", "10.0.1.2/24"]
+    impair: {"b:e1": {loss: 0.5%}}
+tunnels:
+  - name: t0
+    type: gre
+    endpoints:
+      - {node: a, local: 10.0.0.1, address: 192.168.0.1/30}
+      - {node: b, local: 10.0.0.2, address: 192.168.0.2/30}
+    impair: {a: {delay: 30ms}}
+"#,
+        None,
+    );
+    let got: Vec<String> = plan
+        .impairments()
+        .map(|(ns, dev, i)| format!("{ns}:{dev} {i}"))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "a:e0 delay 20ms jitter 5ms loss 2% rate 10mbit",
+            "b:e0 delay 20ms jitter 5ms loss 2% rate 10mbit",
+            "b:e1 loss 0.5%",
+            "a:t0 delay 30ms",
+        ]
+    );
+    let script = plan.script();
+    assert!(
+        script.contains(
+            "tc -n a qdisc add dev e0 root handle 1: netem delay 20ms 5ms loss 2%\n\
+             tc -n a qdisc add dev e0 parent 1:1 handle 10: tbf rate 10mbit burst 24224 latency 100ms\n"
+        ),
+        "{script}"
+    );
+    assert!(script.contains("tc -n b qdisc add dev e1 root handle 1: netem loss 0.5%\n"));
+    assert!(
+        script.contains("where the kernel has sch_netem"),
+        "{script}"
+    );
+    assert_valid_shell("impairments", &script);
 }

@@ -49,6 +49,7 @@ guest_tests! {
     grelab_options => "grelab-options.sh",
     grelab_bridges => "grelab-bridges.sh",
     grelab_bridges_backports => "grelab-bridges.sh" on "backports",
+    grelab_impair => "grelab-impair.sh",
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod exec;
 mod explain;
 mod generate;
 mod graph;
+mod impair;
 mod init;
 mod labs;
 mod logs;
@@ -131,6 +132,10 @@ enum Command {
         #[arg(long, requires = "write")]
         force: bool,
     },
+    /// Change the impairments of a running lab's interface (egress): the
+    /// parameters given change, the others keep their values; a value of 0
+    /// removes one. `--show` lists every impairment in force.
+    Impair(impair::Args),
     /// Write an example topology to ./grelab.yaml (or --output).
     Init {
         #[arg(long, value_enum, default_value_t = Example::Basic)]
@@ -349,6 +354,7 @@ fn run(cli: Cli) -> Result<()> {
             no_derived,
         } => verify::run(lab, format, junit, verbose, no_derived),
         Command::Generate { shape } => generate::run(shape),
+        Command::Impair(args) => impair::run(args),
         Command::Graph {
             file,
             lab,

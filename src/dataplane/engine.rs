@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::control::Spec;
+use super::delay::{DelayLine, ImpairFile};
 use super::fast::{FAST_AFTER, Fast};
 use super::rx::{RX_HEADROOM, Rx};
 use super::sock::{epoll_add, epoll_create, raise_fd_limit, raw_socket, sockaddr};
@@ -25,6 +26,8 @@ use crate::wire::gre;
 
 pub(super) const EPOLL_TIMEOUT_MS: i32 = 200;
 pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// How often the impairments file is looked at.
+const IMPAIRS_EVERY: Duration = Duration::from_millis(100);
 /// Epoll tokens at or above this are sockets; below, tunnel devices.
 pub(super) const SOCK_TOKEN: u64 = 1 << 32;
 
@@ -55,6 +58,11 @@ pub(super) fn run_with(
     fast: bool,
 ) -> Result<()> {
     let mut engine = Engine::new(spec, offload)?;
+    engine.delays = vec![None; engine.tunnels.len()];
+    let mut impairs = ImpairFile::beside(stats_path);
+    if let Some(list) = impairs.changed() {
+        engine.set_impairments(&list);
+    }
     let why = if fast {
         format!("waits for {FAST_AFTER} packets through userspace")
     } else {
@@ -69,7 +77,7 @@ pub(super) fn run_with(
     if fast {
         engine.enable_fast_path();
     }
-    let served = engine.serve(stats_path, stop);
+    let served = engine.serve(stats_path, stop, &mut impairs);
     let written = write_stats(stats_path, &engine.stats);
     served.and(written)
 }
@@ -118,6 +126,10 @@ pub(super) struct Engine {
     pub(super) epoll: OwnedFd,
     /// The tunnels' namespaces, by slot.
     pub(super) namespaces: Vec<File>,
+    /// Per tunnel: what its egress suffers, if the dataplane impairs it.
+    pub(super) delays: Vec<Option<crate::model::Impairment>>,
+    /// What impaired tunnels sent, waiting for its departure.
+    pub(super) line: DelayLine,
     pub(super) fast: Option<Fast>,
 }
 
@@ -156,6 +168,8 @@ impl Engine {
             epoll: epoll_create()?,
             namespaces: Vec::new(),
             fast: None,
+            delays: Vec::new(),
+            line: DelayLine::default(),
         };
         // Until setup is complete, devices made so far are removed on failure.
         let mut transient = Transient(Vec::new());
@@ -241,21 +255,31 @@ impl Engine {
         Ok(engine)
     }
 
-    pub(super) fn serve(&mut self, stats_path: &Path, stop: &AtomicBool) -> Result<()> {
+    pub(super) fn serve(
+        &mut self,
+        stats_path: &Path,
+        stop: &AtomicBool,
+        impairs: &mut ImpairFile,
+    ) -> Result<()> {
         // SAFETY: epoll_event is plain data.
         let mut events = vec![unsafe { zeroed::<libc::epoll_event>() }; 256];
         let mut flushed = Instant::now();
         let mut fast_checked = Instant::now();
+        let mut impairs_checked = Instant::now();
         let mut write_failed = false;
         while !stop.load(Ordering::Relaxed) {
             // Stats are written when no packet waits (a write takes up to
             // a millisecond): with new counters, sleep only until they are due.
             let due = FLUSH_EVERY.saturating_sub(flushed.elapsed());
-            let timeout = if self.dirty {
+            let mut timeout = if self.dirty {
                 (due.as_millis() as i32).clamp(1, EPOLL_TIMEOUT_MS)
             } else {
                 EPOLL_TIMEOUT_MS
             };
+            // Held packets leave on time (to the millisecond, as epoll counts).
+            if let Some(next) = self.line.next_in(Instant::now()) {
+                timeout = timeout.min(next.as_micros().div_ceil(1000) as i32);
+            }
             // SAFETY: `events` has room for the count passed.
             let n = unsafe {
                 libc::epoll_wait(
@@ -285,6 +309,14 @@ impl Engine {
                     self.encapsulate(token as usize);
                     self.try_fast(token as usize);
                 }
+            }
+            self.release_due();
+            // A change by `grelab impair` shows within a tenth of a second.
+            if impairs_checked.elapsed() >= IMPAIRS_EVERY {
+                if let Some(list) = impairs.changed() {
+                    self.set_impairments(&list);
+                }
+                impairs_checked = Instant::now();
             }
             // Idle, or busy for long: then write anyway.
             if self.fast.is_some() && fast_checked.elapsed() >= FLUSH_EVERY {

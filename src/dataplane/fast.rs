@@ -124,8 +124,13 @@ impl Engine {
             .tunnels
             .iter()
             .zip(&mut self.stats.tunnels)
-            .map(|(t, st)| {
-                if fastpath::carries(&t.end) {
+            .zip(&self.delays)
+            .map(|((t, st), impaired)| {
+                if impaired.is_some() {
+                    st.fast_path_off =
+                        Some("impaired (the fast path would bypass the impairments)".into());
+                    FastState::Off
+                } else if fastpath::carries(&t.end) {
                     FastState::Waiting(Instant::now())
                 } else {
                     st.fast_path_off = Some(

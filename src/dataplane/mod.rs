@@ -20,15 +20,18 @@
 //!
 //! Owns the dataplane process: its control API (`control`, what `lab`
 //! uses), the engine and its loop, receive and send paths, device
-//! offloads, and the in-kernel fast path. Imports `wire`, `sys`, and the
+//! offloads, the in-kernel fast path, the delay line of impaired ends
+//! (`delay`), and the tc-BPF impairment program `lab` loads (`impair`). Imports `wire`, `sys`, and the
 //! tunnel vocabulary (`plan::TunnelEnd`, `topology::overhead`); never `lab`
 //! or `cli`.
 
 mod control;
+mod delay;
 pub mod demux;
 mod engine;
 mod fast;
 pub mod fastpath;
+pub mod impair;
 mod offload;
 mod rx;
 mod sock;
@@ -42,5 +45,6 @@ mod testing;
 mod root_tests;
 
 pub use control::{Spec, find, is_running, serve, start, stats_path, stop};
+pub use delay::{IMPAIR_FILE, Impaired};
 pub use engine::run;
 pub use stats::{Stats, TunnelStats, read_stats};

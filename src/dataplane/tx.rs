@@ -236,8 +236,11 @@ impl Engine {
             tx,
             epoll,
             dirty,
+            delays,
+            line,
             ..
         } = self;
+        let held = delays[ti].filter(crate::model::Impairment::delays);
         let t = &mut tunnels[ti];
         let st = &mut stats.tunnels[ti];
         let sock = &socks[t.sock];
@@ -274,6 +277,15 @@ impl Engine {
             *dirty = true;
             if len <= tun::VNET_HDR_LEN {
                 st.tx_errors += 1;
+                continue;
+            }
+            if let Some(imp) = &held {
+                line.hold(
+                    ti,
+                    &tx.arena[pos..pos + len],
+                    imp,
+                    std::time::Instant::now(),
+                );
                 continue;
             }
             let vh = offload::VnetHdr::parse(&tx.arena[pos..]);

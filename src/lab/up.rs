@@ -17,7 +17,7 @@ use crate::error;
 use crate::lab::configure::{self, Slots};
 use crate::lab::progress::{Progress, Timings};
 use crate::lab::state::{self, EndBackend, State};
-use crate::model::Backend;
+use crate::model::{Backend, Impairment};
 use crate::model::{TunnelEnd, TunnelKind};
 use crate::plan::{Plan, Step};
 use crate::sys::netns::{self, NsId};
@@ -42,10 +42,15 @@ fn choose_backends(
     wanted: Option<Backend>,
     probe_ns: &str,
     done: &AtomicUsize,
+    delayed: &[(String, String)],
 ) -> Result<(Vec<Chosen>, Vec<String>)> {
     let mut kinds: Vec<TunnelKind> = Vec::new();
+    let delayed_here = |end: &TunnelEnd| delayed.contains(&(end.netns.clone(), end.name.clone()));
     for (end, b) in plan.tunnels() {
-        if wanted.unwrap_or(b) != Backend::Userspace && !kinds.contains(&end.kind) {
+        if wanted.unwrap_or(b) != Backend::Userspace
+            && !delayed_here(end)
+            && !kinds.contains(&end.kind)
+        {
             kinds.push(end.kind);
         }
     }
@@ -74,6 +79,15 @@ fn choose_backends(
         let b = wanted.unwrap_or(b);
         let chosen = match b {
             Backend::Userspace => Backend::Userspace,
+            // Without netem only the dataplane delays (refuse_unsupported
+            // has refused a kernel end).
+            Backend::Auto if delayed_here(end) => {
+                notes.push(format!(
+                    "backend: userspace for tunnel `{}` in `{}`: it is delayed, and this kernel has no sch_netem",
+                    end.name, end.netns
+                ));
+                Backend::Userspace
+            }
             Backend::Kernel if has(end.kind) => Backend::Kernel,
             Backend::Kernel => {
                 return Err(error::environment(format!(
@@ -125,11 +139,13 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
     }
     namespaces_free(plan)?;
     crate::lab::keeper::preflight(plan)?;
+    // What the kernel cannot impair is refused here, before anything exists.
+    let impairs = crate::lab::impair::decide(plan, backend)?;
 
     let dir = state::LabDir::create(&plan.lab)?;
     let journal = crate::lab::journal::Writer::open(&dir)?;
     let mut undo = Undo::default();
-    let built = build(plan, backend, &journal, &mut undo).and_then(|built| {
+    let built = build(plan, backend, impairs.as_ref(), &journal, &mut undo).and_then(|built| {
         dir.write(crate::lab::keeper::HOSTS, plan.hosts().as_bytes())?;
         let keeper = match crate::lab::keeper::spec(plan, &built.3)? {
             Some(spec) => {
@@ -351,6 +367,7 @@ fn init_namespace(mark: &str) -> Result<()> {
 fn build(
     plan: &Plan,
     backend: Option<Backend>,
+    impairs: Option<&crate::lab::impair::Decision>,
     journal: &crate::lab::journal::Writer,
     undo: &mut Undo,
 ) -> Result<Built> {
@@ -365,7 +382,8 @@ fn build(
     // Backends first: the dataplane then makes its devices while the veths
     // are being created.
     let probe = plan.namespaces().next().unwrap_or_default().to_owned();
-    let (ends, notes) = choose_backends(plan, backend, &probe, progress.done())?;
+    let delayed = impairs.map_or(&[][..], |d| &d.delayed[..]);
+    let (ends, mut notes) = choose_backends(plan, backend, &probe, progress.done(), delayed)?;
     let user: Vec<TunnelEnd> = ends
         .iter()
         .filter(|(_, b)| *b == Backend::Userspace)
@@ -374,7 +392,8 @@ fn build(
     timings.lap("backend probe");
     crate::sys::interrupt::check()?;
     progress.phase("creating links");
-    let (veths, pid) = links_and_dataplane(plan, user, progress.done());
+    let netem = impairs.is_some_and(|d| d.netem);
+    let (veths, pid) = links_and_dataplane(plan, user, netem, progress.done());
     // Journal the dataplane before reporting any error, so it is undone.
     let pid = match pid {
         Ok(p) => {
@@ -399,6 +418,10 @@ fn build(
         async move { configure::configure(&rtnl, mark, &job).await }
     })?;
     timings.lap("configure");
+    if let Some(d) = impairs {
+        notes.extend(impair(plan, &ends, d)?);
+        timings.lap("impairments");
+    }
 
     let backends = ends
         .iter()
@@ -416,12 +439,43 @@ fn build(
     Ok((pid, backends, notes, identities))
 }
 
+/// Phase 4: the impairments, per namespace; a line for the user on each.
+fn impair(plan: &Plan, ends: &[Chosen], d: &crate::lab::impair::Decision) -> Result<Vec<String>> {
+    let mut jobs: Vec<(String, Vec<(String, crate::model::Impairment)>)> = Vec::new();
+    let mut notes = Vec::new();
+    for (ns, dev, imp) in plan.impairments() {
+        let user = ends
+            .iter()
+            .any(|(e, b)| e.netns == ns && e.name == dev && *b == Backend::Userspace);
+        let how = imp.carriers(d.netem, user);
+        let node = plan
+            .nodes
+            .iter()
+            .find(|n| n.ns == ns)
+            .map_or(ns, |n| n.node.as_str());
+        notes.push(format!("impair {node}:{dev}: {imp} by {how}"));
+        match jobs.iter_mut().find(|(n, _)| n == ns) {
+            Some((_, list)) => list.push((dev.to_owned(), *imp)),
+            None => jobs.push((ns.to_owned(), vec![(dev.to_owned(), *imp)])),
+        }
+    }
+    let netem = d.netem;
+    in_namespaces(jobs, None, |rtnl, list| async move {
+        for (dev, imp) in &list {
+            crate::lab::impair::apply(&rtnl, dev, imp, netem).await?;
+        }
+        Ok(())
+    })?;
+    Ok(notes)
+}
+
 /// Phase 2: the veths, each created from its first end, while the
 /// userspace dataplane (for the `user` ends, if any) starts and makes its
 /// devices: (the veths' result, the dataplane's).
 fn links_and_dataplane(
     plan: &Plan,
     user: Vec<TunnelEnd>,
+    netem: bool,
     done: &AtomicUsize,
 ) -> (Result<()>, Result<Option<crate::sys::process::Identity>>) {
     let dir = state::lab_dir(&plan.lab);
@@ -441,6 +495,20 @@ fn links_and_dataplane(
         .zip(veths)
         .filter(|(_, steps)| !steps.is_empty())
         .collect();
+    let impaired: Vec<crate::dataplane::Impaired> = plan
+        .impairments()
+        .filter(|(ns, dev, _)| user.iter().any(|e| e.netns == *ns && e.name == *dev))
+        // Listed even where netem delays: the end stays off the fast path.
+        .map(|(ns, dev, imp)| {
+            let imp = if netem { Impairment::default() } else { *imp };
+            (ns.to_owned(), dev.to_owned(), imp)
+        })
+        .collect();
+    if !impaired.is_empty()
+        && let Err(e) = crate::lab::impair::write_dataplane_file(&plan.lab, &impaired)
+    {
+        return (Err(e), Ok(None));
+    }
     std::thread::scope(|s| {
         let dataplane = (!user.is_empty()).then(|| {
             s.spawn(|| {

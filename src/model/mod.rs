@@ -5,12 +5,14 @@
 //! it never reads files, parses YAML or touches the system.
 
 mod backend;
+mod impair;
 mod net;
 mod overhead;
 mod tunnel;
 mod units;
 
 pub use backend::Backend;
+pub use impair::{Impairment, MAX_DELAY, Micros, PARAMETERS, Rate, Share};
 pub use net::{Family, IpNet};
 pub(crate) use overhead::Overhead;
 pub use overhead::overhead;

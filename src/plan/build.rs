@@ -306,6 +306,14 @@ impl Builder<'_> {
                 });
             }
         }
+        // Last: a userspace tunnel's device exists once the dataplane runs.
+        for (node, dev, impairment) in self.topo.impairments() {
+            steps.push(Step::Impair {
+                ns: self.ns(node),
+                dev: dev.to_owned(),
+                impairment,
+            });
+        }
         let software = self.software();
         Plan {
             lab: self.lab,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use self::build::build;
 // The vocabulary lives in `model`; this path keeps working for the layers
 // that still import it from here.
-use crate::model::{Backend, EndOptions, IpNet, TunnelEnd};
+use crate::model::{Backend, EndOptions, Impairment, IpNet, TunnelEnd};
 
 use crate::topology::{Check, Destination};
 
@@ -83,6 +83,14 @@ pub enum Step {
         dev: String,
         addr: IpAddr,
         mac: Mac,
+    },
+    /// Impairments of an interface's egress (a veth end or a tunnel
+    /// device); the mechanism (netem, tbf, tc-BPF, the dataplane) is
+    /// chosen when applying, by what the kernel has.
+    Impair {
+        ns: String,
+        dev: String,
+        impairment: Impairment,
     },
 }
 
@@ -154,7 +162,8 @@ impl Step {
             | Step::Neighbor { ns, .. }
             | Step::Multicast { ns, .. }
             | Step::Bridge { ns, .. }
-            | Step::Master { ns, .. } => ns,
+            | Step::Master { ns, .. }
+            | Step::Impair { ns, .. } => ns,
             Step::Tunnel { end, .. } => &end.netns,
         }
     }
@@ -235,6 +244,18 @@ impl Plan {
             }
         }
         out
+    }
+
+    /// The impaired interfaces: (namespace, device, impairment).
+    pub fn impairments(&self) -> impl Iterator<Item = (&str, &str, &Impairment)> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Impair {
+                ns,
+                dev,
+                impairment,
+            } => Some((ns.as_str(), dev.as_str(), impairment)),
+            _ => None,
+        })
     }
 
     /// The resolved tunnel ends.

@@ -3,7 +3,7 @@
 
 use super::{Plan, Step};
 use crate::model::TunnelEnd;
-use crate::model::{Family, Overhead};
+use crate::model::{Family, Impairment, Overhead};
 
 impl TunnelEnd {
     /// How its MTU came about, for people learning the arithmetic.
@@ -53,6 +53,14 @@ impl Plan {
                 out.push_str(&format!("\n# {title}\n"));
                 section = title;
             }
+            if let Step::Impair {
+                ns,
+                dev,
+                impairment,
+            } = step
+            {
+                out.push_str(&self.carriers_note(ns, dev, impairment));
+            }
             out.push_str(&command(step));
         }
         if !self.software.is_empty() {
@@ -75,6 +83,22 @@ impl Plan {
             }
         }
         out
+    }
+}
+
+impl Plan {
+    /// What carries the impairments of `ns`'s `dev`, with sch_netem and
+    /// without: a comment line.
+    fn carriers_note(&self, ns: &str, dev: &str, imp: &Impairment) -> String {
+        // Without netem, a delayed `auto` tunnel end is built in userspace.
+        let userspace = self
+            .tunnels()
+            .any(|(e, b)| e.netns == ns && e.name == dev && b != crate::model::Backend::Kernel);
+        format!(
+            "# {ns}:{dev}: {}; without sch_netem: {}\n",
+            imp.carriers(true, userspace),
+            imp.carriers(false, userspace)
+        )
     }
 }
 
@@ -109,6 +133,12 @@ fn section_of(step: &Step) -> &'static str {
             "Permanent neighbours: a lab this large would overflow the host-wide neighbour table."
         }
         Step::Route { .. } => "Routes.",
+        Step::Impair { .. } => {
+            "Impairments of each interface's egress: netem (delay, jitter, reorder, loss,\n\
+             # duplicate, corrupt) and tbf (rate) where the kernel has sch_netem. Where it\n\
+             # has not, grelab drops, duplicates and corrupts by a tc-BPF program, limits\n\
+             # the rate by tbf, and delays on userspace tunnel ends in its dataplane."
+        }
     }
 }
 
@@ -172,7 +202,49 @@ fn command(step: &Step) -> String {
             let six = if to.family() == Family::V6 { " -6" } else { "" };
             format!("ip{six} -n {ns} route add {to} via {via}\n")
         }
+        Step::Impair {
+            ns,
+            dev,
+            impairment,
+        } => impair_commands(ns, dev, impairment),
     }
+}
+
+/// The `tc` commands for the impairments of `dev`'s egress: netem at the
+/// root, tbf under it (or alone) for the rate.
+fn impair_commands(ns: &str, dev: &str, imp: &Impairment) -> String {
+    let mut netem = String::new();
+    if let Some(d) = imp.delay {
+        netem.push_str(&format!(" delay {d}"));
+        if let Some(j) = imp.jitter {
+            netem.push_str(&format!(" {j}"));
+        }
+    }
+    for (name, v) in [
+        ("loss", imp.loss),
+        ("duplicate", imp.duplicate),
+        ("corrupt", imp.corrupt),
+        ("reorder", imp.reorder),
+    ] {
+        if let Some(v) = v {
+            netem.push_str(&format!(" {name} {v}"));
+        }
+    }
+    let mut out = String::new();
+    let mut parent = "root".to_owned();
+    if !netem.is_empty() {
+        out.push_str(&format!(
+            "tc -n {ns} qdisc add dev {dev} root handle 1: netem{netem}\n"
+        ));
+        parent = "parent 1:1".into();
+    }
+    if let Some(r) = imp.rate {
+        out.push_str(&format!(
+            "tc -n {ns} qdisc add dev {dev} {parent} handle 10: tbf rate {r} burst {} latency 100ms\n",
+            crate::model::Impairment::burst_bytes(r)
+        ));
+    }
+    out
 }
 
 /// `s` as one shell word: as is when plain, else single-quoted (a sysctl

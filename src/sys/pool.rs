@@ -49,6 +49,31 @@ where
     }
 }
 
+/// Runs `work` with a netlink connection in a network namespace of its
+/// own, which nothing else sees and which ends with the call: for probing
+/// the kernel before a lab has any namespace.
+pub(crate) fn in_private_namespace<T, F, Fut>(work: F) -> Result<T>
+where
+    T: Send,
+    F: FnOnce(Rtnl) -> Fut + Send,
+    Fut: Future<Output = Result<T>>,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // This thread is ours, and ends here: its namespace with it.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .context("unshare(CLONE_NEWNET) for a probe")?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a netlink runtime")?;
+            rt.block_on(async { work(Rtnl::new()?).await })
+        })
+        .join()
+        .unwrap_or_else(|_| Err(anyhow!("a probe thread panicked")))
+    })
+}
+
 /// How [`pool`] runs its jobs.
 pub(crate) struct Options<'a> {
     /// Jobs per thread: one thread per this many, a few per core at most.

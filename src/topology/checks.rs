@@ -1,11 +1,14 @@
 //! The checks a topology asks `verify` to run.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::net::IpAddr;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::model::Duration;
+use crate::model::{Duration, Micros, Share};
 
 /// A check that `verify` runs.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -171,13 +174,152 @@ fn default_interval() -> Duration {
     DEFAULT_PING_INTERVAL
 }
 
-/// What a ping check expects.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+/// What a ping check expects: every request answered (`success`), none
+/// (`failure`), or bounds on what the path does, `{loss: "< 5%", rtt: "< 50ms"}`
+/// (the share of requests unanswered; the average round trip).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Expect {
     #[default]
     Success,
     Failure,
+    Path(PathExpect),
+}
+
+/// Bounds on a path's loss and round trip.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PathExpect {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<Bound<Share>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt: Option<Bound<Micros>>,
+}
+
+/// `< 5%`, `<= 50ms`, `> 1%`, `>= 10ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound<T> {
+    pub op: &'static str,
+    pub value: T,
+}
+
+impl<T: PartialOrd> Bound<T> {
+    /// Whether `v` is within the bound.
+    pub fn holds(&self, v: T) -> bool {
+        match self.op {
+            "<" => v < self.value,
+            "<=" => v <= self.value,
+            ">" => v > self.value,
+            _ => v >= self.value,
+        }
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for Bound<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.op, self.value)
+    }
+}
+
+/// The units a bound may hold.
+trait Unit: Sized {
+    fn parse_unit(text: &str) -> Result<Self, String>;
+}
+
+impl Unit for Share {
+    fn parse_unit(text: &str) -> Result<Self, String> {
+        Share::parse(text)
+    }
+}
+
+impl Unit for Micros {
+    fn parse_unit(text: &str) -> Result<Self, String> {
+        Micros::parse(text)
+    }
+}
+
+impl<'de, T: Unit> Deserialize<'de> for Bound<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let t = s.trim();
+        let op = ["<=", ">=", "<", ">"]
+            .into_iter()
+            .find(|op| t.starts_with(op))
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "`{s}` is no bound: write `<`, `<=`, `>` or `>=` and a value, like `< 5%`"
+                ))
+            })?;
+        let value = T::parse_unit(&t[op.len()..]).map_err(de::Error::custom)?;
+        Ok(Bound { op, value })
+    }
+}
+
+impl<T: fmt::Display> Serialize for Bound<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<T> JsonSchema for Bound<T> {
+    fn schema_name() -> Cow<'static, str> {
+        "Bound".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "A comparison and a value, like `< 5%` or `<= 50ms`.",
+            "pattern": "^\\s*(<=|>=|<|>)\\s*[0-9]"
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Expect {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Expect;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "`success`, `failure`, or bounds like `{loss: \"< 5%\", rtt: \"< 50ms\"}`",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Expect, E> {
+                match v {
+                    "success" => Ok(Expect::Success),
+                    "failure" => Ok(Expect::Failure),
+                    _ => Err(E::unknown_variant(v, &["success", "failure"])),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Expect, A::Error> {
+                PathExpect::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(Expect::Path)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Expect {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Expect::Success => s.serialize_str("success"),
+            Expect::Failure => s.serialize_str("failure"),
+            Expect::Path(p) => p.serialize(s),
+        }
+    }
+}
+
+impl JsonSchema for Expect {
+    fn schema_name() -> Cow<'static, str> {
+        "Expect".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let path = generator.subschema_for::<PathExpect>();
+        json_schema!({
+            "description": "`success` (every request answered), `failure` (none), or bounds on the path's loss and average round trip.",
+            "anyOf": [{"enum": ["success", "failure"]}, path]
+        })
+    }
 }
 
 #[cfg(test)]
@@ -210,5 +352,27 @@ mod tests {
             let again: Check = serde_json::from_str(&back).unwrap();
             assert_eq!(serde_json::to_string(&again).unwrap(), back);
         }
+    }
+
+    #[test]
+    fn path_expectations_hold_as_written_and_survive_the_record() {
+        let e: Expect = serde_json::from_str(r#"{"loss": "< 5%", "rtt": ">= 35ms"}"#).unwrap();
+        let Expect::Path(p) = e else { panic!("{e:?}") };
+        let (loss, rtt) = (p.loss.unwrap(), p.rtt.unwrap());
+        assert!(loss.holds(Share(49_999)) && !loss.holds(Share(50_000)));
+        assert!(rtt.holds(Micros(35_000)) && !rtt.holds(Micros(34_999)));
+        // The lab's record stores the plan's checks as JSON, read back by verify.
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(json, r#"{"loss":"< 5%","rtt":">= 35ms"}"#);
+        assert_eq!(serde_json::from_str::<Expect>(&json).unwrap(), e);
+        for (text, want) in [
+            (r#""success""#, Expect::Success),
+            (r#""failure""#, Expect::Failure),
+        ] {
+            assert_eq!(serde_json::from_str::<Expect>(text).unwrap(), want);
+            assert_eq!(serde_json::to_string(&want).unwrap(), text);
+        }
+        assert!(serde_json::from_str::<Expect>(r#"{"loss": "5%"}"#).is_err());
+        assert!(serde_json::from_str::<Expect>(r#"{"jitter": "< 5ms"}"#).is_err());
     }
 }

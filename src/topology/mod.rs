@@ -8,6 +8,7 @@
 
 mod checks;
 pub(crate) mod generate;
+mod impair;
 mod schema;
 mod types;
 mod yaml;
@@ -20,9 +21,10 @@ use serde::Deserialize;
 use crate::model::IpNet;
 
 pub use self::checks::{
-    Check, DEFAULT_PING_INTERVAL, ExecCheck, Expect, MulticastCheck, PingCheck, RouteCheck,
-    TcpCheck, TunnelCheck,
+    Bound, Check, DEFAULT_PING_INTERVAL, ExecCheck, Expect, MulticastCheck, PathExpect, PingCheck,
+    RouteCheck, TcpCheck, TunnelCheck,
 };
+pub use self::impair::{Impair, ImpairParams};
 pub use self::schema::schema;
 pub use self::types::{
     Bridge, Destination, Endpoint, Link, Node, Route, Tunnel, TunnelEndpoint, Workload,

@@ -8,6 +8,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
+use super::impair::Impair;
 use super::yaml::{OneOrMany, Ordered, Scalar, Spanned, nullable};
 use crate::model::{Backend, EndOptions, Family, IpNet, TunnelKind};
 
@@ -153,6 +154,8 @@ pub struct Link {
     #[serde(default)]
     pub addresses: Option<Spanned<[OneOrMany<IpNet>; 2]>>,
     pub mtu: Option<Spanned<u32>>,
+    /// Impairments of the ends' egress (see `impair`).
+    pub impair: Option<Impair>,
 }
 
 /// `node:iface`, the containerlab convention.
@@ -227,6 +230,8 @@ pub struct Tunnel {
     /// The MULTICAST flag on both ends' devices (kernel GRE lacks it by
     /// default; routing daemons need it); on unless switched off.
     pub multicast: Option<bool>,
+    /// Impairments of the tunnel devices' egress: the overlay only.
+    pub impair: Option<Impair>,
 }
 
 /// One end of a tunnel.

@@ -8,6 +8,7 @@
 mod addresses;
 mod bridges;
 mod checks;
+mod impair;
 mod links;
 mod names;
 mod routes;
@@ -80,6 +81,7 @@ pub fn validate(topo: &Topology) -> Result<(), Vec<Diagnostic>> {
     c.addresses();
     c.routes();
     c.underlays();
+    c.impairments();
     c.checks();
     c.software();
     c.finish()

@@ -21,7 +21,7 @@ case $kernel in stock | backports) ;; *) usage ;; esac
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${GRELAB_VM_CACHE:-/var/cache/grelab-vm}
 # Modules the VM needs; their dependencies are added from the .ko files.
-wanted=(veth tun gre ip_tunnel ip_gre tunnel6 ip6_tunnel ip6_gre af_packet ipv6 bridge)
+wanted=(veth tun gre ip_tunnel ip_gre tunnel6 ip6_tunnel ip6_gre af_packet ipv6 bridge sch_netem sch_tbf)
 key=$(cat "$here/prepare.sh" "$here/init" | sha256sum | cut -c1-16)
 
 say() { echo "prepare.sh: $*" >&2; }

@@ -1,5 +1,6 @@
 //! The ping check: a node's echo requests to an address are all answered,
-//! or (expect: failure) none is.
+//! or (expect: failure) none is, or the path's loss and average round trip
+//! are within the bounds given.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -8,8 +9,9 @@ use anyhow::{Result, anyhow};
 
 use super::{Outcome, fail, pass};
 use crate::check::ping::{self, PingOptions};
+use crate::model::{Micros, Share};
 use crate::sys::netns;
-use crate::topology::Expect;
+use crate::topology::{Expect, PathExpect};
 
 /// Pings `to` `count` times from `ns` and judges the replies by `expect`.
 pub(super) fn check(
@@ -47,6 +49,43 @@ pub(super) fn check(
                 format!("{summary}: {to} answered, but should not be reachable"),
                 details,
             ),
+            Expect::Path(p) => {
+                let loss = Share((report.loss_percent() * 1e4).round() as u32);
+                let rtt = report
+                    .rtt_stats()
+                    .map(|(_, avg, _, _)| Micros(avg.as_micros() as u64));
+                let summary = format!("{summary}, loss {loss}");
+                let mut wrong = Vec::new();
+                if let Some(b) = p.loss
+                    && !b.holds(loss)
+                {
+                    wrong.push(format!("loss {loss} is not {b}"));
+                }
+                match (p.rtt, rtt) {
+                    (Some(b), Some(r)) if !b.holds(r) => {
+                        wrong.push(format!("rtt avg {r} is not {b}"));
+                    }
+                    (Some(_), None) => wrong.push("no reply to time".to_owned()),
+                    _ => {}
+                }
+                if wrong.is_empty() {
+                    pass(summary, details)
+                } else {
+                    fail(format!("{summary}: {}", wrong.join(", ")), details)
+                }
+            }
         })
     })
+}
+
+/// `loss < 5%, rtt < 50ms`: the bounds, for a check's name.
+pub(super) fn bounds(p: &PathExpect) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = p.loss {
+        parts.push(format!("loss {b}"));
+    }
+    if let Some(b) = p.rtt {
+        parts.push(format!("rtt {b}"));
+    }
+    parts.join(", ")
 }

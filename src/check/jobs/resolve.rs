@@ -157,10 +157,10 @@ fn file_job(plan: &Plan, check: &Check) -> Named {
         }) => (
             format!(
                 "ping {from} -> {to}{}",
-                if *expect == Expect::Failure {
-                    " (expect failure)"
-                } else {
-                    ""
+                match expect {
+                    Expect::Failure => " (expect failure)".to_owned(),
+                    Expect::Path(p) => format!(" (expect {})", super::ping::bounds(p)),
+                    Expect::Success => String::new(),
                 }
             ),
             "ping",

@@ -1,6 +1,6 @@
 //! The only module that speaks rtnetlink: links, addresses, routes,
-//! neighbours and kernel GRE tunnels in one network namespace, one file per
-//! object. May import `error`, `validate`'s name rule and `plan`'s tunnel
+//! neighbours, kernel GRE tunnels and the qdiscs and filters of impairments
+//! (`qdisc`) in one network namespace, one file per object. May import `error`, `validate`'s name rule and `plan`'s tunnel
 //! ends; never `lab`, `check`, `dataplane` or `cli`.
 //!
 //! A netlink socket belongs to the namespace of the thread that opened it, so
@@ -23,6 +23,7 @@ mod bridge;
 mod link;
 mod neigh;
 pub mod netfilter;
+mod qdisc;
 mod route;
 mod tunnel;
 
@@ -30,6 +31,7 @@ mod tunnel;
 mod fixture;
 
 pub use link::{Link, link_mtu, lo_alias, mark_lo};
+pub use qdisc::{Carrier, PROGRAM_PREFIX, program_name};
 pub use route::{Route, route_oif};
 
 /// A netlink connection to the kernel, bound to one network namespace.
