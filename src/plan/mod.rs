@@ -5,6 +5,7 @@
 //! checks a topology (`validate` has, before) nor touches the system.
 
 mod build;
+pub mod diff;
 pub mod explain;
 pub mod graph;
 mod script;
