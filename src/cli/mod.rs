@@ -55,6 +55,14 @@ enum Command {
         /// Skip the ping checks at the end.
         #[arg(long)]
         no_check: bool,
+        /// Change nothing: print what `up` would do to the running lab (the
+        /// difference from the plan it is up from, as iproute2 commands), or
+        /// the whole plan when the lab is not up.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: the commands (script) or the changes as JSON.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Script, requires = "dry_run")]
+        format: PlanFormat,
     },
     /// Remove a lab: the one of FILE, --lab NAME, --all, or the only lab that is up.
     Down {
@@ -314,8 +322,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Up {
             file,
             naming,
+            dry_run: true,
+            format,
+            ..
+        } => up::dry_run(file, naming.prefix.as_deref(), format),
+        Command::Up {
+            file,
+            naming,
             backend,
             no_check,
+            ..
         } => up::run(
             file,
             naming.prefix.as_deref(),

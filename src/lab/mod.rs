@@ -10,6 +10,7 @@ mod configure;
 pub mod journal;
 pub mod keeper;
 mod progress;
+pub mod reconcile;
 pub mod state;
 pub mod teardown;
 pub mod up;

@@ -114,6 +114,10 @@ pub struct State {
     /// `verify` and `capture` act only in these.
     #[serde(default)]
     pub identities: Vec<(String, NsId)>,
+    /// The plan a reconcile is taking the lab to, until it is done: the lab
+    /// is `plan`, this one, or a known point between (see `reconcile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Plan>,
 }
 
 /// A tunnel end and the backend that built it (kernel or userspace, never

@@ -268,6 +268,17 @@ fn software(old: &Plan, new: &Plan, changes: &mut Vec<Change>) {
     }
 }
 
+/// An empty plan of `plan`'s lab: the diff from it builds all of `plan`.
+pub fn nothing(plan: &Plan) -> Plan {
+    Plan {
+        lab: plan.lab.clone(),
+        nodes: Vec::new(),
+        steps: Vec::new(),
+        checks: Vec::new(),
+        software: Vec::new(),
+    }
+}
+
 impl Diff {
     /// Whether the plans build the same lab.
     pub fn is_empty(&self) -> bool {
