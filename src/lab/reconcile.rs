@@ -125,11 +125,14 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>) -> Result<Applied> {
         state::save(&pending)?;
         crate::sys::interrupt::crash_point("reconcile-pending");
     }
-    if restart_keeper && let Some(id) = old.keeper {
-        crate::lab::keeper::stop(&id).context("stopping the nodes' programs to restart them")?;
-    }
-    if restart_dp && let Some(id) = old.dataplane {
-        dataplane::stop(&id).context("stopping the dataplane to restart it")?;
+    if restart_keeper {
+        // The recorded one, or the one a stopped reconcile started.
+        let running = old.keeper.or_else(|| crate::lab::keeper::recorded(&dir));
+        if let Some(id) = running {
+            crate::lab::keeper::stop(&id)
+                .context("stopping the nodes' programs to restart them")?;
+        }
+        dir.remove_folder(crate::lab::keeper::NODES)?;
     }
     removals(&d, &old, new)?;
     let removed: Vec<&str> = d.removed_namespaces().collect();
@@ -145,7 +148,10 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>) -> Result<Applied> {
         .chain(created)
         .collect();
     identities.sort_by_key(|(ns, _)| new.namespaces().position(|n| n == ns));
-    let dp = additions(&d, new, &ends, restart_dp.then(|| user.clone()), &done)?;
+    // The old dataplane serves its ends until the new one is about to take
+    // over their devices: the gap in traffic is one dataplane start.
+    let restart = restart_dp.then(|| (dir.path(), old.dataplane, user.clone()));
+    let dp = additions(&d, new, &ends, restart, &done)?;
     crate::sys::interrupt::crash_point("reconcile-added");
     dir.write(crate::lab::keeper::HOSTS, new.hosts().as_bytes())?;
     let keeper = match restart_keeper {
@@ -371,7 +377,7 @@ fn additions(
     d: &Diff,
     new: &Plan,
     ends: &[(TunnelEnd, Backend)],
-    user: Option<Vec<TunnelEnd>>,
+    restart: Option<(std::path::PathBuf, Option<Identity>, Vec<TunnelEnd>)>,
     done: &AtomicUsize,
 ) -> Result<Option<Identity>> {
     let made: Vec<&Step> = d
@@ -397,10 +403,12 @@ fn additions(
             .collect(),
         ..empty(new)
     };
-    let (made_veths, dp) =
-        crate::lab::up::links_and_dataplane(&veths, user.unwrap_or_default(), done);
-    let dp = dp?;
+    let (made_veths, _) = crate::lab::up::links_and_dataplane(&veths, Vec::new(), done);
     made_veths?;
+    let dp = match restart {
+        Some((dir, recorded, user)) => restart_dataplane(&dir, recorded, &new.lab, user)?,
+        None => None,
+    };
     // Kernel ends made or remade, and the userspace ends (whose veths may
     // need real checksums). A restarted dataplane takes its persistent
     // devices back as they are: addresses and all.
@@ -443,6 +451,30 @@ fn additions(
     })?;
     run(late_ops(d))?;
     Ok(dp)
+}
+
+/// Stops the lab's dataplane (the recorded one, or one a stopped reconcile
+/// started) and starts one serving `user`, if any: it takes the persistent
+/// devices of the ends it keeps back as they are.
+fn restart_dataplane(
+    dir: &std::path::Path,
+    recorded: Option<Identity>,
+    lab: &str,
+    user: Vec<TunnelEnd>,
+) -> Result<Option<Identity>> {
+    for id in dataplane::find(dir, recorded) {
+        dataplane::stop(&id).context("stopping the dataplane to restart it")?;
+    }
+    if user.is_empty() {
+        return Ok(None);
+    }
+    let spec = dataplane::Spec {
+        lab: lab.to_owned(),
+        tunnels: user,
+    };
+    dataplane::start(dir, &spec)
+        .context("starting the userspace GRE dataplane")
+        .map(Some)
 }
 
 /// MTUs changed in place and routes added, changed or put back, per

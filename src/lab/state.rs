@@ -511,6 +511,23 @@ impl LabDir {
         Ok(names)
     }
 
+    /// Removes folder `name` (one of the keeper's) and all it holds, if it
+    /// is there: a restarted keeper lays the nodes' files out anew.
+    pub fn remove_folder(&self, name: &str) -> Result<()> {
+        if !FOLDERS.contains(&name) {
+            anyhow::bail!("`{name}` is no folder of a lab's directory");
+        }
+        match remove_tree(&self.fd, OsStr::new(name)) {
+            Err(e)
+                if e.chain()
+                    .any(|c| c.downcast_ref::<Errno>() == Some(&Errno::ENOENT)) =>
+            {
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
     /// The lab's name.
     pub fn lab(&self) -> &str {
         &self.lab
