@@ -375,3 +375,29 @@ fn sigkill_at_any_moment_of_a_change_then_up_finishes_it_or_down_removes_all() {
         }
     }
 }
+
+#[test]
+fn restart_builds_one_node_again_and_leaves_the_rest_running() {
+    let s = Scope::new();
+    let lab = s.yaml("rc.yaml", &hub(2, "", "gre"));
+    lab.start();
+    let before = identity(&lab, &["hub", "s0", "s1"]);
+    let out = grelab(&["restart", "s1", "--lab", &lab.name]);
+    out.ok();
+    assert!(out.stdout.contains("built again"), "{out}");
+    assert_ne!(inode(&lab.ns("s1")), before.0["s1"].0, "a new namespace");
+    let mut now = identity(&lab, &["hub", "s0", "s1"]);
+    let mut was = before.0.clone();
+    // The veth to s1 was made again (from the hub's side); the rest stayed.
+    let h1 = now.0.get_mut("hub").unwrap().1.remove("h1").unwrap();
+    assert_ne!(h1, was.get_mut("hub").unwrap().1.remove("h1").unwrap());
+    now.0.remove("s1");
+    was.remove("s1");
+    assert_eq!(now, Identity(was));
+    assert_eq!(addrs(&lab.ns("hub"), "h1"), ["10.0.1.1/24"]);
+    assert_eq!(addrs(&lab.ns("s1"), "t1"), ["100.64.0.6/30"]);
+    lab.verify(&[]).ok();
+    let bad = grelab(&["restart", "nope", "--lab", &lab.name]);
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("no node `nope`"), "{bad}");
+}

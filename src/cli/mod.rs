@@ -15,6 +15,7 @@ mod labs;
 mod logs;
 mod output;
 mod plan;
+mod restart;
 mod schema;
 mod status;
 mod up;
@@ -75,6 +76,14 @@ enum Command {
         /// Every grelab lab on this host.
         #[arg(long, conflicts_with_all = ["file", "lab"])]
         all: bool,
+    },
+    /// Build one node of a running lab again (its namespace, the links to it,
+    /// its tunnel ends, its programs), the rest running on.
+    Restart {
+        node: String,
+        /// The lab (default: the only lab that is up).
+        #[arg(long)]
+        lab: Option<String>,
     },
     /// Run the lab's checks and report; exit 1 if any fails.
     Verify {
@@ -345,6 +354,7 @@ fn run(cli: Cli) -> Result<()> {
             all,
         } => down::run(file, naming.prefix.as_deref(), lab, all),
         Command::Status { format } => status::run(format),
+        Command::Restart { node, lab } => restart::run(lab, &node),
         Command::Exec { node, lab, cmd } => exec::run(lab, &node, &cmd),
         Command::Capture {
             node,

@@ -62,18 +62,72 @@ pub fn reconcile(old: State, new: &Plan, backend: Option<Backend>) -> Result<Don
                 "finishing the change of lab `{}` that was stopped midway",
                 new.lab
             );
-            apply(old, &p, backend)?.state
+            apply(old, &p, backend, None)?.state
         }
         _ => old,
     };
-    let changes = diff::diff(&old.plan, new).changes.len();
-    let done = apply(old, new, backend)?;
+    let mut d = diff::diff(&old.plan, new);
+    if d.is_empty() && old.pending.is_some() {
+        // A restart a crash stopped: the nodes whose namespace is not the
+        // one recorded are built again.
+        let missing: Vec<&str> = old.missing();
+        let nodes: Vec<&str> = new
+            .nodes
+            .iter()
+            .filter(|n| missing.contains(&n.ns.as_str()))
+            .map(|n| n.node.as_str())
+            .collect();
+        d = diff::rebuild(new, &nodes);
+    }
+    let changes = d.changes.len();
+    let done = apply(old, new, backend, Some(d))?;
     let mut notes = Vec::new();
     if done.dataplane_restarted {
         notes.push("the userspace dataplane restarted with the new tunnel ends".into());
     }
     if done.keeper_restarted {
         notes.push("the nodes' programs restarted (their software, nodes or hosts changed)".into());
+    }
+    Ok(Done { changes, notes })
+}
+
+/// `grelab restart NODE`: builds node `node` of lab `lab` again (its
+/// namespace, the veths to it, its tunnel ends, its programs), the rest
+/// running on. Under the lab's lock; a crash midway is finished by `up`.
+pub fn restart(lab: &str, node: &str) -> Result<Done> {
+    netns::check_privileges().map_err(|e| crate::error::environment(format!("{e:#}")))?;
+    let _lock = state::Lock::acquire(lab, std::time::Duration::from_secs(30))?;
+    let old = state::load(lab)?.ok_or_else(|| {
+        crate::error::environment(format!("lab `{lab}` is not up (see `grelab status`)"))
+    })?;
+    if old.plan.ns_of(node).is_none() {
+        let nodes: Vec<&str> = old.plan.nodes.iter().map(|n| n.node.as_str()).collect();
+        return Err(crate::error::bad_input(format!(
+            "lab `{lab}` has no node `{node}`; nodes: {}",
+            nodes.join(", ")
+        )));
+    }
+    if old.pending.is_some() {
+        return Err(crate::error::environment(format!(
+            "lab `{lab}` was stopped in the middle of a change: run `grelab up` to finish it first"
+        )));
+    }
+    old.trust();
+    let plan = old.plan.clone();
+    let d = diff::rebuild(&plan, &[node]);
+    let changes = d.changes.len();
+    // The backends it was built with, when one for all (an `up --backend`).
+    let all = |b| old.backends.iter().all(|e| e.backend == b);
+    let backend = [Backend::Kernel, Backend::Userspace]
+        .into_iter()
+        .find(|b| !old.backends.is_empty() && all(*b));
+    let done = apply(old, &plan, backend, Some(d))?;
+    let mut notes = Vec::new();
+    if done.dataplane_restarted {
+        notes.push("the userspace dataplane restarted (its ends in the node were remade)".into());
+    }
+    if done.keeper_restarted {
+        notes.push("the lab's programs restarted (the keeper holds the node's view)".into());
     }
     Ok(Done { changes, notes })
 }
@@ -85,9 +139,10 @@ struct Applied {
     keeper_restarted: bool,
 }
 
-/// Applies diff(old, new) and records the result.
-fn apply(old: State, new: &Plan, backend: Option<Backend>) -> Result<Applied> {
-    let d = diff::diff(&old.plan, new);
+/// Applies `d` (by default diff(old, new)) and records the result.
+fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> Result<Applied> {
+    let d = d.unwrap_or_else(|| diff::diff(&old.plan, new));
+    let removed: Vec<&str> = d.removed_namespaces().collect();
     let dir = LabDir::create(&new.lab)?;
     let done = AtomicUsize::new(0);
     let probe = old
@@ -99,10 +154,14 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>) -> Result<Applied> {
     let (ends, _notes) = crate::lab::up::choose_backends(new, backend, &probe, &done)?;
     let user = userspace(&ends);
     let dp_running = old.dataplane.is_some_and(|id| dataplane::is_running(&id));
-    let restart_dp = user != recorded_userspace(&old) || (!user.is_empty() && !dp_running);
+    // Ends in a namespace made again lose their devices with the old one.
+    let remade = user.iter().any(|e| removed.contains(&e.netns.as_str()));
+    let restart_dp =
+        user != recorded_userspace(&old) || remade || (!user.is_empty() && !dp_running);
+    // The keeper holds every node's view, of the namespace as it was made.
     let keeper_running = old.keeper.is_some_and(|id| id.is_running());
-    let restart_keeper =
-        keeper_changes(&old.plan, new) || (!new.software.is_empty() && !keeper_running);
+    let restart_keeper = keeper_changes(&old.plan, new)
+        || (!new.software.is_empty() && (!keeper_running || !removed.is_empty()));
     let backends = ends
         .iter()
         .map(|(e, b)| EndBackend {
@@ -134,8 +193,7 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>) -> Result<Applied> {
         }
         dir.remove_folder(crate::lab::keeper::NODES)?;
     }
-    removals(&d, &old, new)?;
-    let removed: Vec<&str> = d.removed_namespaces().collect();
+    removals(&d, &old, new, &removed)?;
     crate::lab::teardown::remove_namespaces(&removed, &old.identities)?;
     crate::sys::interrupt::crash_point("reconcile-removed");
 
@@ -237,8 +295,8 @@ fn fresh_sysctl(key: &str) -> Result<String> {
 /// The removals of `d` in the namespaces that stay, per namespace: routes,
 /// neighbours, addresses, devices (removed, replaced, and any left by a
 /// reconcile a crash stopped where one is to be added).
-fn removals(d: &Diff, old: &State, new: &Plan) -> Result<()> {
-    let stays = |ns: &str| in_plan(new, ns) && in_plan(&old.plan, ns);
+fn removals(d: &Diff, old: &State, new: &Plan, removed: &[&str]) -> Result<()> {
+    let stays = |ns: &str| in_plan(new, ns) && in_plan(&old.plan, ns) && !removed.contains(&ns);
     let gone_devices: HashSet<(String, String)> = d
         .changes
         .iter()

@@ -247,6 +247,66 @@ pub fn diff(old: &Plan, new: &Plan) -> Diff {
     Diff { changes }
 }
 
+/// The changes that build nodes `nodes` of `plan` again from nothing (a
+/// restart): their namespaces removed and made again with all in them, the
+/// veths to them made again, and what was on those veths' other ends put
+/// back.
+pub fn rebuild(plan: &Plan, nodes: &[&str]) -> Diff {
+    let doomed: HashSet<&str> = nodes.iter().filter_map(|n| plan.ns_of(n)).collect();
+    let mut changes: Vec<Change> = plan
+        .namespaces()
+        .filter(|ns| doomed.contains(ns))
+        .map(|ns| Change {
+            key: Key::Namespace { ns: ns.to_owned() },
+            what: What::Remove {
+                step: Step::Namespace { ns: ns.to_owned() },
+            },
+        })
+        .collect();
+    let crosses = |s: &Step| devices(s).iter().any(|(ns, _)| doomed.contains(ns));
+    // Devices outside that go with them: the other ends of their veths.
+    let gone: HashSet<(&str, &str)> = plan
+        .steps
+        .iter()
+        .filter(|s| crosses(s))
+        .flat_map(devices)
+        .filter(|(ns, _)| !doomed.contains(ns))
+        .collect();
+    let lost_device: HashSet<&str> = gone.iter().map(|(ns, _)| *ns).collect();
+    for s in &plan.steps {
+        let what = if doomed.contains(s.ns()) || crosses(s) {
+            What::Add { step: s.clone() }
+        } else if match s {
+            Step::Route { ns, .. } => lost_device.contains(ns.as_str()),
+            Step::Sysctl { ns, key, .. } => gone
+                .iter()
+                .any(|(n, dev)| n == ns && sysctl_of_device(key, dev)),
+            _ => device_of(s).is_some_and(|d| gone.contains(&d)),
+        } {
+            What::Reapply { step: s.clone() }
+        } else {
+            continue;
+        };
+        changes.push(Change { key: key(s), what });
+    }
+    for sw in plan
+        .software
+        .iter()
+        .filter(|sw| nodes.contains(&sw.node.as_str()))
+    {
+        changes.push(Change {
+            key: Key::Software {
+                node: sw.node.clone(),
+            },
+            what: What::Software {
+                old: Some(sw.clone()),
+                new: Some(sw.clone()),
+            },
+        });
+    }
+    Diff { changes }
+}
+
 /// The nodes whose software differs, in the new plan's node order, then
 /// the removed ones.
 fn software(old: &Plan, new: &Plan, changes: &mut Vec<Change>) {

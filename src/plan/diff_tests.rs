@@ -313,3 +313,30 @@ fn the_json_names_each_change_and_its_object() {
     assert_eq!(first["key"]["ns"], "p-s3");
     assert_eq!(first["step"]["step"], "namespace");
 }
+
+#[test]
+fn a_rebuilt_node_is_made_again_with_its_links_and_what_was_on_their_far_ends() {
+    let p = plan(|t| t);
+    let d = rebuild(&p, &["s1"]);
+    let ks = kinds(&d);
+    assert_eq!(ks[0], ("remove", Key::Namespace { ns: "p-s1".into() }));
+    assert!(has(&d, "add", &Key::Namespace { ns: "p-s1".into() }));
+    // The veth from the hub goes with s1's namespace: made again.
+    assert!(has(&d, "add", &dev("p-hub", "e1")));
+    assert!(has(&d, "add", &dev("p-s1", "t1")));
+    let hub_addr = Key::Address {
+        ns: "p-hub".into(),
+        dev: "e1".into(),
+        addr: "10.0.1.1/24".parse().unwrap(),
+    };
+    assert!(has(&d, "reapply", &hub_addr), "{ks:?}");
+    // The hub's tunnel end to s1 and everything of s2 stay.
+    for (_, k) in &ks {
+        let text = format!("{k:?}");
+        assert!(!text.contains("p-s2") && !text.contains("\"e2\""), "{k:?}");
+        assert_ne!(*k, dev("p-hub", "t1"));
+    }
+    // A node with software: its programs too.
+    let d = rebuild(&p, &["s2"]);
+    assert!(has(&d, "software", &Key::Software { node: "s2".into() }));
+}
