@@ -401,3 +401,39 @@ fn restart_builds_one_node_again_and_leaves_the_rest_running() {
     bad.expect_code(2);
     assert!(bad.stderr.contains("no node `nope`"), "{bad}");
 }
+
+#[test]
+fn a_change_killed_midway_is_reported_by_verify_and_finished_by_up() {
+    let s = Scope::new();
+    let lab = s.yaml("rc.yaml", &hub(2, "", "gre"));
+    lab.start();
+    for point in ["reconcile-pending", "reconcile-removed", "reconcile-added"] {
+        let to = if point == "reconcile-removed" {
+            hub(3, "", "gretap")
+        } else {
+            hub(3, "", "gre")
+        };
+        let next = s.yaml("rc.yaml", &to);
+        let file = next.file.to_string_lossy().into_owned();
+        let killed = run(Command::new(GRELAB).env("GRELAB_CRASH_AT", point).args([
+            "up",
+            &file,
+            "--prefix",
+            &next.prefix,
+            "--no-check",
+        ]));
+        assert_eq!(killed.code, -1, "killed at {point}: {killed}");
+        let v = next.verify(&[]);
+        v.expect_code(3);
+        assert!(
+            v.stderr.contains("stopped in the middle of a change"),
+            "{v}"
+        );
+        next.up(&["--no-check"]).ok();
+        next.verify(&[]).ok();
+        // And back, for the next point.
+        s.yaml("rc.yaml", &hub(2, "", "gre"))
+            .up(&["--no-check"])
+            .ok();
+    }
+}
