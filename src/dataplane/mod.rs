@@ -30,6 +30,7 @@ mod engine;
 mod fast;
 pub mod fastpath;
 mod offload;
+mod reload;
 mod rx;
 mod sock;
 mod stats;
@@ -41,6 +42,6 @@ mod testing;
 #[cfg(all(test, feature = "root-tests"))]
 mod root_tests;
 
-pub use control::{Spec, find, is_running, serve, start, stats_path, stop};
+pub use control::{Spec, find, is_running, reload, serve, start, stats_path, stop};
 pub use engine::run;
 pub use stats::{Stats, TunnelStats, read_stats};

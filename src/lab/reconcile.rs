@@ -83,7 +83,7 @@ pub fn reconcile(old: State, new: &Plan, backend: Option<Backend>) -> Result<Don
     let done = apply(old, new, backend, Some(d))?;
     let mut notes = Vec::new();
     if done.dataplane_restarted {
-        notes.push("the userspace dataplane restarted with the new tunnel ends".into());
+        notes.push("the userspace dataplane serves the new set of tunnel ends".into());
     }
     if done.keeper_restarted {
         notes.push("the nodes' programs restarted (their software, nodes or hosts changed)".into());
@@ -135,6 +135,7 @@ pub fn restart(lab: &str, node: &str) -> Result<Done> {
 /// The record after [`apply`], and what it restarted.
 struct Applied {
     state: State,
+    /// The dataplane's set of ends changed (live, or by a restart).
     dataplane_restarted: bool,
     keeper_restarted: bool,
 }
@@ -208,7 +209,9 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
     identities.sort_by_key(|(ns, _)| new.namespaces().position(|n| n == ns));
     // The old dataplane serves its ends until the new one is about to take
     // over their devices: the gap in traffic is one dataplane start.
-    let restart = restart_dp.then(|| (dir.path(), old.dataplane, user.clone()));
+    // A running dataplane whose ends' devices all stay changes its set live.
+    let live = (dp_running && !remade).then_some(old.dataplane).flatten();
+    let restart = restart_dp.then(|| (dir.path(), old.dataplane, live, user.clone()));
     let dp = additions(&d, new, &ends, restart, &done)?;
     crate::sys::interrupt::crash_point("reconcile-added");
     dir.write(crate::lab::keeper::HOSTS, new.hosts().as_bytes())?;
@@ -427,6 +430,15 @@ fn add_namespaces(d: &Diff, new: &Plan, dir: &LabDir) -> Result<Vec<(String, NsI
     Ok(ids)
 }
 
+/// A dataplane to change: the lab's directory, the recorded dataplane, the
+/// one to change live (if it can be), the ends it is to serve.
+type DataplaneChange = (
+    std::path::PathBuf,
+    Option<Identity>,
+    Option<Identity>,
+    Vec<TunnelEnd>,
+);
+
 /// The additions of `d`: veths (with the dataplane, restarted with `user`
 /// when given), then per namespace kernel tunnels, sysctls, addresses,
 /// links up, neighbours (`configure`), then MTUs and routes. Returns the
@@ -435,7 +447,7 @@ fn additions(
     d: &Diff,
     new: &Plan,
     ends: &[(TunnelEnd, Backend)],
-    restart: Option<(std::path::PathBuf, Option<Identity>, Vec<TunnelEnd>)>,
+    restart: Option<DataplaneChange>,
     done: &AtomicUsize,
 ) -> Result<Option<Identity>> {
     let made: Vec<&Step> = d
@@ -464,7 +476,9 @@ fn additions(
     let (made_veths, _) = crate::lab::up::links_and_dataplane(&veths, Vec::new(), done);
     made_veths?;
     let dp = match restart {
-        Some((dir, recorded, user)) => restart_dataplane(&dir, recorded, &new.lab, user)?,
+        Some((dir, recorded, live, user)) => {
+            change_dataplane(&dir, recorded, live, &new.lab, user)?
+        }
         None => None,
     };
     // Kernel ends made or remade, and the userspace ends (whose veths may
@@ -511,25 +525,35 @@ fn additions(
     Ok(dp)
 }
 
-/// Stops the lab's dataplane (the recorded one, or one a stopped reconcile
-/// started) and starts one serving `user`, if any: it takes the persistent
+/// The lab's dataplane serving `user` from now on: `live`, told to change
+/// its ends, if it can; else the recorded one (or one a stopped reconcile
+/// started) stopped and a new one started, which takes the persistent
 /// devices of the ends it keeps back as they are.
-fn restart_dataplane(
+fn change_dataplane(
     dir: &std::path::Path,
     recorded: Option<Identity>,
+    live: Option<Identity>,
     lab: &str,
     user: Vec<TunnelEnd>,
 ) -> Result<Option<Identity>> {
-    for id in dataplane::find(dir, recorded) {
-        dataplane::stop(&id).context("stopping the dataplane to restart it")?;
-    }
-    if user.is_empty() {
-        return Ok(None);
-    }
     let spec = dataplane::Spec {
         lab: lab.to_owned(),
         tunnels: user,
     };
+    if let Some(id) = live
+        && !spec.tunnels.is_empty()
+    {
+        match dataplane::reload(dir, &id, &spec) {
+            Ok(()) => return Ok(Some(id)),
+            Err(e) => eprintln!("warning: {e:#}; restarting it"),
+        }
+    }
+    for id in dataplane::find(dir, recorded) {
+        dataplane::stop(&id).context("stopping the dataplane to restart it")?;
+    }
+    if spec.tunnels.is_empty() {
+        return Ok(None);
+    }
     dataplane::start(dir, &spec)
         .context("starting the userspace GRE dataplane")
         .map(Some)
