@@ -26,6 +26,10 @@ use crate::model::TunnelEnd;
 use crate::sys::netns;
 use crate::wire::gre;
 
+/// What the stats of a retired end add to its name, so that nothing takes
+/// them for those of a new end of the same name.
+const REMOVED: &str = " (removed)";
+
 /// The file a dataplane answers a reload in, beside its spec.
 pub(super) fn answer_path(lab_dir: &Path) -> std::path::PathBuf {
     lab_dir.join("dataplane-reload")
@@ -52,15 +56,24 @@ impl Engine {
 
     /// Retires the ends `spec` lacks, then opens those it adds.
     fn reload(&mut self, spec: &Spec) -> Result<()> {
+        let key = |e: &TunnelEnd| (e.netns.clone(), e.name.clone());
+        let wanted: HashMap<_, &TunnelEnd> = spec.tunnels.iter().map(|e| (key(e), e)).collect();
         for i in 0..self.tunnels.len() {
-            if self.tunnels[i].alive && !spec.tunnels.contains(&self.tunnels[i].end) {
+            let end = &self.tunnels[i].end;
+            // A dead end (its device went) is opened again if still wanted.
+            let unwanted = wanted.get(&key(end)).is_none_or(|w| *w != end);
+            if !self.retired(i) && (unwanted || !self.tunnels[i].alive) {
                 self.retire(i);
             }
         }
+        let serving: HashMap<_, &TunnelEnd> = (0..self.tunnels.len())
+            .filter(|&i| !self.retired(i))
+            .map(|i| (key(&self.tunnels[i].end), &self.tunnels[i].end))
+            .collect();
         let added: Vec<TunnelEnd> = spec
             .tunnels
             .iter()
-            .filter(|e| !self.tunnels.iter().any(|t| t.alive && t.end == **e))
+            .filter(|e| serving.get(&key(e)).is_none_or(|s| *s != *e))
             .cloned()
             .collect();
         if added.is_empty() {
@@ -94,10 +107,32 @@ impl Engine {
             drop(std::mem::replace(&mut t.dev, null));
         }
         let st = &mut self.stats.tunnels[i];
-        st.name = format!("{} (removed)", st.name);
+        st.name = format!("{}{REMOVED}", st.name);
         if let Some(fast) = &mut self.fast {
             fast.tunnels[i] = FastState::Off;
         }
+        // The last end of its namespace: its socket and namespace go, so a
+        // namespace the lab removed is freed (and never entered again).
+        let (slot, sock) = (self.tunnels[i].slot, self.tunnels[i].sock);
+        let live = |e: &Engine, f: &dyn Fn(&Tunnel) -> bool| {
+            (0..e.tunnels.len()).any(|j| !e.retired(j) && f(&e.tunnels[j]))
+        };
+        if !live(self, &|t| t.sock == sock) {
+            epoll_del(&self.epoll, self.socks[sock].fd.as_raw_fd());
+            if let Ok(null) = File::open("/dev/null") {
+                self.socks[sock].fd = null.into();
+            }
+        }
+        if !live(self, &|t| t.slot == slot)
+            && let Ok(null) = File::open("/dev/null")
+        {
+            self.namespaces[slot] = null;
+        }
+    }
+
+    /// Whether end `i` was retired by a reload.
+    fn retired(&self, i: usize) -> bool {
+        self.stats.tunnels[i].name.ends_with(REMOVED)
     }
 
     /// Opens end `end`: its device in its namespace (entered on this
@@ -116,8 +151,10 @@ impl Engine {
                 end.kind.as_str()
             );
         }
-        let slot = match self.tunnels.iter().find(|t| t.end.netns == end.netns) {
-            Some(t) => t.slot,
+        let same_ns = (0..self.tunnels.len())
+            .find(|&j| !self.retired(j) && self.tunnels[j].end.netns == end.netns);
+        let slot = match same_ns {
+            Some(j) => self.tunnels[j].slot,
             None => {
                 self.namespaces.push(netns::open(&end.netns)?);
                 self.namespaces.len() - 1
@@ -131,12 +168,12 @@ impl Engine {
         };
         let l2 = end.kind.is_l2();
         let dev = open_device(end, l2, ctl.as_fd(), self.gro, transient)?;
-        let sock = match self
-            .tunnels
-            .iter()
-            .find(|t| t.slot == slot && self.socks[t.sock].v6 == v6)
-        {
-            Some(t) => t.sock,
+        let same_sock = (0..self.tunnels.len()).find(|&j| {
+            let t = &self.tunnels[j];
+            !self.retired(j) && t.slot == slot && self.socks[t.sock].v6 == v6
+        });
+        let sock = match same_sock {
+            Some(j) => self.tunnels[j].sock,
             None => {
                 let fd = raw_socket(v6)?;
                 epoll_add(

@@ -142,6 +142,7 @@ struct Applied {
 
 /// Applies `d` (by default diff(old, new)) and records the result.
 fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> Result<Applied> {
+    let mut timings = crate::lab::progress::Timings::new();
     let d = d.unwrap_or_else(|| diff::diff(&old.plan, new));
     let removed: Vec<&str> = d.removed_namespaces().collect();
     let dir = LabDir::create(&new.lab)?;
@@ -153,6 +154,7 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
         .unwrap_or_default()
         .to_owned();
     let (ends, _notes) = crate::lab::up::choose_backends(new, backend, &probe, &done)?;
+    timings.lap("diff and backend probe");
     let user = userspace(&ends);
     let dp_running = old.dataplane.is_some_and(|id| dataplane::is_running(&id));
     // Ends in a namespace made again lose their devices with the old one.
@@ -185,6 +187,7 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
         state::save(&pending)?;
         crate::sys::interrupt::crash_point("reconcile-pending");
     }
+    timings.lap("pending record");
     if restart_keeper {
         // The recorded one, or the one a stopped reconcile started.
         let running = old.keeper.or_else(|| crate::lab::keeper::recorded(&dir));
@@ -197,6 +200,7 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
     removals(&d, &old, new, &removed)?;
     crate::lab::teardown::remove_namespaces(&removed, &old.identities)?;
     crate::sys::interrupt::crash_point("reconcile-removed");
+    timings.lap("removals");
 
     let created = add_namespaces(&d, new, &dir)?;
     let mut identities: Vec<(String, NsId)> = old
@@ -212,8 +216,10 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
     // A running dataplane whose ends' devices all stay changes its set live.
     let live = (dp_running && !remade).then_some(old.dataplane).flatten();
     let restart = restart_dp.then(|| (dir.path(), old.dataplane, live, user.clone()));
+    timings.lap("namespaces");
     let dp = additions(&d, new, &ends, restart, &done)?;
     crate::sys::interrupt::crash_point("reconcile-added");
+    timings.lap("links, dataplane, configure");
     dir.write(crate::lab::keeper::HOSTS, new.hosts().as_bytes())?;
     let keeper = match restart_keeper {
         true => match crate::lab::keeper::spec(new, &identities)? {
@@ -236,6 +242,7 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
         ..old
     };
     state::save(&state)?;
+    timings.lap("keeper and record");
     Ok(Applied {
         state,
         dataplane_restarted: restart_dp,

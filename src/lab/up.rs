@@ -115,8 +115,10 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
     let start = Instant::now();
     let _lock = state::Lock::acquire(&plan.lab, Duration::from_secs(30))?;
     let digest = state::digest(plan);
-
-    match earlier(plan, &digest)? {
+    let mut timings = Timings::new();
+    let found = earlier(plan, &digest)?;
+    timings.lap("reading the record");
+    match found {
         Earlier::Unchanged => {
             return Ok(Outcome {
                 elapsed: start.elapsed(),
