@@ -203,6 +203,12 @@ fn a_spoke_added_and_removed_touches_no_other_spoke() {
     assert!(!namespaces_with(&lab.prefix).contains(&lab.ns("s2")));
     assert_eq!(identity(&lab, &["hub", "s0", "s1"]), before);
     lab.verify(&[]).ok();
+    // Again: the new s2 is a new namespace, and its tunnel end is made there.
+    change(&s, &hub(3, "", "gre"));
+    assert_eq!(lab.dataplane_pid(), dp);
+    assert_eq!(addrs(&lab.ns("s2"), "t2"), ["100.64.0.10/30"]);
+    assert_pings(&lab.ns("s2"), "100.64.0.9", 2);
+    lab.verify(&[]).ok();
 }
 
 #[test]
