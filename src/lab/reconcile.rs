@@ -174,18 +174,7 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
         })
         .collect();
     if !d.is_empty() || restart_dp || restart_keeper {
-        // From here the record says where the lab is going; what is about
-        // to be replaced is found by its identity file, not the record.
-        let mut pending = old.clone();
-        pending.pending = Some(new.clone());
-        if restart_dp {
-            pending.dataplane = None;
-        }
-        if restart_keeper {
-            pending.keeper = None;
-        }
-        state::save(&pending)?;
-        crate::sys::interrupt::crash_point("reconcile-pending");
+        save_pending(&old, new, restart_dp, restart_keeper)?;
     }
     timings.lap("pending record");
     if restart_keeper {
@@ -222,13 +211,7 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
     timings.lap("links, dataplane, configure");
     dir.write(crate::lab::keeper::HOSTS, new.hosts().as_bytes())?;
     let keeper = match restart_keeper {
-        true => match crate::lab::keeper::spec(new, &identities)? {
-            Some(spec) => Some(
-                crate::lab::keeper::start(&dir, &spec, &mut None)
-                    .context("starting the nodes' programs")?,
-            ),
-            None => None,
-        },
+        true => start_keeper(&dir, new, &identities)?,
         false => old.keeper,
     };
     let state = State {
@@ -248,6 +231,33 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
         dataplane_restarted: restart_dp,
         keeper_restarted: restart_keeper,
     })
+}
+
+/// Records that the lab is going to `new`: from here the record says so,
+/// and what is about to be replaced is found by its identity file, not
+/// the record.
+fn save_pending(old: &State, new: &Plan, restart_dp: bool, restart_keeper: bool) -> Result<()> {
+    let mut pending = old.clone();
+    pending.pending = Some(new.clone());
+    if restart_dp {
+        pending.dataplane = None;
+    }
+    if restart_keeper {
+        pending.keeper = None;
+    }
+    state::save(&pending)?;
+    crate::sys::interrupt::crash_point("reconcile-pending");
+    Ok(())
+}
+
+/// Starts the keeper of `new`'s software, if it has any.
+fn start_keeper(dir: &LabDir, new: &Plan, ids: &[(String, NsId)]) -> Result<Option<Identity>> {
+    let Some(spec) = crate::lab::keeper::spec(new, ids)? else {
+        return Ok(None);
+    };
+    crate::lab::keeper::start(dir, &spec, &mut None)
+        .context("starting the nodes' programs")
+        .map(Some)
 }
 
 /// The userspace ends among `ends`, in order.
