@@ -480,7 +480,7 @@ fn keyed_tunnels_carry_their_own_keys() {
 }
 
 #[test]
-fn up_is_idempotent_and_refuses_a_changed_file() {
+fn up_is_idempotent_and_applies_a_changed_file() {
     let s = Scope::new();
     let lab = s.example("basic.yaml");
     lab.start();
@@ -500,19 +500,12 @@ fn up_is_idempotent_and_refuses_a_changed_file() {
         &basic.replace("192.168.50.1/30", "192.168.50.5/30"),
     );
     assert_eq!(changed.name, lab.name);
-    let out = changed.up(&[]);
-    out.expect_code(2);
-    assert!(
-        out.stderr.contains("different topology")
-            && out
-                .stderr
-                .contains(&format!("grelab down --lab {}", lab.name)),
-        "{out}"
-    );
-    // The running lab is untouched.
-    assert_eq!(lab.dataplane_pid(), pid);
-    assert_eq!(addrs(&lab.ns("host1"), "tun0", "inet"), ["192.168.50.1/30"]);
-    assert_pings(&lab.ns("host1"), "192.168.50.2", 3);
+    // A changed file changes the running lab in place (tests/reconcile.rs).
+    let out = changed.up(&["--no-check"]);
+    out.ok();
+    assert!(out.stdout.contains("applied"), "{out}");
+    assert_eq!(lab.dataplane_pid(), pid, "the tunnel did not change");
+    assert_eq!(addrs(&lab.ns("host1"), "tun0", "inet"), ["192.168.50.5/30"]);
 }
 
 /// `up` of `lab` fails midway (the file is valid) and leaves nothing.

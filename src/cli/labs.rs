@@ -29,6 +29,29 @@ pub(super) fn record(lab: &str) -> Result<State> {
         .ok_or_else(|| error::environment(format!("lab `{lab}` is not up (see `grelab status`)")))
 }
 
+/// The record of lab `lab` once no change is under way: a change running
+/// (it holds the lab's lock) is waited for; one a crash stopped is an error
+/// saying how to finish it.
+pub(super) fn settled_record(lab: &str) -> Result<State> {
+    let s = record(lab)?;
+    if s.pending.is_none() {
+        return Ok(s);
+    }
+    eprintln!("lab `{lab}` is changing: waiting for the change to finish ...");
+    drop(state::Lock::acquire(
+        lab,
+        std::time::Duration::from_secs(60),
+    )?);
+    let s = record(lab)?;
+    if s.pending.is_some() {
+        return Err(error::environment(format!(
+            "lab `{lab}` was stopped in the middle of a change: `grelab up` finishes it, \
+             `grelab down` removes the lab"
+        )));
+    }
+    Ok(s)
+}
+
 /// The namespace of `node` in lab `lab` (default: the only lab up).
 pub(super) fn node_ns(lab: Option<String>, node: &str) -> Result<String> {
     let lab = the_lab(lab)?;

@@ -16,6 +16,7 @@ mod labs;
 mod logs;
 mod output;
 mod plan;
+mod restart;
 mod schema;
 mod status;
 mod up;
@@ -56,6 +57,14 @@ enum Command {
         /// Skip the ping checks at the end.
         #[arg(long)]
         no_check: bool,
+        /// Change nothing: print what `up` would do to the running lab (the
+        /// difference from the plan it is up from, as iproute2 commands), or
+        /// the whole plan when the lab is not up.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: the commands (script) or the changes as JSON.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Script, requires = "dry_run")]
+        format: PlanFormat,
     },
     /// Remove a lab: the one of FILE, --lab NAME, --all, or the only lab that is up.
     Down {
@@ -68,6 +77,14 @@ enum Command {
         /// Every grelab lab on this host.
         #[arg(long, conflicts_with_all = ["file", "lab"])]
         all: bool,
+    },
+    /// Build one node of a running lab again (its namespace, the links to it,
+    /// its tunnel ends, its programs), the rest running on.
+    Restart {
+        node: String,
+        /// The lab (default: the only lab that is up).
+        #[arg(long)]
+        lab: Option<String>,
     },
     /// Run the lab's checks and report; exit 1 if any fails.
     Verify {
@@ -321,8 +338,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Up {
             file,
             naming,
+            dry_run: true,
+            format,
+            ..
+        } => up::dry_run(file, naming.prefix.as_deref(), format),
+        Command::Up {
+            file,
+            naming,
             backend,
             no_check,
+            ..
         } => up::run(
             file,
             naming.prefix.as_deref(),
@@ -336,6 +361,7 @@ fn run(cli: Cli) -> Result<()> {
             all,
         } => down::run(file, naming.prefix.as_deref(), lab, all),
         Command::Status { format } => status::run(format),
+        Command::Restart { node, lab } => restart::run(lab, &node),
         Command::Exec { node, lab, cmd } => exec::run(lab, &node, &cmd),
         Command::Capture {
             node,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use super::PlanFormat;
 use super::validate::{DEFAULT_FILE, load_plan};
 use super::verify::with_newline;
 use crate::check::report::{self, Status};
@@ -41,6 +42,39 @@ pub(super) fn run(
     }
     if !no_check {
         up_checks(&plan);
+    }
+    Ok(())
+}
+
+/// `up --dry-run`: what `up` would change, and nothing changed.
+pub(super) fn dry_run(
+    file: Option<PathBuf>,
+    prefix: Option<&str>,
+    format: PlanFormat,
+) -> Result<()> {
+    let plan = load_plan(file.as_deref(), prefix)?;
+    let Some(old) = crate::lab::state::load(&plan.lab)? else {
+        match format {
+            PlanFormat::Script => {
+                println!(
+                    "# Lab `{}` is not up: `grelab up` builds all of it.",
+                    plan.lab
+                );
+                print!("{}", plan.script());
+            }
+            PlanFormat::Json => {
+                let all = crate::plan::diff::diff(&crate::plan::diff::nothing(&plan), &plan);
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            }
+        }
+        return Ok(());
+    };
+    // A change a crash stopped is finished first: the lab is on its way there.
+    let from = old.pending.as_ref().unwrap_or(&old.plan);
+    let d = crate::plan::diff::diff(from, &plan);
+    match format {
+        PlanFormat::Script => print!("{}", d.script(&plan.lab)),
+        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::labs::{record, the_lab};
+use super::labs::{settled_record, the_lab};
 use super::{Format, output};
 use crate::check::report::{self, Status};
 use crate::error;
@@ -18,7 +18,7 @@ pub(super) fn run(
     no_derived: bool,
 ) -> Result<()> {
     let lab = the_lab(lab)?;
-    let s = record(&lab)?;
+    let s = settled_record(&lab)?;
     s.trust();
     if let Some(pid) = s
         .dataplane

@@ -26,9 +26,17 @@ pub struct Spec {
 }
 
 pub(super) static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by SIGHUP: read the spec again (`reload`).
+pub(super) static RELOAD: AtomicBool = AtomicBool::new(false);
+/// The spec file being served.
+pub(super) static SPEC_PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 pub(super) extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
+}
+
+extern "C" fn on_hup(_: libc::c_int) {
+    RELOAD.store(true, Ordering::Relaxed);
 }
 
 /// The body of the hidden `grelab dataplane` subcommand: serves the spec in
@@ -51,6 +59,14 @@ pub fn serve(spec_path: &Path, stats_path: &Path, ready_fd: Option<RawFd>) -> Re
             // SAFETY: the handler only stores to an atomic.
             unsafe { sigaction(signal, &action) }.context("installing a signal handler")?;
         }
+        let _ = SPEC_PATH.set(spec_path.to_path_buf());
+        let hup = SigAction::new(
+            SigHandler::Handler(on_hup),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(Signal::SIGHUP, &hup) }.context("installing a signal handler")?;
         let ready_now = || {
             eprintln!(
                 "grelab dataplane {}: lab `{}`: serving {} tunnel ends",
@@ -232,6 +248,44 @@ pub(super) fn launch(
                 log_path.display()
             )))
         }
+    }
+}
+
+/// Makes the running dataplane `id` of the lab in `lab_dir` serve `spec`
+/// instead (`reload`): the ends it keeps are not touched. Waits for its
+/// answer; an error means it serves what it did (or less): restart it.
+pub fn reload(lab_dir: &Path, id: &Identity, spec: &Spec) -> Result<()> {
+    let spec_path = lab_dir.join("dataplane.json");
+    let tmp = lab_dir.join("dataplane.json.tmp");
+    let json = serde_json::to_vec_pretty(spec).context("encoding the dataplane spec")?;
+    fs::write(&tmp, json)
+        .and_then(|()| fs::rename(&tmp, &spec_path))
+        .with_context(|| format!("writing {}", spec_path.display()))?;
+    let answer = super::reload::answer_path(lab_dir);
+    match fs::remove_file(&answer) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", answer.display()));
+        }
+        _ => {}
+    }
+    let p = Pidfd::open(id).ok_or_else(|| anyhow::anyhow!("the dataplane is not running"))?;
+    p.signal(libc::SIGHUP)
+        .context("asking the dataplane to read its spec again")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = fs::read_to_string(&answer) {
+            return match text.trim() {
+                "ok" => Ok(()),
+                other => bail!("the dataplane could not change its tunnels: {other}"),
+            };
+        }
+        if std::time::Instant::now() > deadline || !id.is_running() {
+            bail!(
+                "the dataplane did not answer a reload (log: {})",
+                lab_dir.join("dataplane.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

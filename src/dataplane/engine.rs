@@ -134,7 +134,7 @@ pub(super) struct Engine {
 }
 
 /// Enters the thread's original namespace again when dropped.
-pub(super) struct Home(File);
+pub(super) struct Home(pub(super) File);
 
 impl Drop for Home {
     fn drop(&mut self) {
@@ -268,6 +268,11 @@ impl Engine {
         let mut impairs_checked = Instant::now();
         let mut write_failed = false;
         while !stop.load(Ordering::Relaxed) {
+            if super::control::RELOAD.swap(false, Ordering::Relaxed)
+                && let Some(spec) = super::control::SPEC_PATH.get()
+            {
+                self.reload_from(spec);
+            }
             // Stats are written when no packet waits (a write takes up to
             // a millisecond): with new counters, sleep only until they are due.
             let due = FLUSH_EVERY.saturating_sub(flushed.elapsed());
@@ -345,7 +350,7 @@ impl Engine {
 /// Devices of a setup in progress: dropped (setup failed) while their
 /// descriptors are still open, it makes them non-persistent, so they go
 /// with the descriptors.
-pub(super) struct Transient(Vec<std::os::fd::RawFd>);
+pub(super) struct Transient(pub(super) Vec<std::os::fd::RawFd>);
 
 impl Drop for Transient {
     fn drop(&mut self) {
@@ -357,7 +362,7 @@ impl Drop for Transient {
 
 /// Opens tunnel end `end`'s device in the current namespace (a TAP device
 /// if `l2`), with offloads on or off; `transient` until setup completes.
-fn open_device(
+pub(super) fn open_device(
     end: &TunnelEnd,
     l2: bool,
     ctl: std::os::fd::BorrowedFd,

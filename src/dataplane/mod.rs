@@ -33,6 +33,7 @@ mod fast;
 pub mod fastpath;
 pub mod impair;
 mod offload;
+mod reload;
 mod rx;
 mod sock;
 mod stats;
@@ -44,7 +45,7 @@ mod testing;
 #[cfg(all(test, feature = "root-tests"))]
 mod root_tests;
 
-pub use control::{Spec, find, is_running, serve, start, stats_path, stop};
+pub use control::{Spec, find, is_running, reload, serve, start, stats_path, stop};
 pub use delay::{IMPAIR_FILE, Impaired};
 pub use engine::run;
 pub use stats::{Stats, TunnelStats, read_stats};

@@ -50,6 +50,13 @@ pub(super) struct Configure {
     ipv6: Vec<String>,
 }
 
+impl Configure {
+    /// Whether the job does nothing (a reconcile skips such namespaces).
+    pub(super) fn is_empty(&self) -> bool {
+        self.steps.is_empty() && self.no_tx_csum.is_empty() && self.ipv6.is_empty()
+    }
+}
+
 /// The phase-3 job of every namespace of `plan`, in its order, given the
 /// backend chosen for each tunnel end.
 pub(super) fn jobs(plan: &Plan, ends: &[(TunnelEnd, Backend)]) -> Result<Vec<(String, Configure)>> {

@@ -13,6 +13,7 @@ pub mod impair;
 pub mod journal;
 pub mod keeper;
 mod progress;
+pub mod reconcile;
 pub mod state;
 pub mod teardown;
 pub mod up;

@@ -114,6 +114,10 @@ pub struct State {
     /// `verify` and `capture` act only in these.
     #[serde(default)]
     pub identities: Vec<(String, NsId)>,
+    /// The plan a reconcile is taking the lab to, until it is done: the lab
+    /// is `plan`, this one, or a known point between (see `reconcile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Plan>,
 }
 
 /// A tunnel end and the backend that built it (kernel or userspace, never
@@ -491,6 +495,23 @@ impl LabDir {
             return Ok(None);
         };
         read_at(&fd, name, &shown.join(name))
+    }
+
+    /// Removes folder `name` (one of the keeper's) and all it holds, if it
+    /// is there: a restarted keeper lays the nodes' files out anew.
+    pub fn remove_folder(&self, name: &str) -> Result<()> {
+        if !FOLDERS.contains(&name) {
+            anyhow::bail!("`{name}` is no folder of a lab's directory");
+        }
+        match remove_tree(&self.fd, OsStr::new(name)) {
+            Err(e)
+                if e.chain()
+                    .any(|c| c.downcast_ref::<Errno>() == Some(&Errno::ENOENT)) =>
+            {
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     /// The lab's name.

@@ -108,6 +108,33 @@ fn stop_processes(namespaces: &[&str]) -> Result<usize> {
         .context("stopping the processes left in the lab's namespaces")
 }
 
+/// Removes namespaces `names` of a running lab, each only if it is the one
+/// `identities` recorded (a reconcile removing nodes), after ending the
+/// processes left in them. One that is gone already is fine.
+pub(crate) fn remove_namespaces(
+    names: &[&str],
+    identities: &[(String, crate::sys::netns::NsId)],
+) -> Result<()> {
+    let mut ours = Vec::new();
+    for ns in names {
+        let want = identities.iter().find(|(n, _)| n == ns).map(|(_, id)| *id);
+        match netns::inspect(ns)? {
+            Found::Absent => {}
+            Found::Namespace(id) if Some(id) == want => ours.push(*ns),
+            // A crash between unmounting and removing it.
+            Found::Placeholder(_) if want.is_some() => netns::delete(ns)?,
+            _ => {
+                eprintln!("warning: namespace `{ns}` is not the one the lab created: left alone")
+            }
+        }
+    }
+    stop_processes(&ours)?;
+    for ns in ours {
+        netns::delete(ns)?;
+    }
+    Ok(())
+}
+
 /// Removes lab `lab`: its dataplane, its marked namespaces, its record.
 /// Keeps going past failures and reports them all.
 pub fn remove_lab(lab: &str, record: Option<&State>) -> Result<Removed> {

@@ -37,7 +37,7 @@ pub struct Outcome {
 type Chosen = (TunnelEnd, Backend);
 
 /// The backend that builds each tunnel end, with a note on why.
-fn choose_backends(
+pub(super) fn choose_backends(
     plan: &Plan,
     wanted: Option<Backend>,
     probe_ns: &str,
@@ -115,8 +115,8 @@ fn choose_backends(
     Ok((out, notes))
 }
 
-/// Builds the lab of `plan`. Idempotent for an unchanged plan; refuses a
-/// changed one while the lab is up. SIGINT and SIGTERM roll it back.
+/// Builds the lab of `plan`. Idempotent for an unchanged plan; a lab up
+/// from another plan is changed in place (`reconcile`). SIGINT and SIGTERM roll it back.
 pub fn up(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Result<Outcome> {
     netns::check_privileges().map_err(|e| error::environment(format!("{e:#}")))?;
     crate::sys::interrupt::catch()?;
@@ -129,13 +129,42 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
     let start = Instant::now();
     let _lock = state::Lock::acquire(&plan.lab, Duration::from_secs(30))?;
     let digest = state::digest(plan);
-
-    if earlier(plan, &digest)? {
-        return Ok(Outcome {
-            elapsed: start.elapsed(),
-            notes: vec![],
-            unchanged: true,
-        });
+    let mut timings = Timings::new();
+    let found = earlier(plan, &digest)?;
+    timings.lap("reading the record");
+    match found {
+        Earlier::Unchanged => {
+            return Ok(Outcome {
+                elapsed: start.elapsed(),
+                notes: vec![],
+                unchanged: true,
+            });
+        }
+        Earlier::Running(mut old) => {
+            // The file a change came from is the lab's file from now on.
+            if let Some(src) = source {
+                old.source = Some(src.to_path_buf());
+            }
+            let done =
+                crate::lab::reconcile::reconcile(*old, plan, backend).with_context(|| {
+                    format!(
+                        "changing lab `{}` (stopped midway: `grelab up` again finishes the change, \
+                     `grelab down` removes the lab)",
+                        plan.lab
+                    )
+                })?;
+            let mut notes = vec![format!(
+                "lab `{}` was up from another version of its file: applied {} changes",
+                plan.lab, done.changes
+            )];
+            notes.extend(done.notes);
+            return Ok(Outcome {
+                elapsed: start.elapsed(),
+                notes,
+                unchanged: false,
+            });
+        }
+        Earlier::None => {}
     }
     namespaces_free(plan)?;
     crate::lab::keeper::preflight(plan)?;
@@ -172,6 +201,7 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
                 keeper,
                 backends,
                 identities,
+                pending: None,
             })?;
             Ok(Outcome {
                 elapsed: start.elapsed(),
@@ -194,27 +224,35 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
     }
 }
 
-/// Deals with what an earlier `up` of the lab left: true when the lab is up
-/// from the same plan and healthy; a broken lab, or an unfinished `up`, is
-/// removed; a lab up from another plan is an error.
-fn earlier(plan: &Plan, digest: &str) -> Result<bool> {
+/// What an earlier `up` of the lab left.
+enum Earlier {
+    /// Nothing (or only leftovers, now removed).
+    None,
+    /// The lab is up from the same plan, healthy.
+    Unchanged,
+    /// The lab is up from another plan (or on its way to one): reconcile.
+    Running(Box<State>),
+}
+
+/// Deals with what an earlier `up` of the lab left: a lab up from the same
+/// plan and healthy is unchanged; one up from another plan, or a change a
+/// crash stopped, is reconciled; a broken lab, or an unfinished `up`, is
+/// removed.
+fn earlier(plan: &Plan, digest: &str) -> Result<Earlier> {
     match state::load(&plan.lab) {
         Ok(Some(old)) => {
+            if old.pending.is_some() {
+                return Ok(Earlier::Running(Box::new(old)));
+            }
             let healthy = old.intact()
                 && old.dataplane.is_none_or(|id| dataplane::is_running(&id))
                 && old.keeper.is_none_or(|id| id.is_running());
             if old.digest == *digest && healthy {
-                return Ok(true);
+                return Ok(Earlier::Unchanged);
             }
-            if old.digest != *digest {
-                return Err(error::bad_input(format!(
-                    "lab `{}` is up from a different topology{}; run `grelab down --lab {}` first",
-                    plan.lab,
-                    old.source
-                        .map(|p| format!(" ({})", p.display()))
-                        .unwrap_or_default(),
-                    plan.lab
-                )));
+            if old.digest != *digest && old.intact() {
+                // A dataplane or keeper that died is restarted by the reconcile.
+                return Ok(Earlier::Running(Box::new(old)));
             }
             eprintln!(
                 "lab `{}` is broken (a namespace or its dataplane is gone or replaced): rebuilding",
@@ -233,7 +271,7 @@ fn earlier(plan: &Plan, digest: &str) -> Result<bool> {
         Ok(None) => {}
         Err(e) => return Err(e),
     }
-    Ok(false)
+    Ok(Earlier::None)
 }
 
 /// An error if a namespace of `plan` exists already, saying whose it is.
@@ -294,7 +332,7 @@ type Built = (
 /// Creates the plan's namespaces on a few threads, each step journalled:
 /// (their identities, the first error). Namespace creation waits on the
 /// kernel, not the CPU.
-fn create_namespaces(
+pub(super) fn create_namespaces(
     plan: &Plan,
     mark: &str,
     journal: &crate::lab::journal::Writer,
@@ -472,7 +510,7 @@ fn impair(plan: &Plan, ends: &[Chosen], d: &crate::lab::impair::Decision) -> Res
 /// Phase 2: the veths, each created from its first end, while the
 /// userspace dataplane (for the `user` ends, if any) starts and makes its
 /// devices: (the veths' result, the dataplane's).
-fn links_and_dataplane(
+pub(super) fn links_and_dataplane(
     plan: &Plan,
     user: Vec<TunnelEnd>,
     netem: bool,

@@ -5,6 +5,7 @@
 //! checks a topology (`validate` has, before) nor touches the system.
 
 mod build;
+pub mod diff;
 pub mod explain;
 pub mod graph;
 mod script;
@@ -233,14 +234,17 @@ impl Plan {
 
     /// The lab's /etc/hosts: each node's addresses under its name.
     pub fn hosts(&self) -> String {
+        // One pass over the steps: a large lab has thousands of each.
+        let mut by_ns: std::collections::HashMap<&str, Vec<IpAddr>> = Default::default();
+        for s in &self.steps {
+            if let Step::Address { ns, addr, .. } = s {
+                by_ns.entry(ns).or_default().push(addr.addr);
+            }
+        }
         let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n");
         for n in &self.nodes {
-            for s in &self.steps {
-                if let Step::Address { ns, addr, .. } = s
-                    && *ns == n.ns
-                {
-                    out.push_str(&format!("{}\t{}\n", addr.addr, n.node));
-                }
+            for a in by_ns.get(n.ns.as_str()).into_iter().flatten() {
+                out.push_str(&format!("{a}\t{}\n", n.node));
             }
         }
         out

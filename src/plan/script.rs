@@ -143,7 +143,7 @@ fn section_of(step: &Step) -> &'static str {
 }
 
 /// The script's lines for `step`, each ending in a newline.
-fn command(step: &Step) -> String {
+pub(super) fn command(step: &Step) -> String {
     match step {
         Step::Namespace { ns } => format!("ip netns add {ns}\n"),
         Step::Veth {

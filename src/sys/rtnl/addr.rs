@@ -30,6 +30,24 @@ impl Rtnl {
             .map_err(|e| explain_nl(e, &doing, Some(Target::Address(name, addr))))
     }
 
+    /// Removes `addr/prefix` from `name`; an address or device that is gone
+    /// is fine.
+    pub async fn del_address(&self, name: &str, addr: IpAddr, prefix: u8) -> Result<()> {
+        let doing = format!("removing address {addr}/{prefix} from `{name}`");
+        let index = match self.link_index(name).await {
+            Ok(i) => i,
+            // Its device is gone, and the address with it.
+            Err(_) => return Ok(()),
+        };
+        // The message that added it names it for deletion too.
+        let mut add = self.handle.address().add(index, addr, prefix);
+        let msg = add.message_mut().clone();
+        match self.handle.address().del(msg).execute().await {
+            Err(e) if super::errno(&e) == Some(libc::EADDRNOTAVAIL) => Ok(()),
+            r => r.map_err(|e| explain_nl(e, &doing, Some(Target::Address(name, addr)))),
+        }
+    }
+
     /// All addresses of this namespace: (device, address, prefix length).
     pub async fn addresses(&self) -> Result<Vec<(String, IpAddr, u8)>> {
         let names = self.names().await?;

@@ -48,6 +48,13 @@ impl Rtnl {
         self.set_link(msg, &doing, Target::Link(dev)).await
     }
 
+    /// Takes `dev` out of the bridge it is a port of.
+    pub async fn set_nomaster(&self, dev: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_name(dev).nocontroller().build();
+        let doing = format!("taking `{dev}` out of its bridge");
+        self.set_link(msg, &doing, Target::Link(dev)).await
+    }
+
     /// Turns the MULTICAST flag (IFF_MULTICAST) of `dev` on or off.
     pub async fn set_multicast(&self, dev: &str, on: bool) -> Result<()> {
         let msg = LinkUnspec::new_with_name(dev).multicast(on).build();

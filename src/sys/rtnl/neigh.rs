@@ -23,4 +23,23 @@ impl Rtnl {
             .await
             .map_err(|e| explain_nl(e, &doing, Some(Target::Link(name))))
     }
+
+    /// Deletes the neighbour entry of `addr` on `name`; one that is gone, or
+    /// whose device is gone, is fine.
+    pub async fn del_neighbor(&self, name: &str, addr: IpAddr) -> Result<()> {
+        let doing = format!("deleting neighbour {addr} at `{name}`");
+        let Ok(index) = self.link_index(name).await else {
+            return Ok(());
+        };
+        let msg = self
+            .handle
+            .neighbours()
+            .add(index, addr)
+            .message_mut()
+            .clone();
+        match self.handle.neighbours().del(msg).execute().await {
+            Err(e) if super::errno(&e) == Some(libc::ENOENT) => Ok(()),
+            r => r.map_err(|e| explain_nl(e, &doing, Some(Target::Link(name)))),
+        }
+    }
 }

@@ -61,6 +61,32 @@ impl Rtnl {
             .map_err(|e| explain_nl(e, &doing, Some(Target::Route(dev, via))))
     }
 
+    /// Adds or replaces the route to `dst` (`None`: default): now via `via`.
+    /// Applying it twice is the same as once.
+    pub async fn replace_route(&self, dst: Option<(IpAddr, u8)>, via: IpAddr) -> Result<()> {
+        let shown = dst.map_or_else(|| "default".to_owned(), |(a, p)| format!("{a}/{p}"));
+        let doing = format!("replacing route {shown} via {via}");
+        let msg = route_message(dst, via, &doing)?;
+        self.handle
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| explain_nl(e, &doing, Some(Target::Route(None, via))))
+    }
+
+    /// Deletes the route to `dst` via `via`; one that is gone is fine.
+    pub async fn del_route(&self, dst: Option<(IpAddr, u8)>, via: IpAddr) -> Result<()> {
+        let shown = dst.map_or_else(|| "default".to_owned(), |(a, p)| format!("{a}/{p}"));
+        let doing = format!("deleting route {shown} via {via}");
+        let msg = route_message(dst, via, &doing)?;
+        match self.handle.route().del(msg).execute().await {
+            Err(e) if super::errno(&e) == Some(libc::ESRCH) => Ok(()),
+            r => r.map_err(|e| explain_nl(e, &doing, Some(Target::Route(None, via)))),
+        }
+    }
+
     /// Unicast routes of the main table, IPv4 then IPv6.
     pub async fn routes(&self) -> Result<Vec<Route>> {
         let names = self.names().await?;
@@ -232,4 +258,21 @@ mod root_tests {
              subnet: give an interface here an address in the gateway's subnet first"
         );
     }
+}
+
+/// The message of a route to `dst` via `via`, for replacing or deleting it.
+fn route_message(dst: Option<(IpAddr, u8)>, via: IpAddr, doing: &str) -> Result<RouteMessage> {
+    let mut b = RouteMessageBuilder::<IpAddr>::new();
+    b.get_mut().header.address_family = family(dst.map_or(via, |(a, _)| a));
+    if let Some((addr, prefix)) = dst {
+        b = b
+            .destination_prefix(addr, prefix)
+            .map_err(|e| error::bad_input(format!("{doing}: {e}")))?;
+    }
+    b = b.gateway(via).map_err(|_| {
+        error::bad_input(format!(
+            "{doing}: an IPv6 destination needs an IPv6 gateway"
+        ))
+    })?;
+    Ok(b.build())
 }
