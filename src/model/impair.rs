@@ -37,19 +37,18 @@ fn number_unit(text: &str) -> Option<(f64, &str)> {
 }
 
 impl Micros {
-    /// Parses `20ms`, `500us`, `1.5s`.
+    /// Parses `20ms`, `500us`, `1.5s`: a duration as every duration of a
+    /// topology is read (`model::Duration`), with its unit always written.
     pub fn parse(text: &str) -> Result<Micros, String> {
         let bad =
             || format!("`{text}` is no time: write a number and `us`, `ms` or `s`, like `20ms`");
-        let (n, unit) = number_unit(text).ok_or_else(bad)?;
-        let scale = match unit {
-            "us" => 1.0,
-            "ms" => 1e3,
-            "s" => 1e6,
-            _ => return Err(bad()),
-        };
-        let us = (n * scale).round();
-        if us > MAX_DELAY.0 as f64 {
+        let t = text.trim();
+        if t.is_empty() || t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            return Err(bad());
+        }
+        let d: super::Duration = t.parse().map_err(|_| bad())?;
+        let us = (d.0.as_nanos() + 500) / 1000;
+        if us > u128::from(MAX_DELAY.0) {
             return Err(format!(
                 "`{text}` is longer than 60s, the most grelab takes"
             ));
