@@ -15,16 +15,26 @@ impl Rtnl {
     pub async fn add_bridge(&self, name: &str, mtu: Option<u32>, mac: [u8; 6]) -> Result<()> {
         let doing = format!("creating bridge `{name}`");
         check_name(name, &doing)?;
-        let msg = LinkMessageBuilder::<LinkBridge>::new(name)
-            .address(mac.to_vec())
-            .append_info_data(InfoBridge::MulticastSnooping(false))
-            .build();
-        self.handle
-            .link()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(|e| explain_nl(e, &doing, Some(Target::Link(name))))?;
+        // While one namespace's request loads the bridge module, the same
+        // request in another may find no bridge kind yet (EOPNOTSUPP): it is
+        // asked again once the module has had a moment.
+        let mut tries = 0;
+        loop {
+            let msg = LinkMessageBuilder::<LinkBridge>::new(name)
+                .address(mac.to_vec())
+                .append_info_data(InfoBridge::MulticastSnooping(false))
+                .build();
+            match self.handle.link().add(msg).execute().await {
+                Ok(()) => break,
+                Err(rtnetlink::Error::NetlinkError(m))
+                    if m.raw_code() == -libc::EOPNOTSUPP && tries < 40 =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(explain_nl(e, &doing, Some(Target::Link(name)))),
+            }
+        }
         // Separately: an MTU given at creation gives way to the ports' as
         // they join; one set afterwards stays (the kernel marks it the user's).
         if let Some(mtu) = mtu
