@@ -57,6 +57,7 @@ pub struct Done {
 /// returns what changed. A record that is itself `pending` another plan
 /// is first brought to that plan (a reconcile a crash stopped).
 pub fn reconcile(old: State, new: &Plan, backend: Option<Backend>) -> Result<Done> {
+    let mut timings = crate::lab::progress::Timings::new();
     old.trust();
     let old = match old.pending.clone() {
         Some(p) if state::digest(&p) != state::digest(new) => {
@@ -81,6 +82,7 @@ pub fn reconcile(old: State, new: &Plan, backend: Option<Backend>) -> Result<Don
             .collect();
         d = diff::rebuild(new, &nodes);
     }
+    timings.lap("diff");
     let changes = d.changes.len();
     let done = apply(old, new, backend, Some(d))?;
     let mut notes = Vec::new();
@@ -219,7 +221,9 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
         .cloned()
         .chain(created)
         .collect();
-    identities.sort_by_key(|(ns, _)| new.namespaces().position(|n| n == ns));
+    let order: std::collections::HashMap<&str, usize> =
+        new.namespaces().enumerate().map(|(i, n)| (n, i)).collect();
+    identities.sort_by_key(|(ns, _)| order.get(ns.as_str()).copied());
     // The old dataplane serves its ends until the new one is about to take
     // over their devices: the gap in traffic is one dataplane start.
     // A running dataplane whose ends' devices all stay changes its set live.
@@ -290,13 +294,15 @@ fn userspace(ends: &[(TunnelEnd, Backend)]) -> Vec<TunnelEnd> {
 
 /// The userspace ends the record's dataplane serves.
 fn recorded_userspace(old: &State) -> Vec<TunnelEnd> {
+    let user: HashSet<(&str, &str)> = old
+        .backends
+        .iter()
+        .filter(|b| b.backend == Backend::Userspace)
+        .map(|b| (b.namespace.as_str(), b.device.as_str()))
+        .collect();
     old.plan
         .tunnels()
-        .filter(|(e, _)| {
-            old.backends.iter().any(|b| {
-                b.namespace == e.netns && b.device == e.name && b.backend == Backend::Userspace
-            })
-        })
+        .filter(|(e, _)| user.contains(&(e.netns.as_str(), e.name.as_str())))
         .map(|(e, _)| e.clone())
         .collect()
 }
