@@ -55,17 +55,19 @@ pub struct Done {
 
 /// Applies the difference between `old` (the lab's record) and `new`:
 /// returns what changed. A record that is itself `pending` another plan
-/// is first brought to that plan (a reconcile a crash stopped).
-pub fn reconcile(old: State, new: &Plan, backend: Option<Backend>) -> Result<Done> {
+/// is first brought to that plan (a reconcile a crash stopped). `digest`
+/// is `new`'s (`state::digest`), which `up` has made already.
+pub fn reconcile(old: State, new: &Plan, digest: &str, backend: Option<Backend>) -> Result<Done> {
     let mut timings = crate::lab::progress::Timings::new();
     old.trust();
     let old = match old.pending.clone() {
-        Some(p) if state::digest(&p) != state::digest(new) => {
+        Some(p) if state::digest(&p) != digest => {
             eprintln!(
                 "finishing the change of lab `{}` that was stopped midway",
                 new.lab
             );
-            apply(old, &p, backend, None)?.state
+            let to = state::digest(&p);
+            apply(old, (&p, to), backend, None)?.state
         }
         _ => old,
     };
@@ -84,7 +86,7 @@ pub fn reconcile(old: State, new: &Plan, backend: Option<Backend>) -> Result<Don
     }
     timings.lap("diff");
     let changes = d.changes.len();
-    let done = apply(old, new, backend, Some(d))?;
+    let done = apply(old, (new, digest.to_owned()), backend, Some(d))?;
     let mut notes = Vec::new();
     if done.dataplane_restarted {
         notes.push("the userspace dataplane serves the new set of tunnel ends".into());
@@ -125,7 +127,8 @@ pub fn restart(lab: &str, node: &str) -> Result<Done> {
     let backend = [Backend::Kernel, Backend::Userspace]
         .into_iter()
         .find(|b| !old.backends.is_empty() && all(*b));
-    let done = apply(old, &plan, backend, Some(d))?;
+    let digest = state::digest(&plan);
+    let done = apply(old, (&plan, digest), backend, Some(d))?;
     let mut notes = Vec::new();
     if done.dataplane_restarted {
         notes.push("the userspace dataplane restarted (its ends in the node were remade)".into());
@@ -144,8 +147,14 @@ struct Applied {
     keeper_restarted: bool,
 }
 
-/// Applies `d` (by default diff(old, new)) and records the result.
-fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> Result<Applied> {
+/// Applies `d` (by default diff(old, new)) and records the result: `new`
+/// with its digest.
+fn apply(
+    old: State,
+    (new, digest): (&Plan, String),
+    backend: Option<Backend>,
+    d: Option<Diff>,
+) -> Result<Applied> {
     let mut timings = crate::lab::progress::Timings::new();
     let d = d.unwrap_or_else(|| diff::diff(&old.plan, new));
     let removed: Vec<&str> = d.removed_namespaces().collect();
@@ -240,7 +249,7 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
     };
     let state = State {
         plan: new.clone(),
-        digest: state::digest(new),
+        digest,
         dataplane: if restart_dp { dp } else { old.dataplane },
         keeper,
         backends,
