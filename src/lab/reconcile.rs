@@ -150,7 +150,7 @@ struct Applied {
 /// Applies `d` (by default diff(old, new)) and records the result: `new`
 /// with its digest.
 fn apply(
-    old: State,
+    mut old: State,
     (new, digest): (&Plan, String),
     backend: Option<Backend>,
     d: Option<Diff>,
@@ -205,7 +205,7 @@ fn apply(
         })
         .collect();
     if !d.is_empty() || restart_dp || restart_keeper {
-        save_pending(&old, new, restart_dp, restart_keeper)?;
+        save_pending(&mut old, new, restart_dp, restart_keeper)?;
     }
     timings.lap("pending record");
     if restart_keeper {
@@ -269,16 +269,20 @@ fn apply(
 /// Records that the lab is going to `new`: from here the record says so,
 /// and what is about to be replaced is found by its identity file, not
 /// the record.
-fn save_pending(old: &State, new: &Plan, restart_dp: bool, restart_keeper: bool) -> Result<()> {
-    let mut pending = old.clone();
-    pending.pending = Some(new.clone());
+/// `old` is changed to write it (a large lab's record is not copied) and
+/// put back as it was.
+fn save_pending(old: &mut State, new: &Plan, restart_dp: bool, restart_keeper: bool) -> Result<()> {
+    let (was, dataplane, keeper) = (old.pending.take(), old.dataplane, old.keeper);
+    old.pending = Some(new.clone());
     if restart_dp {
-        pending.dataplane = None;
+        old.dataplane = None;
     }
     if restart_keeper {
-        pending.keeper = None;
+        old.keeper = None;
     }
-    state::save(&pending)?;
+    let saved = state::save(old);
+    (old.pending, old.dataplane, old.keeper) = (was, dataplane, keeper);
+    saved?;
     crate::sys::interrupt::crash_point("reconcile-pending");
     Ok(())
 }
