@@ -55,16 +55,19 @@ pub struct Done {
 
 /// Applies the difference between `old` (the lab's record) and `new`:
 /// returns what changed. A record that is itself `pending` another plan
-/// is first brought to that plan (a reconcile a crash stopped).
-pub fn reconcile(old: State, new: &Plan, backend: Option<Backend>) -> Result<Done> {
+/// is first brought to that plan (a reconcile a crash stopped). `digest`
+/// is `new`'s (`state::digest`), which `up` has made already.
+pub fn reconcile(old: State, new: &Plan, digest: &str, backend: Option<Backend>) -> Result<Done> {
+    let mut timings = crate::lab::progress::Timings::new();
     old.trust();
     let old = match old.pending.clone() {
-        Some(p) if state::digest(&p) != state::digest(new) => {
+        Some(p) if state::digest(&p) != digest => {
             eprintln!(
                 "finishing the change of lab `{}` that was stopped midway",
                 new.lab
             );
-            apply(old, &p, backend, None)?.state
+            let to = state::digest(&p);
+            apply(old, (&p, to), backend, None)?.state
         }
         _ => old,
     };
@@ -81,8 +84,9 @@ pub fn reconcile(old: State, new: &Plan, backend: Option<Backend>) -> Result<Don
             .collect();
         d = diff::rebuild(new, &nodes);
     }
+    timings.lap("diff");
     let changes = d.changes.len();
-    let done = apply(old, new, backend, Some(d))?;
+    let done = apply(old, (new, digest.to_owned()), backend, Some(d))?;
     let mut notes = Vec::new();
     if done.dataplane_restarted {
         notes.push("the userspace dataplane serves the new set of tunnel ends".into());
@@ -123,7 +127,8 @@ pub fn restart(lab: &str, node: &str) -> Result<Done> {
     let backend = [Backend::Kernel, Backend::Userspace]
         .into_iter()
         .find(|b| !old.backends.is_empty() && all(*b));
-    let done = apply(old, &plan, backend, Some(d))?;
+    let digest = state::digest(&plan);
+    let done = apply(old, (&plan, digest), backend, Some(d))?;
     let mut notes = Vec::new();
     if done.dataplane_restarted {
         notes.push("the userspace dataplane restarted (its ends in the node were remade)".into());
@@ -142,8 +147,14 @@ struct Applied {
     keeper_restarted: bool,
 }
 
-/// Applies `d` (by default diff(old, new)) and records the result.
-fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> Result<Applied> {
+/// Applies `d` (by default diff(old, new)) and records the result: `new`
+/// with its digest.
+fn apply(
+    mut old: State,
+    (new, digest): (&Plan, String),
+    backend: Option<Backend>,
+    d: Option<Diff>,
+) -> Result<Applied> {
     let mut timings = crate::lab::progress::Timings::new();
     let d = d.unwrap_or_else(|| diff::diff(&old.plan, new));
     let removed: Vec<&str> = d.removed_namespaces().collect();
@@ -194,7 +205,7 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
         })
         .collect();
     if !d.is_empty() || restart_dp || restart_keeper {
-        save_pending(&old, new, restart_dp, restart_keeper)?;
+        save_pending(&mut old, new, restart_dp, restart_keeper)?;
     }
     timings.lap("pending record");
     if restart_keeper {
@@ -219,7 +230,9 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
         .cloned()
         .chain(created)
         .collect();
-    identities.sort_by_key(|(ns, _)| new.namespaces().position(|n| n == ns));
+    let order: std::collections::HashMap<&str, usize> =
+        new.namespaces().enumerate().map(|(i, n)| (n, i)).collect();
+    identities.sort_by_key(|(ns, _)| order.get(ns.as_str()).copied());
     // The old dataplane serves its ends until the new one is about to take
     // over their devices: the gap in traffic is one dataplane start.
     // A running dataplane whose ends' devices all stay changes its set live.
@@ -236,7 +249,7 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
     };
     let state = State {
         plan: new.clone(),
-        digest: state::digest(new),
+        digest,
         dataplane: if restart_dp { dp } else { old.dataplane },
         keeper,
         backends,
@@ -256,16 +269,20 @@ fn apply(old: State, new: &Plan, backend: Option<Backend>, d: Option<Diff>) -> R
 /// Records that the lab is going to `new`: from here the record says so,
 /// and what is about to be replaced is found by its identity file, not
 /// the record.
-fn save_pending(old: &State, new: &Plan, restart_dp: bool, restart_keeper: bool) -> Result<()> {
-    let mut pending = old.clone();
-    pending.pending = Some(new.clone());
+/// `old` is changed to write it (a large lab's record is not copied) and
+/// put back as it was.
+fn save_pending(old: &mut State, new: &Plan, restart_dp: bool, restart_keeper: bool) -> Result<()> {
+    let (was, dataplane, keeper) = (old.pending.take(), old.dataplane, old.keeper);
+    old.pending = Some(new.clone());
     if restart_dp {
-        pending.dataplane = None;
+        old.dataplane = None;
     }
     if restart_keeper {
-        pending.keeper = None;
+        old.keeper = None;
     }
-    state::save(&pending)?;
+    let saved = state::save(old);
+    (old.pending, old.dataplane, old.keeper) = (was, dataplane, keeper);
+    saved?;
     crate::sys::interrupt::crash_point("reconcile-pending");
     Ok(())
 }
@@ -290,13 +307,15 @@ fn userspace(ends: &[(TunnelEnd, Backend)]) -> Vec<TunnelEnd> {
 
 /// The userspace ends the record's dataplane serves.
 fn recorded_userspace(old: &State) -> Vec<TunnelEnd> {
+    let user: HashSet<(&str, &str)> = old
+        .backends
+        .iter()
+        .filter(|b| b.backend == Backend::Userspace)
+        .map(|b| (b.namespace.as_str(), b.device.as_str()))
+        .collect();
     old.plan
         .tunnels()
-        .filter(|(e, _)| {
-            old.backends.iter().any(|b| {
-                b.namespace == e.netns && b.device == e.name && b.backend == Backend::Userspace
-            })
-        })
+        .filter(|(e, _)| user.contains(&(e.netns.as_str(), e.name.as_str())))
         .map(|(e, _)| e.clone())
         .collect()
 }

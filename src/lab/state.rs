@@ -151,12 +151,17 @@ impl State {
     /// identity than the one created; by name alone for a record of an
     /// older grelab, which kept none).
     pub fn missing(&self) -> Vec<&str> {
+        let ids: std::collections::HashMap<&str, &crate::sys::netns::NsId> = self
+            .identities
+            .iter()
+            .map(|(n, id)| (n.as_str(), id))
+            .collect();
         self.plan
             .namespaces()
-            .filter(|ns| match self.identities.iter().find(|(n, _)| n == ns) {
-                Some((_, id)) => {
+            .filter(|ns| match ids.get(ns) {
+                Some(id) => {
                     crate::sys::netns::inspect(ns).ok()
-                        != Some(crate::sys::netns::Found::Namespace(*id))
+                        != Some(crate::sys::netns::Found::Namespace(**id))
                 }
                 None => !crate::sys::netns::exists(ns),
             })
@@ -202,9 +207,10 @@ pub fn load(lab: &str) -> Result<Option<State>> {
 }
 
 /// Writes lab state atomically (temporary file, rename). No fsync: the
-/// record describes namespaces, which a power loss removes too.
+/// record describes namespaces, which a power loss removes too. Compact:
+/// a large lab's record is megabytes, written twice by a reconcile.
 pub fn save(state: &State) -> Result<()> {
-    LabDir::create(&state.plan.lab)?.write(RECORD, &serde_json::to_vec_pretty(state)?)
+    LabDir::create(&state.plan.lab)?.write(RECORD, &serde_json::to_vec(state)?)
 }
 
 /// Names of the labs that have a state directory, sorted. Entries that

@@ -145,8 +145,8 @@ fn up_caught(plan: &Plan, source: Option<&Path>, backend: Option<Backend>) -> Re
             if let Some(src) = source {
                 old.source = Some(src.to_path_buf());
             }
-            let done =
-                crate::lab::reconcile::reconcile(*old, plan, backend).with_context(|| {
+            let done = crate::lab::reconcile::reconcile(*old, plan, &digest, backend)
+                .with_context(|| {
                     format!(
                         "changing lab `{}` (stopped midway: `grelab up` again finishes the change, \
                      `grelab down` removes the lab)",

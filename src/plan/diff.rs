@@ -122,22 +122,59 @@ pub struct Diff {
 
 /// The identity of the object `step` makes.
 pub fn key(step: &Step) -> Key {
-    match step.clone() {
-        Step::Namespace { ns } => Key::Namespace { ns },
-        Step::Veth { ns, name, .. } => Key::Device { ns, dev: name },
-        Step::Tunnel { end, .. } => Key::Device {
-            ns: end.netns,
-            dev: end.name,
+    // By reference: only the key's fields are copied (a diff of a large
+    // lab makes one per step).
+    let (ns, dev) = (String::clone, String::clone);
+    match step {
+        Step::Namespace { ns: n } => Key::Namespace { ns: ns(n) },
+        Step::Veth { ns: n, name, .. } | Step::Bridge { ns: n, name, .. } => Key::Device {
+            ns: ns(n),
+            dev: dev(name),
         },
-        Step::Sysctl { ns, key, .. } => Key::Sysctl { ns, key },
-        Step::Address { ns, dev, addr } => Key::Address { ns, dev, addr },
-        Step::Up { ns, dev } => Key::Up { ns, dev },
-        Step::Route { ns, to, .. } => Key::Route { ns, to },
-        Step::Neighbor { ns, dev, addr, .. } => Key::Neighbor { ns, dev, addr },
-        Step::Bridge { ns, name, .. } => Key::Device { ns, dev: name },
-        Step::Multicast { ns, dev, .. } => Key::Multicast { ns, dev },
-        Step::Master { ns, dev, .. } => Key::Master { ns, dev },
-        Step::Impair { ns, dev, .. } => Key::Impair { ns, dev },
+        Step::Tunnel { end, .. } => Key::Device {
+            ns: ns(&end.netns),
+            dev: dev(&end.name),
+        },
+        Step::Sysctl { ns: n, key, .. } => Key::Sysctl {
+            ns: ns(n),
+            key: key.clone(),
+        },
+        Step::Address {
+            ns: n,
+            dev: d,
+            addr,
+        } => Key::Address {
+            ns: ns(n),
+            dev: dev(d),
+            addr: *addr,
+        },
+        Step::Up { ns: n, dev: d } => Key::Up {
+            ns: ns(n),
+            dev: dev(d),
+        },
+        Step::Route { ns: n, to, .. } => Key::Route { ns: ns(n), to: *to },
+        Step::Neighbor {
+            ns: n,
+            dev: d,
+            addr,
+            ..
+        } => Key::Neighbor {
+            ns: ns(n),
+            dev: dev(d),
+            addr: *addr,
+        },
+        Step::Multicast { ns: n, dev: d, .. } => Key::Multicast {
+            ns: ns(n),
+            dev: dev(d),
+        },
+        Step::Master { ns: n, dev: d, .. } => Key::Master {
+            ns: ns(n),
+            dev: dev(d),
+        },
+        Step::Impair { ns: n, dev: d, .. } => Key::Impair {
+            ns: ns(n),
+            dev: dev(d),
+        },
     }
 }
 
@@ -216,16 +253,19 @@ fn sysctl_of_device(key: &str, dev: &str) -> bool {
 
 /// The difference that turns a lab up from `old` into one up from `new`.
 pub fn diff(old: &Plan, new: &Plan) -> Diff {
-    let old_by: HashMap<Key, &Step> = old.steps.iter().map(|s| (key(s), s)).collect();
-    let new_by: HashMap<Key, &Step> = new.steps.iter().map(|s| (key(s), s)).collect();
+    // Each step's key made once: a large lab has tens of thousands.
+    let old_keys: Vec<Key> = old.steps.iter().map(key).collect();
+    let new_keys: Vec<Key> = new.steps.iter().map(key).collect();
+    let old_by: HashMap<&Key, &Step> = old_keys.iter().zip(&old.steps).collect();
+    let new_by: HashMap<&Key, &Step> = new_keys.iter().zip(&new.steps).collect();
     let new_ns: HashSet<&str> = new.namespaces().collect();
     let mut changes = Vec::new();
 
     // Devices the kernel removes: those of removed or replaced steps, and
     // every device of a removed namespace.
     let mut gone: HashSet<(&str, &str)> = HashSet::new();
-    for s in &old.steps {
-        let removed = match new_by.get(&key(s)) {
+    for (k, s) in old_keys.iter().zip(&old.steps) {
+        let removed = match new_by.get(k) {
             None => true,
             Some(n) => *n != s && !in_place(s, n),
         };
@@ -233,23 +273,20 @@ pub fn diff(old: &Plan, new: &Plan) -> Diff {
             gone.extend(devices(s));
         }
     }
-    for s in old.steps.iter().rev() {
-        let k = key(s);
+    for (k, s) in old_keys.iter().zip(&old.steps).rev() {
         let inside_removed_ns = !new_ns.contains(s.ns()) && !matches!(s, Step::Namespace { .. });
-        let on_gone_device = on_gone(s, &gone);
-        if new_by.contains_key(&k) || inside_removed_ns || on_gone_device {
+        if new_by.contains_key(k) || inside_removed_ns || on_gone(s, &gone) {
             continue;
         }
         changes.push(Change {
-            key: k,
+            key: k.clone(),
             what: What::Remove { step: s.clone() },
         });
     }
     // Routes of a namespace that lost a device may have gone with it.
     let lost_device: HashSet<&str> = gone.iter().map(|(ns, _)| *ns).collect();
-    for s in &new.steps {
-        let k = key(s);
-        let what = match old_by.get(&k) {
+    for (k, s) in new_keys.iter().zip(&new.steps) {
+        let what = match old_by.get(k) {
             None => What::Add { step: s.clone() },
             Some(o) if *o == s => {
                 let reapply = match s {
@@ -273,7 +310,10 @@ pub fn diff(old: &Plan, new: &Plan) -> Diff {
                 new: s.clone(),
             },
         };
-        changes.push(Change { key: k, what });
+        changes.push(Change {
+            key: k.clone(),
+            what,
+        });
     }
     software(old, new, &mut changes);
     Diff { changes }
@@ -343,10 +383,14 @@ pub fn rebuild(plan: &Plan, nodes: &[&str]) -> Diff {
 /// the removed ones.
 fn software(old: &Plan, new: &Plan, changes: &mut Vec<Change>) {
     let find = |p: &Plan, node: &str| p.software.iter().find(|s| s.node == node).cloned();
+    if old.software.is_empty() && new.software.is_empty() {
+        return;
+    }
+    let kept: HashSet<&str> = new.nodes.iter().map(|n| n.node.as_str()).collect();
     let nodes = new
         .nodes
         .iter()
-        .chain(old.nodes.iter().filter(|n| new.ns_of(&n.node).is_none()));
+        .chain(old.nodes.iter().filter(|n| !kept.contains(n.node.as_str())));
     for n in nodes {
         let (o, w) = (find(old, &n.node), find(new, &n.node));
         if o != w {
