@@ -100,6 +100,26 @@ pub(super) struct Tunnel {
     pub(super) slot: usize,
 }
 
+impl Tunnel {
+    /// End `end` served through device `dev` and socket `sock`, in the
+    /// namespace of slot `slot`, with nothing sent or received yet.
+    pub(super) fn new(end: &TunnelEnd, dev: File, sock: usize, l2: bool, slot: usize) -> Tunnel {
+        Tunnel {
+            end: end.clone(),
+            dev,
+            sock,
+            l2,
+            hlen: gre::header_len(end.checksum, end.okey.is_some(), end.sequence),
+            remote: sockaddr(end.remote),
+            tx_seq: 0,
+            rx_seq: None,
+            tx_id: random_u16(),
+            alive: true,
+            slot,
+        }
+    }
+}
+
 /// One raw GRE socket of one namespace and address family.
 pub(super) struct Sock {
     pub(super) fd: OwnedFd,
@@ -226,19 +246,9 @@ impl Engine {
                 .pairs
                 .entry((sock, end.local, end.remote))
                 .or_insert(index);
-            engine.tunnels.push(Tunnel {
-                end: end.clone(),
-                dev,
-                sock,
-                l2,
-                hlen: gre::header_len(end.checksum, end.okey.is_some(), end.sequence),
-                remote: sockaddr(end.remote),
-                tx_seq: 0,
-                rx_seq: None,
-                tx_id: random_u16(),
-                alive: true,
-                slot: slots[end.netns.as_str()],
-            });
+            engine
+                .tunnels
+                .push(Tunnel::new(end, dev, sock, l2, slots[end.netns.as_str()]));
             engine.stats.tunnels.push(TunnelStats {
                 name: end.name.clone(),
                 netns: end.netns.clone(),

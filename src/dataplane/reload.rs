@@ -19,12 +19,10 @@ use anyhow::{Context, Result, bail};
 use super::control::Spec;
 use super::engine::{Engine, Home, SOCK_TOKEN, Sock, Transient, Tunnel, open_device};
 use super::fast::FastState;
-use super::sock::{epoll_add, epoll_del, raw_socket, sockaddr};
+use super::sock::{epoll_add, epoll_del, raw_socket};
 use super::stats::TunnelStats;
-use super::tx::random_u16;
 use crate::model::TunnelEnd;
 use crate::sys::netns;
-use crate::wire::gre;
 
 /// What the stats of a retired end add to its name, so that nothing takes
 /// them for those of a new end of the same name.
@@ -197,19 +195,7 @@ impl Engine {
         self.pairs
             .entry((sock, end.local, end.remote))
             .or_insert(index);
-        self.tunnels.push(Tunnel {
-            end: end.clone(),
-            dev,
-            sock,
-            l2,
-            hlen: gre::header_len(end.checksum, end.okey.is_some(), end.sequence),
-            remote: sockaddr(end.remote),
-            tx_seq: 0,
-            rx_seq: None,
-            tx_id: random_u16(),
-            alive: true,
-            slot,
-        });
+        self.tunnels.push(Tunnel::new(end, dev, sock, l2, slot));
         self.stats.tunnels.push(TunnelStats {
             name: end.name.clone(),
             netns: end.netns.clone(),

@@ -236,6 +236,16 @@ pub const PARAMETERS: [&str; 7] = [
 ];
 
 impl Impairment {
+    /// The impairment of `pairs` (name, value), for tests.
+    #[cfg(test)]
+    pub(crate) fn of(pairs: &[(&str, &str)]) -> Impairment {
+        let mut i = Impairment::default();
+        for (k, v) in pairs {
+            i.set(k, v).unwrap();
+        }
+        i
+    }
+
     /// No parameter set.
     pub fn is_empty(&self) -> bool {
         *self == Impairment::default()

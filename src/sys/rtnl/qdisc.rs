@@ -420,11 +420,7 @@ mod tests {
     use super::*;
 
     fn imp(pairs: &[(&str, &str)]) -> Impairment {
-        let mut i = Impairment::default();
-        for (k, v) in pairs {
-            i.set(k, v).unwrap();
-        }
-        i
+        Impairment::of(pairs)
     }
 
     #[test]

@@ -37,18 +37,7 @@ impl Rtnl {
         let shown = dst.map_or_else(|| "default".to_owned(), |(a, p)| format!("{a}/{p}"));
         let on = dev.map(|d| format!(" dev `{d}`")).unwrap_or_default();
         let doing = format!("adding route {shown} via {via}{on}");
-        let mut b = RouteMessageBuilder::<IpAddr>::new();
-        b.get_mut().header.address_family = family(dst.map_or(via, |(a, _)| a));
-        if let Some((addr, prefix)) = dst {
-            b = b
-                .destination_prefix(addr, prefix)
-                .map_err(|e| error::bad_input(format!("{doing}: {e}")))?;
-        }
-        b = b.gateway(via).map_err(|_| {
-            error::bad_input(format!(
-                "{doing}: an IPv6 destination needs an IPv6 gateway"
-            ))
-        })?;
+        let mut b = route_builder(dst, via, &doing)?;
         if let Some(dev) = dev {
             let index = self.link_index(dev).await.with_context(|| doing.clone())?;
             b = b.output_interface(index);
@@ -262,6 +251,15 @@ mod root_tests {
 
 /// The message of a route to `dst` via `via`, for replacing or deleting it.
 fn route_message(dst: Option<(IpAddr, u8)>, via: IpAddr, doing: &str) -> Result<RouteMessage> {
+    Ok(route_builder(dst, via, doing)?.build())
+}
+
+/// A route to `dst` (None: the default) via `via`, to build on.
+fn route_builder(
+    dst: Option<(IpAddr, u8)>,
+    via: IpAddr,
+    doing: &str,
+) -> Result<RouteMessageBuilder<IpAddr>> {
     let mut b = RouteMessageBuilder::<IpAddr>::new();
     b.get_mut().header.address_family = family(dst.map_or(via, |(a, _)| a));
     if let Some((addr, prefix)) = dst {
@@ -274,5 +272,5 @@ fn route_message(dst: Option<(IpAddr, u8)>, via: IpAddr, doing: &str) -> Result<
             "{doing}: an IPv6 destination needs an IPv6 gateway"
         ))
     })?;
-    Ok(b.build())
+    Ok(b)
 }
