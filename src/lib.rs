@@ -11,17 +11,24 @@
 //!      --lab::up-->  the kernel through sys (netns, rtnl: pool threads that
 //!                    enter namespaces) + the userspace GRE dataplane (over
 //!                    wire::gre; flows move onto its in-kernel eBPF fast path)
-//!      --lab::state--> /run/grelab/<lab>/ (journal, record, lock)
-//! check (verify): state + plan --> checks (ping, encap via capture) --> report
-//! lab::teardown (down): journal + state, or the ownership marks --> teardown
+//!                    + lab::keeper: PID 1 of the lab's PID namespace, the
+//!                    nodes' views (sys::view) and programs; impairments
+//!                    (netem/tbf via rtnl, tc-BPF, the dataplane's delay line)
+//!      --lab::state--> /run/grelab/<lab>/ (journal, record, lock, logs)
+//! up of an edited file: plan::diff (old plan, new plan) --lab::reconcile-->
+//!                    only the difference, journalled, resumable after a crash
+//! check (verify): state + plan --> checks (ping, tcp, multicast, route,
+//!                    exec in the node's view, encap via capture; `within`) --> report
+//! lab::teardown (down): keeper, dataplane, then journal + state, or the
+//!                    ownership marks --> teardown
 //! ```
 //!
 //! ```text
 //! cli                      commands; nothing imports it
 //! check  capture           verify's checks and reports; packets read off an interface
-//! lab                      up, configure, teardown, state, journal, progress
+//! lab                      up, reconcile, configure, impair, keeper, teardown, state, journal
 //! dataplane                the userspace GRE process and its eBPF fast path
-//! sys                      netns, pool, rtnl, tun, process, interrupt: the kernel, thin
+//! sys                      netns, pool, rtnl, tun, process, spawn, view, interrupt: the kernel, thin
 //! plan  validate  topology the file, checked, and what to build: pure
 //! model  wire  error       the vocabulary (kinds, overhead, backends); packet views; exit codes
 //! ```
