@@ -60,12 +60,7 @@ pub(super) fn node_ns(lab: Option<String>, node: &str) -> Result<String> {
     s.plan.ns_of(node).map(str::to_owned).ok_or_else(|| {
         bad_input(format!(
             "lab `{lab}` has no node `{node}`; nodes: {}",
-            s.plan
-                .nodes
-                .iter()
-                .map(|n| n.node.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            s.plan.node_names()
         ))
     })
 }

@@ -219,6 +219,12 @@ impl Plan {
             .map(|n| n.ns.as_str())
     }
 
+    /// The nodes' names, for messages: `a, b, c`.
+    pub fn node_names(&self) -> String {
+        let names: Vec<&str> = self.nodes.iter().map(|n| n.node.as_str()).collect();
+        names.join(", ")
+    }
+
     /// The namespaces, in creation order.
     pub fn namespaces(&self) -> impl DoubleEndedIterator<Item = &str> {
         self.nodes.iter().map(|n| n.ns.as_str())

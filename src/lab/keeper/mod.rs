@@ -360,12 +360,7 @@ pub fn node_command(lab: &str, node: &str, cmd: &[String]) -> Result<std::proces
     let ns = s.plan.ns_of(node).ok_or_else(|| {
         crate::error::bad_input(format!(
             "lab `{lab}` has no node `{node}`; nodes: {}",
-            s.plan
-                .nodes
-                .iter()
-                .map(|n| n.node.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            s.plan.node_names()
         ))
     })?;
     let dir = LabDir::open(lab)?.ok_or_else(|| anyhow!("lab `{lab}` has no state"))?;
